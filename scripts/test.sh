@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what the tests need (redis-server, a virtualenv with .[dev]) and run them all:
+# lint, types, then pytest. .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server (Debian package)"
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+
+VENV="${CELERIAC_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "== creating $VENV"
+  python3 -m venv "$VENV"
+fi
+echo "== installing celeriac[dev]"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+echo "== ruff"
+"$VENV/bin/ruff" check src tests bench examples
+"$VENV/bin/ruff" format --check src tests bench examples
+echo "== mypy --strict"
+"$VENV/bin/mypy"
+echo "== pytest"
+"$VENV/bin/python" -m pytest "$@"

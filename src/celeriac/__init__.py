@@ -1,0 +1,64 @@
+"""celeriac: a distributed task queue that speaks Celery 5's wire protocol.
+
+Change ``from celery import Celery`` to ``from celeriac import Celery`` and keep your tasks.
+
+Names load on first use, so ``celeriac -P gevent`` can monkey-patch before anything
+imports ``socket``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "AsyncResult": "celeriac.result",
+    "EagerResult": "celeriac.result",
+    "Celeriac": "celeriac.app",
+    "Celery": "celeriac.app",
+    "shared_task": "celeriac.app",
+    "Task": "celeriac.task",
+    "CeleriacError": "celeriac.errors",
+    "MaxRetriesExceededError": "celeriac.errors",
+    "NotRegistered": "celeriac.errors",
+    "Reject": "celeriac.errors",
+    "Retry": "celeriac.errors",
+    "SoftTimeLimitExceeded": "celeriac.errors",
+    "TaskRevokedError": "celeriac.errors",
+    "TimeLimitExceeded": "celeriac.errors",
+    "states": "celeriac.states",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:
+    from . import states
+    from .app import Celeriac, Celery, shared_task
+    from .errors import (
+        CeleriacError,
+        MaxRetriesExceededError,
+        NotRegistered,
+        Reject,
+        Retry,
+        SoftTimeLimitExceeded,
+        TaskRevokedError,
+        TimeLimitExceeded,
+    )
+    from .result import AsyncResult, EagerResult
+    from .task import Task
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'celeriac' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    value = module if name == "states" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,501 @@
+"""The application: settings, the task registry, routing, and the broker and backend it opens."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar, overload
+
+from . import protocol, serialization
+from .backends import Backend, make_backend
+from .brokers import Broker, make_broker
+from .config import DEFAULT_BROKER_URL, Settings, load_object
+from .errors import ImproperlyConfigured, InvalidTaskOptions, NotRegistered
+from .result import AsyncResult
+from .routing import Router
+from .task import Task as TaskBase
+from .task import _current_request
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_apps: weakref.WeakSet[Celeriac] = weakref.WeakSet()
+_default: list[Celeriac] = []
+_shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+_lock = threading.Lock()
+
+SEND_OPTIONS = frozenset(
+    {
+        "countdown",
+        "eta",
+        "expires",
+        "queue",
+        "routing_key",
+        "exchange",
+        "priority",
+        "task_id",
+        "headers",
+        "ignore_result",
+        "link",
+        "link_error",
+        "serializer",
+        "time_limit",
+        "soft_time_limit",
+        "shadow",
+        "retries",
+        "root_id",
+        "parent_id",
+        "group_id",
+        "group_index",
+        "chain",
+        "chord",
+        "reply_to",
+        "retry",
+        "retry_policy",
+        "add_to_parent",
+        "task",
+        "connection",
+        "producer",
+        "compression",
+        "exchange_type",
+        "declare",
+        "mandatory",
+        "immediate",
+        "delivery_mode",
+        "stamped_headers",
+        "stamps",
+        "argsrepr",
+        "kwargsrepr",
+    }
+)
+
+
+def default_app() -> Celeriac:
+    """The most recently created app (Celery's current_app), creating one if there is none."""
+    with _lock:
+        if _default:
+            return _default[-1]
+    return Celeriac()
+
+
+class Celeriac:
+    """A celeriac application. ``Celery`` is the same class under Celery's name."""
+
+    Task: type[TaskBase] = TaskBase
+
+    def __init__(
+        self,
+        main: str | None = None,
+        broker: str | None = None,
+        backend: str | None = None,
+        include: Sequence[str] | None = None,
+        config_source: object | str | None = None,
+        **settings: Any,
+    ) -> None:
+        self.main = main
+        self.conf = Settings()
+        if config_source is not None:
+            self.conf.from_object(config_source)
+        if broker:
+            self.conf.broker_url = broker
+        if backend:
+            self.conf.result_backend = backend
+        if include:
+            self.conf.include = tuple(include)
+        for name, value in settings.items():
+            self.conf[name] = value
+        self.tasks: dict[str, TaskBase] = {}
+        self.client_name = f"celeriac.client.{os.getpid()}"
+        self._broker: Broker | None = None
+        self._backend: Backend | None = None
+        self._router: Router | None = None
+        self._autodiscover: list[tuple[Sequence[str], str]] = []
+        self._pid = os.getpid()
+        with _lock:
+            _apps.add(self)
+            _default.append(self)
+            del _default[:-1]
+            shared = list(_shared)
+        for fun, options in shared:
+            self._register(fun, options)
+
+    def __repr__(self) -> str:
+        return f"<Celeriac {self.main or '__main__'} at {id(self):#x}>"
+
+    # configuration
+    def config_from_object(self, obj: object | str, **_ignored: Any) -> None:
+        self.conf.from_object(obj)
+        self._reset_connections()
+
+    def config_from_envvar(self, variable: str) -> None:
+        value = os.environ.get(variable)
+        if not value:
+            raise ImproperlyConfigured(
+                f"environment variable {variable} is not set; set it to a module name"
+            )
+        self.config_from_object(value)
+
+    @property
+    def broker_url(self) -> str:
+        url = self.conf.resolved("broker_url")
+        return str(url) if url else DEFAULT_BROKER_URL
+
+    @property
+    def backend_url(self) -> str:
+        url = self.conf.resolved("result_backend")
+        return str(url) if url else self.broker_url
+
+    # connections, opened lazily and again in each forked child
+    @property
+    def broker(self) -> Broker:
+        self._check_fork()
+        if self._broker is None:
+            self._broker = make_broker(self.broker_url, self.conf, client_name=self.client_name)
+        return self._broker
+
+    @property
+    def backend(self) -> Backend:
+        self._check_fork()
+        if self._backend is None:
+            self._backend = make_backend(self.backend_url, self.conf, client_name=self.client_name)
+        return self._backend
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():
+            # in a forked child: drop the parent's clients without closing their sockets
+            self._broker = None
+            self._backend = None
+            self._pid = os.getpid()
+
+    def _reset_connections(self) -> None:
+        self.close()
+        self._router = None
+
+    def close(self) -> None:
+        if self._pid != os.getpid():
+            self._broker = self._backend = None
+            return
+        if self._broker is not None:
+            self._broker.close()
+        if self._backend is not None:
+            self._backend.close()
+        self._broker = None
+        self._backend = None
+
+    @property
+    def router(self) -> Router:
+        if self._router is None:
+            self._router = Router(self.conf.task_routes, self.conf.task_default_queue)
+        return self._router
+
+    # task registry
+    @overload
+    def task(self, fun: F) -> TaskBase: ...
+
+    @overload
+    def task(self, fun: None = None, **options: Any) -> Callable[[F], TaskBase]: ...
+
+    def task(self, fun: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True)``."""
+        if fun is not None and callable(fun) and not options:
+            return self._register(fun, {})
+
+        def decorate(inner: Callable[..., Any]) -> TaskBase:
+            return self._register(inner, options)
+
+        return decorate
+
+    def _register(self, fun: Callable[..., Any], options: Mapping[str, Any]) -> TaskBase:
+        options = dict(options)
+        name = options.pop("name", None) or self.gen_task_name(fun.__name__, fun.__module__)
+        base = options.pop("base", None) or self.Task
+        if not (isinstance(base, type) and issubclass(base, TaskBase)):
+            raise ImproperlyConfigured(f"base= for task {name!r} must be a Task subclass")
+        task = base(self, fun, name, **options)
+        self.tasks[name] = task
+        return task
+
+    def gen_task_name(self, name: str, module: str) -> str:
+        if module == "__main__" and self.main:
+            module = self.main
+        return f"{module}.{name}"
+
+    def register_task(self, task: TaskBase) -> TaskBase:
+        self.tasks[task.name] = task
+        return task
+
+    def autodiscover_tasks(
+        self,
+        packages: Iterable[str] | Callable[[], Iterable[str]],
+        related_name: str = "tasks",
+        force: bool = False,
+    ) -> None:
+        names = packages() if callable(packages) else packages
+        self._autodiscover.append((list(names), related_name))
+        if force:
+            self.import_task_modules()
+
+    def import_task_modules(self) -> list[str]:
+        """Import ``include``, ``imports`` and autodiscovered modules; returns their names."""
+        modules = [*self.conf.imports, *self.conf.include]
+        for packages, related in self._autodiscover:
+            for package in packages:
+                candidate = f"{package}.{related}"
+                try:
+                    importlib.import_module(candidate)
+                    modules.append(candidate)
+                except ModuleNotFoundError as exc:
+                    if exc.name != candidate:
+                        raise
+        for module in modules:
+            importlib.import_module(module)
+        return modules
+
+    def lookup(self, name: str) -> TaskBase:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise NotRegistered(name) from None
+
+    # sending
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send a task by name; returns its AsyncResult at once."""
+        if not isinstance(name, str) or not name:
+            raise InvalidTaskOptions(f"task name must be a non-empty string, got {name!r}")
+        args, kwargs = _check_call(name, args, kwargs)
+        unknown = set(options) - SEND_OPTIONS
+        if unknown:
+            raise InvalidTaskOptions(
+                f"unknown option(s) {sorted(unknown)} for {name!r}; "
+                f"apply_async takes {', '.join(sorted(SEND_OPTIONS - {'task'}))}"
+            )
+        task: TaskBase | None = options.pop("task", None) or self.tasks.get(name)
+        if task is not None:
+            try:
+                task.check_arguments(args, kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{name}() called with arguments that do not fit: {exc}") from None
+        task_id = options.get("task_id") or protocol.new_id()
+        queue, send = self._send_options(name, args, kwargs, options, task, task_id)
+        serializer = options.get("serializer") or (task.serializer if task else None)
+        content_type = serialization.content_type_for(serializer or self.conf.task_serializer)
+        envelope = protocol.build_envelope(
+            name, task_id, args, kwargs, send, content_type=content_type
+        )
+        self.broker.publish(queue, envelope, send.priority)
+        return AsyncResult(task_id, app=self, task_name=name)
+
+    def _send_options(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: Mapping[str, Any],
+        task: TaskBase | None,
+        task_id: str,
+    ) -> tuple[str, protocol.SendOptions]:
+        route: dict[str, Any] = {}
+        if not options.get("queue") and not (task and task.queue):
+            route = self.router.route(name, args, kwargs, options, task)
+        queue = options.get("queue") or (task.queue if task else None) or route.get("queue")
+        queue = _as_queue_name(queue or self.conf.task_default_queue)
+        routing_key = options.get("routing_key") or route.get("routing_key") or queue
+        priority = _priority(
+            options.get("priority"),
+            route.get("priority"),
+            task.priority if task else None,
+            self.conf.task_default_priority,
+        )
+        parent = _current_request.get()
+        ignore_result = options.get("ignore_result")
+        if ignore_result is None:
+            ignore_result = bool(
+                task.ignore_result
+                if task and task.ignore_result is not None
+                else self.conf.task_ignore_result
+            )
+        hard = options.get("time_limit", task.time_limit if task else None)
+        soft = options.get("soft_time_limit", task.soft_time_limit if task else None)
+        expires = options.get("expires", task.expires if task else None)
+        headers = options.get("headers") or {}
+        if not isinstance(headers, Mapping):
+            raise InvalidTaskOptions(f"headers must be a dict, got {type(headers).__name__}")
+        send = protocol.SendOptions(
+            queue=queue,
+            exchange=str(options.get("exchange") or ""),
+            routing_key=str(routing_key),
+            priority=priority,
+            eta=_eta(options.get("eta"), options.get("countdown")),
+            expires=_expires(expires),
+            retries=int(options.get("retries") or 0),
+            timelimit=(_seconds("time_limit", hard), _seconds("soft_time_limit", soft)),
+            root_id=options.get("root_id") or (parent.root_id if parent else None) or task_id,
+            parent_id=options.get("parent_id") or (parent.id if parent else None),
+            group=options.get("group_id"),
+            group_index=options.get("group_index"),
+            ignore_result=bool(ignore_result),
+            shadow=options.get("shadow"),
+            reply_to=options.get("reply_to"),
+            headers=headers,
+            callbacks=_signatures(options.get("link")),
+            errbacks=_signatures(options.get("link_error")),
+            chain=options.get("chain"),
+            chord=options.get("chord"),
+        )
+        return queue, send
+
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802
+        return AsyncResult(task_id, app=self, **kwargs)
+
+
+Celery = Celeriac
+
+
+def shared_task(fun: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """A task for every app: registered on each app that exists now or is created later."""
+
+    def register(inner: Callable[..., Any]) -> TaskBase:
+        with _lock:
+            _shared.append((inner, dict(options)))
+            apps = list(_apps)
+        task: TaskBase | None = None
+        for app in apps:
+            task = app._register(inner, options)
+        if task is None:
+            task = default_app()._register(inner, options)
+        return task
+
+    if fun is not None and callable(fun) and not options:
+        return register(fun)
+    return register
+
+
+def _check_call(
+    name: str, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if args is None:
+        args = ()
+    if isinstance(args, (str, bytes)) or not isinstance(args, (list, tuple)):
+        raise InvalidTaskOptions(
+            f"args for {name!r} must be a list or tuple, got {type(args).__name__}"
+        )
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, Mapping):
+        raise InvalidTaskOptions(f"kwargs for {name!r} must be a dict, got {type(kwargs).__name__}")
+    if not all(isinstance(key, str) for key in kwargs):
+        raise InvalidTaskOptions(f"kwargs keys for {name!r} must be strings")
+    return tuple(args), dict(kwargs)
+
+
+def _as_queue_name(queue: Any) -> str:
+    name = getattr(queue, "name", queue)  # a kombu.Queue-like object
+    if not isinstance(name, str) or not name:
+        raise InvalidTaskOptions(f"queue must be a non-empty string, got {queue!r}")
+    return name
+
+
+def _priority(*candidates: Any) -> int:
+    for value in candidates:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+            raise InvalidTaskOptions(f"priority must be an integer from 0 to 9, got {value!r}")
+        return min(value, 9)
+    return 0
+
+
+def _seconds(option: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidTaskOptions(f"{option} must be a number of seconds, got {value!r}")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _eta(eta: Any, countdown: Any) -> datetime | None:
+    if countdown is not None:
+        if isinstance(countdown, bool) or not isinstance(countdown, (int, float)):
+            raise InvalidTaskOptions(f"countdown must be a number of seconds, got {countdown!r}")
+        return datetime.now(timezone.utc) + timedelta(seconds=countdown)
+    if eta is None:
+        return None
+    if isinstance(eta, str):
+        parsed = protocol.parse_time(eta)
+        if parsed is None:
+            raise InvalidTaskOptions(f"eta {eta!r} is not an ISO-8601 time")
+        return parsed
+    if not isinstance(eta, datetime):
+        raise InvalidTaskOptions(f"eta must be a datetime, got {type(eta).__name__}")
+    return _aware(eta)
+
+
+def _expires(expires: Any) -> datetime | None:
+    if expires is None:
+        return None
+    if isinstance(expires, bool):
+        raise InvalidTaskOptions(f"expires must be seconds or a datetime, got {expires!r}")
+    if isinstance(expires, (int, float)):
+        return datetime.now(timezone.utc) + timedelta(seconds=expires)
+    if isinstance(expires, datetime):
+        return _aware(expires)
+    if isinstance(expires, str):
+        parsed = protocol.parse_time(expires)
+        if parsed is not None:
+            return parsed
+    raise InvalidTaskOptions(f"expires must be seconds or a datetime, got {expires!r}")
+
+
+def _signatures(value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        as_dict = item.as_dict() if hasattr(item, "as_dict") else item
+        if not isinstance(as_dict, Mapping):
+            raise InvalidTaskOptions(f"link/link_error take signatures, got {type(item).__name__}")
+        out.append(dict(as_dict))
+    return out
+
+
+def load_app(reference: str) -> Celeriac:
+    """Find the app named by ``-A``: ``module``, ``module:attr`` or ``module.attr``.
+
+    With only a module, look for ``app`` or ``celery`` in it, then any Celeriac instance.
+    """
+    obj = load_object(reference)
+    if isinstance(obj, Celeriac):
+        return obj
+    for attr in ("app", "celery"):
+        candidate = getattr(obj, attr, None)
+        if isinstance(candidate, Celeriac):
+            return candidate
+        if candidate is not None and hasattr(candidate, "__dict__"):
+            nested = getattr(candidate, "app", None)
+            if isinstance(nested, Celeriac):
+                return nested
+    found = (
+        [v for v in vars(obj).values() if isinstance(v, Celeriac)]
+        if hasattr(obj, "__dict__")
+        else []
+    )
+    if len(found) == 1:
+        return found[0]
+    raise ImproperlyConfigured(
+        f"{reference!r} names no celeriac app; point -A at module:attr where attr is a "
+        f"Celeriac (or Celery) instance"
+    )

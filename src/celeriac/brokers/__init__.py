@@ -1,0 +1,33 @@
+"""Brokers, chosen by URL scheme."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigurationError
+from .base import Broker, DeadLetter, Delivery, priority_key
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["Broker", "DeadLetter", "Delivery", "make_broker", "priority_key"]
+
+
+def make_broker(url: str, settings: Settings, client_name: str = "celeriac") -> Broker:
+    """Open the broker that *url*'s scheme names."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis import RedisBroker
+
+        return RedisBroker(url, settings, client_name=client_name)
+    if scheme == "memory":
+        from .memory import MemoryBroker
+
+        return MemoryBroker(url, settings)
+    if scheme == "sqlite":
+        from .sqlite import SqliteBroker
+
+        return SqliteBroker(url, settings, client_name=client_name)
+    raise ConfigurationError(
+        f"unknown broker URL scheme in {url!r}; use redis://host:port/db, sqlite:///path or memory://"
+    )

@@ -1,0 +1,76 @@
+"""The broker interface: what producers and the consumer need from any transport."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+PRIORITY_STEPS = (0, 3, 6, 9)
+PRIORITY_SEP = "\x06\x16"
+
+
+def priority_step(priority: int) -> int:
+    """Celery's priority bucket on Redis: 0-2 -> 0, 3-5 -> 3, 6-8 -> 6, 9 -> 9."""
+    priority = max(0, min(9, int(priority)))
+    return max(step for step in PRIORITY_STEPS if step <= priority)
+
+
+def priority_key(queue: str, priority: int) -> str:
+    step = priority_step(priority)
+    return queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message taken from a queue and held until ack or reject."""
+
+    queue: str
+    receipt: str  # what the broker needs to ack this exact copy (the delivery tag)
+    raw: bytes  # the envelope as it sat on the queue
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the worker could not run, kept with the reason."""
+
+    queue: str
+    reason: str
+    time: float
+    raw: bytes
+
+
+class Broker(Protocol):
+    """Moves task messages between producers and workers.
+
+    ``fetch`` must take messages atomically into the broker's unacked store, so a worker
+    that dies between fetch and ack loses nothing.
+    """
+
+    url: str
+
+    def publish(self, queue: str, envelope: bytes, priority: int = 0) -> None: ...
+
+    def publish_many(self, items: Sequence[tuple[str, bytes, int]]) -> None: ...
+
+    def fetch(self, queues: Sequence[str], max_count: int, timeout_s: float) -> list[Delivery]: ...
+
+    def ack(self, receipts: Sequence[str]) -> None: ...
+
+    def requeue(self, receipts: Sequence[str], *, to_front: bool = True) -> int: ...
+
+    def defer(self, delivery: Delivery, due_s: float) -> None: ...
+
+    def promote_due(self, now_s: float, limit: int = 1000) -> float | None: ...
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None: ...
+
+    def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]: ...
+
+    def queue_length(self, queue: str) -> int: ...
+
+    def purge(self, queues: Sequence[str]) -> int: ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...

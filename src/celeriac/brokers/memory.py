@@ -1,0 +1,173 @@
+"""An in-process broker for unit tests and single-process runs (``memory://``).
+
+Every app in the process that names the same ``memory://`` URL shares one store, so a
+worker thread and a client in one test see the same queues. It keeps the same unacked
+bookkeeping as the real brokers, so ack, requeue and dead-lettering behave alike.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from ..config import Settings
+from .base import PRIORITY_STEPS, DeadLetter, Delivery, priority_key, priority_step
+
+
+@dataclass
+class _Store:
+    lock: threading.Condition = field(default_factory=threading.Condition)
+    queues: dict[str, deque[bytes]] = field(default_factory=dict)
+    unacked: dict[str, tuple[str, bytes, int]] = field(default_factory=dict)
+    dead: dict[str, list[DeadLetter]] = field(default_factory=dict)
+    delayed: list[tuple[float, str, bytes]] = field(default_factory=list)
+
+
+_STORES: dict[str, _Store] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def store_for(url: str) -> _Store:
+    with _STORES_LOCK:
+        return _STORES.setdefault(url, _Store())
+
+
+def _tag_of(raw: bytes) -> tuple[str, int] | None:
+    try:
+        envelope = orjson.loads(raw)
+        properties = envelope["properties"]
+        tag = properties["delivery_tag"]
+        priority = int(properties.get("priority") or 0)
+    except (ValueError, TypeError, KeyError):
+        return None
+    return (tag, priority) if isinstance(tag, str) and tag else None
+
+
+class MemoryBroker:
+    def __init__(self, url: str, settings: Settings | None = None) -> None:
+        self.url = url
+        self._store = store_for(url)
+
+    def publish(self, queue: str, envelope: bytes, priority: int = 0) -> None:
+        self.publish_many([(queue, envelope, priority)])
+
+    def publish_many(self, items: Sequence[tuple[str, bytes, int]]) -> None:
+        with self._store.lock:
+            for queue, envelope, priority in items:
+                self._store.queues.setdefault(priority_key(queue, priority), deque()).appendleft(
+                    envelope
+                )
+            self._store.lock.notify_all()
+
+    def fetch(self, queues: Sequence[str], max_count: int, timeout_s: float) -> list[Delivery]:
+        deadline = time.monotonic() + timeout_s
+        with self._store.lock:
+            while True:
+                taken = self._take(queues, max_count)
+                remaining = deadline - time.monotonic()
+                if taken or remaining <= 0:
+                    return taken
+                self._store.lock.wait(remaining)
+
+    def _take(self, queues: Sequence[str], max_count: int) -> list[Delivery]:
+        taken: list[Delivery] = []
+        for step in PRIORITY_STEPS:
+            for queue in queues:
+                items = self._store.queues.get(priority_key(queue, step))
+                while items and len(taken) < max_count:
+                    raw = items.pop()
+                    found = _tag_of(raw)
+                    if found is None:
+                        reason = "envelope is not a JSON object with properties.delivery_tag"
+                        self._store.dead.setdefault(queue, []).insert(
+                            0, DeadLetter(queue, reason, time.time(), raw)
+                        )
+                        taken.append(Delivery(queue, "", raw))
+                        continue
+                    tag, priority = found
+                    self._store.unacked[tag] = (queue, raw, priority)
+                    taken.append(Delivery(queue, tag, raw))
+                if len(taken) >= max_count:
+                    return taken
+        return taken
+
+    def ack(self, receipts: Sequence[str]) -> None:
+        with self._store.lock:
+            for tag in receipts:
+                self._store.unacked.pop(tag, None)
+
+    def requeue(self, receipts: Sequence[str], *, to_front: bool = True) -> int:
+        restored = 0
+        with self._store.lock:
+            for tag in receipts:
+                entry = self._store.unacked.pop(tag, None)
+                if entry is None:
+                    continue
+                queue, raw, priority = entry
+                items = self._store.queues.setdefault(priority_key(queue, priority), deque())
+                (items.append if to_front else items.appendleft)(raw)
+                restored += 1
+            self._store.lock.notify_all()
+        return restored
+
+    def defer(self, delivery: Delivery, due_s: float) -> None:
+        with self._store.lock:
+            self._store.unacked.pop(delivery.receipt, None)
+            self._store.delayed.append((due_s, delivery.queue, delivery.raw))
+            self._store.delayed.sort(key=lambda item: item[0])
+
+    def promote_due(self, now_s: float, limit: int = 1000) -> float | None:
+        with self._store.lock:
+            delayed = self._store.delayed
+            moved = 0
+            while delayed and delayed[0][0] <= now_s and moved < limit:
+                _, queue, raw = delayed.pop(0)
+                self._store.queues.setdefault(queue, deque()).append(raw)
+                moved += 1
+            if moved:
+                self._store.lock.notify_all()
+            return delayed[0][0] if delayed else None
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        with self._store.lock:
+            self._store.unacked.pop(delivery.receipt, None)
+            self._store.dead.setdefault(delivery.queue, []).insert(
+                0, DeadLetter(delivery.queue, reason, time.time(), delivery.raw)
+            )
+
+    def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        with self._store.lock:
+            return list(self._store.dead.get(queue, [])[:limit])
+
+    def queue_length(self, queue: str) -> int:
+        with self._store.lock:
+            return sum(
+                len(self._store.queues.get(priority_key(queue, s), ())) for s in PRIORITY_STEPS
+            )
+
+    def purge(self, queues: Sequence[str]) -> int:
+        removed = 0
+        with self._store.lock:
+            for queue in queues:
+                for step in PRIORITY_STEPS:
+                    items = self._store.queues.pop(priority_key(queue, step), None)
+                    removed += len(items or ())
+        return removed
+
+    def unacked_count(self) -> int:
+        with self._store.lock:
+            return len(self._store.unacked)
+
+    def ping(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+__all__ = ["MemoryBroker", "priority_step", "store_for"]

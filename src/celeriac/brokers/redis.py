@@ -1,0 +1,330 @@
+"""The Redis broker: Celery 5 / kombu's Redis layout (lists per queue and priority,
+``unacked`` hash and ``unacked_index`` zset), with an atomic fetch.
+
+kombu pops with BRPOP and records the message in ``unacked`` afterwards, so a worker killed
+in between loses it. Here one Lua script pops and records together. To wait for work without
+polling and without popping, an idle consumer reads the queue lengths on a connection with
+client-side tracking on, and sleeps until Redis says one of those keys changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+import redis
+import redis.exceptions
+
+from ..config import Settings
+from ..errors import BrokerError
+from ..protocol import mark_redelivered
+from ..urls import safe_url
+from .base import PRIORITY_SEP, PRIORITY_STEPS, DeadLetter, Delivery, priority_key
+from .redis_scripts import DEFER, FETCH, PROMOTE
+
+logger = logging.getLogger(__name__)
+
+UNACKED = "unacked"
+UNACKED_INDEX = "unacked_index"
+DEAD_PREFIX = "celeriac.dead."
+DELAYED = "celeriac.delayed"
+T = TypeVar("T")
+
+CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def dead_key(queue: str) -> str:
+    return DEAD_PREFIX + queue
+
+
+def queue_keys(queues: Sequence[str]) -> list[tuple[str, str]]:
+    """(key, queue) pairs in Celery's BRPOP order: every queue at one level, level by level."""
+    return [(priority_key(q, step), q) for step in PRIORITY_STEPS for q in queues]
+
+
+class RedisBroker:
+    def __init__(self, url: str, settings: Settings, client_name: str = "celeriac") -> None:
+        self.url = url
+        options = dict(settings.broker_transport_options or {})
+        self.visibility_timeout_s = float(options.get("visibility_timeout", 3600))
+        self._client_name = client_name
+        self._connect_timeout_s = float(settings.broker_connection_timeout or 4.0)
+        self._retry_policy = dict(settings.task_publish_retry_policy or {})
+        self._publish_retry = bool(settings.task_publish_retry)
+        try:
+            self._client = redis.Redis.from_url(
+                url,
+                client_name=client_name,
+                socket_connect_timeout=self._connect_timeout_s,
+                socket_keepalive=True,
+                health_check_interval=30,
+            )
+        except ValueError as exc:
+            raise BrokerError(f"invalid Redis broker URL {safe_url(url)!r}: {exc}") from exc
+        self._fetch_script = self._client.register_script(FETCH)
+        self._defer_script = self._client.register_script(DEFER)
+        self._promote_script = self._client.register_script(PROMOTE)
+        self._declared: set[str] = set()
+        self._waiter: _ChangeWaiter | None = None
+
+    # producing
+    def publish(self, queue: str, envelope: bytes, priority: int = 0) -> None:
+        self.publish_many([(queue, envelope, priority)])
+
+    def publish_many(self, items: Sequence[tuple[str, bytes, int]]) -> None:
+        def send() -> None:
+            pipe = self._client.pipeline(transaction=False)
+            for queue, _, _ in items:
+                if queue not in self._declared:
+                    # kombu resolves named exchanges through this set; Celery clients write it too
+                    member = f"{queue}{PRIORITY_SEP}{PRIORITY_SEP}{queue}"
+                    pipe.sadd(f"_kombu.binding.{queue}", member)
+            for queue, envelope, priority in items:
+                pipe.lpush(priority_key(queue, priority), envelope)
+            pipe.execute()
+            self._declared.update(queue for queue, _, _ in items)
+
+        self._with_publish_retry(send)
+
+    def _with_publish_retry(self, action: Callable[[], T]) -> T:
+        policy = self._retry_policy
+        max_retries = int(policy.get("max_retries", 3)) if self._publish_retry else 0
+        interval = float(policy.get("interval_start", 0.0))
+        step = float(policy.get("interval_step", 0.2))
+        cap = float(policy.get("interval_max", 0.2))
+        attempt = 0
+        while True:
+            try:
+                return action()
+            except CONNECTION_ERRORS as exc:
+                if attempt >= max_retries:
+                    raise BrokerError(
+                        f"cannot reach the Redis broker at {safe_url(self.url)} after "
+                        f"{attempt + 1} attempts ({exc}); check that redis-server is running "
+                        f"and that broker_url is right"
+                    ) from exc
+                logger.warning(
+                    "broker %s unreachable (%s); retry %d/%d in %.1fs",
+                    safe_url(self.url),
+                    exc,
+                    attempt + 1,
+                    max_retries,
+                    interval,
+                )
+                time.sleep(interval)
+                interval = min(cap, interval + step)
+                attempt += 1
+
+    # consuming
+    def fetch(self, queues: Sequence[str], max_count: int, timeout_s: float) -> list[Delivery]:
+        keys = queue_keys(queues)
+        deliveries = self._fetch_now(keys, max_count)
+        if deliveries or timeout_s <= 0:
+            return deliveries
+        if self._waiter is None:
+            self._waiter = _ChangeWaiter(self._client, self._client_name)
+        try:
+            woken = self._waiter.wait([key for key, _ in keys], timeout_s)
+        except CONNECTION_ERRORS as exc:
+            self._waiter.close()
+            self._waiter = None
+            raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
+        return self._fetch_now(keys, max_count) if woken else []
+
+    def _fetch_now(self, keys: list[tuple[str, str]], max_count: int) -> list[Delivery]:
+        try:
+            rows = self._fetch_script(
+                keys=[UNACKED, UNACKED_INDEX, *(key for key, _ in keys)],
+                args=[max_count, repr(time.time()), *(queue for _, queue in keys)],
+            )
+        except CONNECTION_ERRORS as exc:
+            raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
+        return [Delivery(queue.decode(), tag.decode(), raw) for queue, tag, raw in rows]
+
+    def ack(self, receipts: Sequence[str]) -> None:
+        receipts = [r for r in receipts if r]
+        if not receipts:
+            return
+        pipe = self._client.pipeline(transaction=True)
+        pipe.zrem(UNACKED_INDEX, *receipts)
+        pipe.hdel(UNACKED, *receipts)
+        pipe.execute()
+
+    def requeue(self, receipts: Sequence[str], *, to_front: bool = True) -> int:
+        """Put unacked messages back on their queues (RPUSH: next to be taken, as kombu does)."""
+        restored = 0
+        for tag in receipts:
+            if not tag:
+                continue
+
+            def restore(pipe: Any, tag: str = tag) -> Any:
+                return self._restore_one(pipe, tag, to_front)
+
+            if self._client.transaction(restore, UNACKED, value_from_callable=True):
+                restored += 1
+        return restored
+
+    def _restore_one(self, pipe: Any, tag: str, to_front: bool) -> bool:
+        stored = pipe.hget(UNACKED, tag)
+        if stored is None:
+            pipe.multi()
+            pipe.zrem(UNACKED_INDEX, tag)
+            return False
+        try:
+            envelope, _exchange, routing_key = orjson.loads(stored)
+            queue = routing_key or "celery"
+            priority = int((envelope.get("properties") or {}).get("priority") or 0)
+            raw = mark_redelivered(orjson.dumps(envelope))
+        except (ValueError, TypeError, AttributeError) as exc:
+            logger.error("unacked entry %s is not kombu's [envelope, exchange, key]: %s", tag, exc)
+            pipe.multi()
+            pipe.lpush(
+                dead_key("celery"), _dead_record("celery", f"corrupt unacked entry: {exc}", stored)
+            )
+            pipe.zrem(UNACKED_INDEX, tag)
+            pipe.hdel(UNACKED, tag)
+            return False
+        pipe.multi()
+        pipe.zrem(UNACKED_INDEX, tag)
+        pipe.hdel(UNACKED, tag)
+        key = priority_key(queue, priority)
+        (pipe.rpush if to_front else pipe.lpush)(key, raw)
+        return True
+
+    def restore_stale(self, older_than_s: float) -> int:
+        """Requeue unacked messages delivered more than *older_than_s* ago (kombu's sweep)."""
+        cutoff = time.time() - older_than_s
+        found = self._client.zrangebyscore(UNACKED_INDEX, "-inf", cutoff)
+        tags = [t.decode() if isinstance(t, bytes) else str(t) for t in found]
+        return self.requeue(tags)
+
+    def defer(self, delivery: Delivery, due_s: float) -> None:
+        """Park a message due later broker-side (not in worker memory) until *due_s*."""
+        self._defer_script(
+            keys=[UNACKED, UNACKED_INDEX, DELAYED],
+            args=[delivery.receipt, repr(due_s), delivery.queue, delivery.raw],
+        )
+
+    def promote_due(self, now_s: float, limit: int = 1000) -> float | None:
+        """Queue parked messages that are due; returns when the next one falls due."""
+        try:
+            nxt = self._promote_script(keys=[DELAYED], args=[repr(now_s), limit])
+        except CONNECTION_ERRORS as exc:
+            raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
+        return float(nxt) if nxt else None
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.lpush(dead_key(delivery.queue), _dead_record(delivery.queue, reason, delivery.raw))
+        if delivery.receipt:
+            pipe.zrem(UNACKED_INDEX, delivery.receipt)
+            pipe.hdel(UNACKED, delivery.receipt)
+        pipe.execute()
+
+    def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        letters = []
+        for item in self._client.lrange(dead_key(queue), 0, limit - 1):
+            record = orjson.loads(item)
+            raw = record.get("message", "")
+            letters.append(
+                DeadLetter(
+                    queue=record.get("queue", queue),
+                    reason=record.get("reason", ""),
+                    time=float(record.get("time", 0.0)),
+                    raw=raw.encode() if isinstance(raw, str) else bytes(raw),
+                )
+            )
+        return letters
+
+    def queue_length(self, queue: str) -> int:
+        pipe = self._client.pipeline(transaction=False)
+        for step in PRIORITY_STEPS:
+            pipe.llen(priority_key(queue, step))
+        return sum(pipe.execute())
+
+    def purge(self, queues: Sequence[str]) -> int:
+        removed = 0
+        for queue in queues:
+            keys = [priority_key(queue, step) for step in PRIORITY_STEPS]
+            pipe = self._client.pipeline(transaction=True)
+            for key in keys:
+                pipe.llen(key)
+            pipe.delete(*keys)
+            removed += sum(pipe.execute()[:-1])
+        return removed
+
+    def ping(self) -> None:
+        try:
+            self._client.ping()
+        except CONNECTION_ERRORS as exc:
+            raise BrokerError(
+                f"cannot reach the Redis broker at {safe_url(self.url)} ({exc}); "
+                f"check that redis-server is running and that broker_url is right"
+            ) from exc
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
+    def close(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
+        self._client.close()
+
+
+def _dead_record(queue: str, reason: str, raw: bytes | str) -> bytes:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return orjson.dumps({"queue": queue, "reason": reason, "time": time.time(), "message": text})
+
+
+class _ChangeWaiter:
+    """Sleeps until Redis reports a change to one of the watched keys.
+
+    Uses client-side caching in its plain form: the watch connection reads each key's length
+    with tracking on, redirecting invalidations to a second connection subscribed to
+    ``__redis__:invalidate``. Any LPUSH to a watched key wakes us. Nothing is popped, so a
+    message never sits only in this process.
+    """
+
+    def __init__(self, client: redis.Redis, client_name: str) -> None:
+        kwargs = dict(client.connection_pool.connection_kwargs)
+        kwargs["protocol"] = 2
+        kwargs.pop("client_name", None)
+        pool_class: Any = type(client.connection_pool.make_connection())
+        self._notify: Any = pool_class(**kwargs, client_name=f"{client_name}:wake")
+        self._watch: Any = pool_class(**kwargs, client_name=f"{client_name}:watch")
+        self._notify.connect()
+        self._notify.send_command("CLIENT", "ID")
+        notify_id = self._notify.read_response()
+        self._notify.send_command("SUBSCRIBE", "__redis__:invalidate")
+        self._notify.read_response()
+        self._watch.connect()
+        self._watch.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", notify_id)
+        self._watch.read_response()
+
+    def wait(self, keys: Sequence[str], timeout_s: float) -> bool:
+        """True when a watched key may have something; False after *timeout_s* of quiet."""
+        self._drain()
+        self._watch.send_packed_command(self._watch.pack_commands([("LLEN", k) for k in keys]))
+        lengths = [self._watch.read_response() for _ in keys]
+        if any(lengths):
+            return True
+        if self._notify.can_read(timeout=timeout_s):
+            self._drain()
+            return True
+        return False
+
+    def _drain(self) -> None:
+        while self._notify.can_read(timeout=0):
+            self._notify.read_response()
+
+    def close(self) -> None:
+        for conn in (self._notify, self._watch):
+            try:
+                conn.disconnect()
+            except CONNECTION_ERRORS:  # closing a dead socket
+                logger.debug("error closing waiter connection", exc_info=True)

@@ -1,0 +1,75 @@
+"""Lua scripts the Redis broker runs server-side, so each step is atomic."""
+
+from __future__ import annotations
+
+# Pop up to ARGV[1] messages from the queue keys in order and, in the same step, record
+# each one in kombu's `unacked` hash and `unacked_index` zset. A worker killed right after
+# this script still leaves every message it took in `unacked`, where a restore finds it.
+# A queue item that is not a JSON envelope with a delivery tag cannot be tracked in
+# `unacked`; it goes straight to the queue's dead-letter list and comes back with an empty tag.
+#
+# KEYS: unacked, unacked_index, queue keys...     ARGV: max_count, now, queue name per key...
+FETCH = """
+local out = {}
+local max_count = tonumber(ARGV[1])
+local now = ARGV[2]
+for i = 3, #KEYS do
+  local queue = ARGV[i]
+  while #out < max_count do
+    local raw = redis.call('RPOP', KEYS[i])
+    if not raw then break end
+    local ok, env = pcall(cjson.decode, raw)
+    local tag, exchange, rkey
+    if ok and type(env) == 'table' and type(env.properties) == 'table' then
+      tag = env.properties.delivery_tag
+      local info = env.properties.delivery_info
+      if type(info) == 'table' then
+        exchange = info.exchange
+        rkey = info.routing_key
+      end
+    end
+    if type(tag) == 'string' and tag ~= '' then
+      if type(exchange) ~= 'string' then exchange = '' end
+      if type(rkey) ~= 'string' or exchange == '' then rkey = queue end
+      redis.call('HSET', KEYS[1], tag,
+        '[' .. raw .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(rkey) .. ']')
+      redis.call('ZADD', KEYS[2], now, tag)
+      out[#out + 1] = {queue, tag, raw}
+    else
+      local reason = 'envelope is not a JSON object with properties.delivery_tag'
+      redis.call('LPUSH', 'celeriac.dead.' .. queue,
+        cjson.encode({queue = queue, reason = reason, time = tonumber(now), message = raw}))
+      out[#out + 1] = {queue, '', raw}
+    end
+  end
+  if #out >= max_count then break end
+end
+return out
+"""
+
+# Park a task that is due later: move it from `unacked` into the delayed zset, scored by its
+# due time, in one step. Member = "<queue>\n<envelope>".
+# KEYS: unacked, unacked_index, delayed     ARGV: tag, due, queue, raw
+DEFER = """
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3] .. '\\n' .. ARGV[4])
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# Move every parked task that is due onto the front of its queue (priority 0 list), and
+# return the score of the next one still waiting (or false).
+# KEYS: delayed     ARGV: now, limit
+PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  local cut = string.find(member, '\\n', 1, true)
+  if cut then
+    redis.call('RPUSH', string.sub(member, 1, cut - 1), string.sub(member, cut + 1))
+  end
+  redis.call('ZREM', KEYS[1], member)
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if nxt[2] then return nxt[2] end
+return false
+"""

@@ -1,0 +1,239 @@
+"""Tasks: the decorated function, its options, the request context and retry."""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import random
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from .errors import MaxRetriesExceededError, Retry
+
+if TYPE_CHECKING:
+    from .app import Celeriac
+    from .result import AsyncResult, EagerResult
+
+
+class Request:
+    """What the running task knows about its message (``self.request`` in a bound task)."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.id: str | None = None
+        self.task: str | None = None
+        self.args: list[Any] = []
+        self.kwargs: dict[str, Any] = {}
+        self.retries = 0
+        self.is_eager = False
+        self.eta: str | None = None
+        self.expires: str | None = None
+        self.headers: dict[str, Any] = {}
+        self.delivery_info: dict[str, Any] = {}
+        self.reply_to: str | None = None
+        self.correlation_id: str | None = None
+        self.root_id: str | None = None
+        self.parent_id: str | None = None
+        self.group: str | None = None
+        self.group_index: int | None = None
+        self.origin: str | None = None
+        self.hostname: str | None = None
+        self.callbacks: list[Any] | None = None
+        self.errbacks: list[Any] | None = None
+        self.chain: list[Any] | None = None
+        self.chord: Any = None
+        self.timelimit: tuple[float | None, float | None] = (None, None)
+        self.ignore_result = False
+        self.called_directly = True
+        self.place: dict[str, Any] = {}
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.task}[{self.id}]>"
+
+
+_current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+    "celeriac_request", default=None
+)
+_DIRECT = Request()
+
+
+def push_request(request: Request) -> contextvars.Token[Request | None]:
+    return _current_request.set(request)
+
+
+def pop_request(token: contextvars.Token[Request | None]) -> None:
+    _current_request.reset(token)
+
+
+class Task:
+    """A task: a function with a name and options, sent by name to workers.
+
+    Subclass it and pass ``base=`` to ``@app.task`` to add hooks such as ``on_failure``.
+    """
+
+    name: str = ""
+    app: Celeriac
+    bind = False
+    queue: str | None = None
+    ignore_result: bool | None = None
+    serializer: str | None = None
+    max_retries: int | None = 3
+    default_retry_delay: float = 180
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    dont_autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_kwargs: Mapping[str, Any] = {}
+    retry_backoff: bool | float = False
+    retry_backoff_max: float = 600
+    retry_jitter = True
+    acks_late: bool | None = None
+    acks_on_failure_or_timeout: bool | None = None
+    reject_on_worker_lost: bool | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    track_started: bool | None = None
+    priority: int | None = None
+    expires: float | datetime | None = None
+    rate_limit: str | None = None
+    typing = True
+    store_errors_even_if_ignored = False
+
+    def __init__(self, app: Celeriac, fun: Callable[..., Any], name: str, **options: Any) -> None:
+        self.app = app
+        self.run = fun
+        self.name = name
+        self.__wrapped__ = fun
+        self.__doc__ = fun.__doc__
+        self.__module__ = fun.__module__
+        self.is_async = inspect.iscoroutinefunction(fun)
+        for key, value in options.items():  # Celery keeps unknown options as attributes too
+            setattr(self, key, value)
+        self._signature = _signature_or_none(fun)
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name} of {self.app.main or '__main__'}>"
+
+    # running locally
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.bind:
+            return self.run(self, *args, **kwargs)
+        return self.run(*args, **kwargs)
+
+    @property
+    def request(self) -> Request:
+        current = _current_request.get()
+        return current if current is not None else _DIRECT
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise TypeError now if the call would not fit the function (Celery's ``typing``)."""
+        if self._signature is None or not self.typing:
+            return
+        bound_args = (None, *args) if self.bind else tuple(args)
+        self._signature.bind(*bound_args, **kwargs)
+
+    # sending
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, task_id=options.get("task_id"))
+        return self.app.send_task(self.name, args, kwargs, task=self, **options)
+
+    def apply(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> EagerResult:
+        """Run the task here and now, as a worker would, and return an EagerResult."""
+        from .worker.eager import run_eagerly
+
+        return run_eagerly(self, tuple(args or ()), dict(kwargs or {}), **options)
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+        return self.app.AsyncResult(task_id, task_name=self.name)
+
+    # retry
+    def retry(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Retry:
+        """Ask for another run of this task; raises Retry (or MaxRetriesExceededError)."""
+        request = self.request
+        limit = self.max_retries if max_retries is None else max_retries
+        if limit is not None and request.retries >= limit:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"can't retry {self.name}[{request.id}]: already retried {request.retries} "
+                f"time(s) (max_retries={limit})"
+            )
+        if eta is None:
+            countdown = self.default_retry_delay if countdown is None else countdown
+            eta = datetime.now(timezone.utc) + timedelta(seconds=countdown)
+        when = max(0.0, (eta - datetime.now(timezone.utc)).total_seconds())
+        retry = Retry(exc=exc, when=round(when, 3))
+        retry.args_override = tuple(request.args if args is None else args)  # type: ignore[attr-defined]
+        retry.kwargs_override = dict(request.kwargs if kwargs is None else kwargs)  # type: ignore[attr-defined]
+        retry.eta = eta  # type: ignore[attr-defined]
+        retry.options = options  # type: ignore[attr-defined]
+        if request.called_directly:  # called as a plain function: nothing to send again
+            if exc is not None:
+                raise exc
+            raise retry
+        if throw:
+            raise retry
+        return retry
+
+    def backoff_delay(self, retries: int) -> float:
+        """Countdown for autoretry: exponential when retry_backoff is set, with full jitter."""
+        if not self.retry_backoff:
+            countdown: float = self.retry_kwargs.get("countdown", self.default_retry_delay)
+            return float(countdown)
+        factor = 1.0 if self.retry_backoff is True else float(self.retry_backoff)
+        delay = min(float(self.retry_backoff_max), factor * (2.0**retries))
+        if self.retry_jitter:
+            delay = random.uniform(0, delay)  # noqa: S311 - jitter, not security
+        return delay
+
+    # hooks, as Celery calls them
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        pass
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        pass
+
+    def on_retry(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        pass
+
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        pass
+
+
+def _signature_or_none(fun: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fun)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,481 @@
+"""Run one task message: accept it, call the task, store the result, ack.
+
+The steps are plain functions so every pool composes them the same way:
+``accept`` (parse, look up, expiry, ETA) → ``begin`` (early ack, STARTED) → ``invoke`` (the
+call itself, in the pool's slot) → ``finish`` (result, retry, late ack).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from .. import protocol, states
+from ..backends.base import build_meta, encode_exception
+from ..brokers.base import Delivery
+from ..errors import InvalidMessage, NotRegistered, Reject, Retry, TaskRevokedError
+from ..task import Request, Task, pop_request, push_request
+from .place import Place, current_place
+
+if TYPE_CHECKING:
+    from ..app import Celeriac
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ExecContext:
+    """What every execution in one consumer shares."""
+
+    app: Celeriac
+    nodename: str
+    place_base: Place
+    place_extras: Callable[[], Place] | None = None
+    revoked: set[str] = field(default_factory=set)
+    on_task_start: Callable[[Job], None] | None = None
+    on_task_end: Callable[[Job], None] | None = None
+    on_defer: Callable[[float], None] | None = None
+    processed: int = 0
+
+
+@dataclass
+class Job:
+    """An accepted message, ready to run."""
+
+    delivery: Delivery
+    message: protocol.TaskMessage
+    task: Task
+    acked: bool = False
+    request: Request | None = None
+
+
+@dataclass
+class Outcome:
+    state: str
+    value: Any = None
+    exc: BaseException | None = None
+    traceback: str | None = None
+    runtime_s: float = 0.0
+    place: Place = field(default_factory=dict)
+
+
+# accept
+def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
+    """The job to run, or None when the message was handled here (bad, expired, deferred)."""
+    broker = ctx.app.broker
+    if not delivery.receipt:  # the broker dead-lettered it already: not even an envelope
+        logger.error(
+            "message on %r is not a task envelope; moved to the dead-letter list", delivery.queue
+        )
+        return None
+    try:
+        message = protocol.parse_envelope(delivery.raw, ctx.app.conf.accept_content)
+    except InvalidMessage as exc:
+        _reject_invalid(ctx, delivery, exc.reason, exc.task_id, exc)
+        return None
+    try:
+        task = ctx.app.lookup(message.task)
+    except NotRegistered as exc:
+        logger.error(
+            "received unregistered task %s[%s]; moved to the dead-letter list",
+            message.task,
+            message.id,
+        )
+        _store_failure(ctx, message.id, exc, traceback_text=None, message=message)
+        broker.dead_letter(delivery, f"unregistered task {message.task!r}")
+        return None
+    if message.id in ctx.revoked:
+        _discard(ctx, delivery, message, "revoked")
+        return None
+    now = datetime.now(timezone.utc)
+    expires = message.expires
+    if expires is not None and expires <= now:
+        _discard(ctx, delivery, message, "expired")
+        return None
+    eta = message.eta
+    if eta is not None and (eta - now).total_seconds() > 0.002:
+        logger.debug("task %s[%s] due at %s; parked broker-side", message.task, message.id, eta)
+        broker.defer(delivery, eta.timestamp())
+        if ctx.on_defer is not None:
+            ctx.on_defer(eta.timestamp())
+        return None
+    return Job(delivery, message, task)
+
+
+def _reject_invalid(
+    ctx: ExecContext, delivery: Delivery, reason: str, task_id: str | None, exc: Exception
+) -> None:
+    logger.error(
+        "invalid message %s on %r: %s; moved to the dead-letter list",
+        task_id or delivery.receipt,
+        delivery.queue,
+        reason,
+    )
+    if task_id:
+        _store_failure(ctx, task_id, exc, traceback_text=None)
+    ctx.app.broker.dead_letter(delivery, reason)
+
+
+def _discard(ctx: ExecContext, delivery: Delivery, message: protocol.TaskMessage, why: str) -> None:
+    logger.info("discarding %s task %s[%s]", why, message.task, message.id)
+    meta = build_meta(
+        message.id,
+        states.REVOKED,
+        encode_exception(TaskRevokedError(why)),
+        group_id=message.headers.get("group"),
+        parent_id=message.headers.get("parent_id"),
+    )
+    _store(ctx, message.id, meta)
+    ctx.app.broker.ack([delivery.receipt])
+
+
+def _store_failure(
+    ctx: ExecContext,
+    task_id: str,
+    exc: BaseException,
+    traceback_text: str | None,
+    message: protocol.TaskMessage | None = None,
+) -> None:
+    headers = message.headers if message else {}
+    meta = build_meta(
+        task_id,
+        states.FAILURE,
+        encode_exception(exc),
+        traceback=traceback_text,
+        group_id=headers.get("group"),
+        parent_id=headers.get("parent_id"),
+    )
+    _store(ctx, task_id, meta)
+
+
+def _store(ctx: ExecContext, task_id: str, meta: dict[str, Any]) -> None:
+    try:
+        ctx.app.backend.store(task_id, meta, _expires_s(ctx.app))
+    except Exception:  # the backend being down must not kill the consumer
+        logger.exception("could not store state %s of task %s", meta.get("status"), task_id)
+
+
+def _expires_s(app: Celeriac) -> float | None:
+    value = app.conf.result_expires
+    if value is None:
+        return None
+    return float(value.total_seconds() if hasattr(value, "total_seconds") else value)
+
+
+# begin / invoke / finish
+def acks_late(ctx: ExecContext, task: Task) -> bool:
+    return bool(task.acks_late if task.acks_late is not None else ctx.app.conf.task_acks_late)
+
+
+def _ignores_result(ctx: ExecContext, job: Job) -> bool:
+    if job.message.headers.get("ignore_result"):
+        return True
+    if job.task.ignore_result is not None:
+        return bool(job.task.ignore_result)
+    return bool(ctx.app.conf.task_ignore_result)
+
+
+def begin(ctx: ExecContext, job: Job) -> None:
+    """Ack early (Celery's default) and record STARTED when tracking is on."""
+    message = job.message
+    logger.debug("task %s[%s] received", message.task, message.id)
+    if not acks_late(ctx, job.task):
+        ctx.app.broker.ack([job.delivery.receipt])
+        job.acked = True
+    track = job.task.track_started
+    if track is None:
+        track = ctx.app.conf.task_track_started
+    if track and not _ignores_result(ctx, job):
+        place = current_place(ctx.place_base, ctx.place_extras)
+        meta = build_meta(
+            message.id,
+            states.STARTED,
+            {"pid": place["pid"], "hostname": ctx.nodename},
+            place=place,
+        )
+        _store(ctx, message.id, meta)
+    if ctx.on_task_start is not None:
+        ctx.on_task_start(job)
+
+
+def make_request(ctx: ExecContext, job: Job, place: Place) -> Request:
+    message = job.message
+    headers = message.headers
+    return Request(
+        id=message.id,
+        task=message.task,
+        args=message.args,
+        kwargs=message.kwargs,
+        retries=message.retries,
+        eta=headers.get("eta"),
+        expires=headers.get("expires"),
+        headers=headers,
+        delivery_info={
+            **(message.properties.get("delivery_info") or {}),
+            "queue": job.delivery.queue,
+        },
+        reply_to=message.properties.get("reply_to"),
+        correlation_id=message.properties.get("correlation_id"),
+        root_id=headers.get("root_id"),
+        parent_id=headers.get("parent_id"),
+        group=headers.get("group"),
+        group_index=headers.get("group_index"),
+        origin=headers.get("origin"),
+        hostname=ctx.nodename,
+        callbacks=message.embed.get("callbacks"),
+        errbacks=message.embed.get("errbacks"),
+        chain=message.embed.get("chain"),
+        chord=message.embed.get("chord"),
+        timelimit=message.timelimit,
+        ignore_result=bool(headers.get("ignore_result")),
+        called_directly=False,
+        place=place,
+    )
+
+
+_loops = threading.local()
+
+
+def run_coroutine(coro: Any) -> Any:
+    """Run an ``async def`` task's coroutine on this thread's own event loop."""
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coro)
+
+
+def invoke(ctx: ExecContext, job: Job) -> Outcome:
+    """Call the task in the current slot (thread, greenlet or process)."""
+    place = current_place(ctx.place_base, ctx.place_extras)
+    request = make_request(ctx, job, place)
+    job.request = request
+    token = push_request(request)
+    started = time.monotonic()
+    place["started_at"] = time.time()
+    try:
+        value = job.task(*job.message.args, **job.message.kwargs)
+        if job.task.is_async or asyncio.iscoroutine(value):
+            value = run_coroutine(value)
+        outcome = Outcome(states.SUCCESS, value=value)
+    except Exception as exc:
+        outcome = _outcome_for_exception(job, exc)
+    finally:
+        pop_request(token)
+    place["finished_at"] = time.time()
+    outcome.runtime_s = time.monotonic() - started
+    outcome.place = place
+    return outcome
+
+
+async def invoke_async(ctx: ExecContext, job: Job) -> Outcome:
+    """``invoke`` for the asyncio pool: coroutines run on the running loop."""
+    place = current_place(ctx.place_base, ctx.place_extras)
+    request = make_request(ctx, job, place)
+    job.request = request
+    token = push_request(request)
+    started = time.monotonic()
+    place["started_at"] = time.time()
+    try:
+        value = job.task(*job.message.args, **job.message.kwargs)
+        if asyncio.iscoroutine(value):
+            value = await value
+        outcome = Outcome(states.SUCCESS, value=value)
+    except Exception as exc:
+        outcome = _outcome_for_exception(job, exc)
+    finally:
+        pop_request(token)
+    place["finished_at"] = time.time()
+    outcome.runtime_s = time.monotonic() - started
+    outcome.place = place
+    return outcome
+
+
+def _outcome_for_exception(job: Job, exc: Exception) -> Outcome:
+    if isinstance(exc, Retry):
+        return Outcome(states.RETRY, exc=exc, traceback=traceback.format_exc())
+    if isinstance(exc, Reject):
+        return Outcome(states.REJECTED, exc=exc)
+    task = job.task
+    if (
+        task.autoretry_for
+        and isinstance(exc, task.autoretry_for)
+        and not (task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for))
+    ):
+        try:
+            retries = job.request.retries if job.request else 0
+            countdown = task.backoff_delay(retries)
+            kwargs = dict(task.retry_kwargs)
+            kwargs.pop("countdown", None)
+            task.retry(exc=exc, countdown=countdown, **kwargs)
+        except Retry as retry:
+            return Outcome(states.RETRY, exc=retry, traceback=traceback.format_exc())
+        except Exception as final:
+            exc = final
+    return Outcome(states.FAILURE, exc=exc, traceback=traceback.format_exc())
+
+
+def finish(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
+    """Store the outcome, send a retry if asked, and ack (late) or reject."""
+    message = job.message
+    try:
+        if outcome.state == states.SUCCESS:
+            _finish_success(ctx, job, outcome)
+        elif outcome.state == states.RETRY:
+            _finish_retry(ctx, job, outcome)
+        elif outcome.state == states.REJECTED:
+            _finish_reject(ctx, job, outcome)
+            return
+        else:
+            _finish_failure(ctx, job, outcome)
+    finally:
+        ctx.processed += 1
+        if ctx.on_task_end is not None:
+            ctx.on_task_end(job)
+    if not job.acked:
+        ctx.app.broker.ack([job.delivery.receipt])
+        job.acked = True
+    logger.debug(
+        "task %s[%s] %s in %.4fs", message.task, message.id, outcome.state, outcome.runtime_s
+    )
+
+
+def _meta_for(job: Job, state: str, result: Any, outcome: Outcome) -> dict[str, Any]:
+    headers = job.message.headers
+    return build_meta(
+        job.message.id,
+        state,
+        result,
+        traceback=outcome.traceback,
+        group_id=headers.get("group"),
+        parent_id=headers.get("parent_id"),
+        place=outcome.place,
+    )
+
+
+def _finish_success(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
+    if not _ignores_result(ctx, job):
+        _store(ctx, job.message.id, _meta_for(job, states.SUCCESS, outcome.value, outcome))
+    _call_hook(
+        job.task.on_success, outcome.value, job.message.id, job.message.args, job.message.kwargs
+    )
+    _after_return(job, states.SUCCESS, outcome.value)
+
+
+def _finish_failure(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
+    exc = outcome.exc
+    assert exc is not None
+    logger.error(
+        "task %s[%s] raised %s: %s",
+        job.message.task,
+        job.message.id,
+        type(exc).__name__,
+        exc,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    if not _ignores_result(ctx, job) or job.task.store_errors_even_if_ignored:
+        _store(ctx, job.message.id, _meta_for(job, states.FAILURE, encode_exception(exc), outcome))
+    _call_hook(
+        job.task.on_failure,
+        exc,
+        job.message.id,
+        job.message.args,
+        job.message.kwargs,
+        outcome.traceback,
+    )
+    _after_return(job, states.FAILURE, exc)
+
+
+def _finish_retry(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
+    retry = outcome.exc
+    assert isinstance(retry, Retry)
+    message = job.message
+    reason = retry.exc if retry.exc is not None else retry
+    logger.info("task %s[%s] retry: %s", message.task, message.id, retry)
+    if not _ignores_result(ctx, job):
+        _store(ctx, message.id, _meta_for(job, states.RETRY, encode_exception(reason), outcome))
+    options = dict(getattr(retry, "options", {}) or {})
+    options.pop("task_id", None)
+    ctx.app.send_task(
+        message.task,
+        getattr(retry, "args_override", message.args),
+        getattr(retry, "kwargs_override", message.kwargs),
+        task_id=message.id,
+        retries=message.retries + 1,
+        eta=getattr(retry, "eta", None),
+        queue=options.pop("queue", None) or job.delivery.queue,
+        root_id=message.headers.get("root_id"),
+        parent_id=message.headers.get("parent_id"),
+        group_id=message.headers.get("group"),
+        group_index=message.headers.get("group_index"),
+        priority=message.priority,
+        ignore_result=bool(message.headers.get("ignore_result")),
+        chain=message.embed.get("chain"),
+        chord=message.embed.get("chord"),
+        link=message.embed.get("callbacks"),
+        link_error=message.embed.get("errbacks"),
+        time_limit=message.timelimit[0],
+        soft_time_limit=message.timelimit[1],
+        **options,
+    )
+    _call_hook(
+        job.task.on_retry, reason, message.id, message.args, message.kwargs, outcome.traceback
+    )
+
+
+def _finish_reject(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
+    reject = outcome.exc
+    assert isinstance(reject, Reject)
+    broker = ctx.app.broker
+    if job.acked:
+        logger.warning(
+            "task %s[%s] rejected after its early ack; nothing to requeue",
+            job.message.task,
+            job.message.id,
+        )
+        return
+    if reject.requeue:
+        broker.requeue([job.delivery.receipt], to_front=False)
+    else:
+        broker.dead_letter(job.delivery, f"rejected by the task: {reject.reason!r}")
+    job.acked = True
+    ctx.processed += 1
+
+
+def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
+    try:
+        hook(*args)
+    except Exception:
+        logger.exception("task hook %s raised", getattr(hook, "__name__", hook))
+
+
+def _after_return(job: Job, state: str, value: Any) -> None:
+    _call_hook(
+        job.task.after_return,
+        state,
+        value,
+        job.message.id,
+        job.message.args,
+        job.message.kwargs,
+        None,
+    )
+
+
+def handle(ctx: ExecContext, delivery: Delivery) -> None:
+    """The whole path for one message in the current slot (solo, threads, green pools)."""
+    try:
+        job = accept(ctx, delivery)
+        if job is None:
+            return
+        begin(ctx, job)
+        finish(ctx, job, invoke(ctx, job))
+    except Exception:  # one message must never take the consumer down
+        logger.exception(
+            "internal error handling message %s from %r", delivery.receipt, delivery.queue
+        )

@@ -1,0 +1,58 @@
+"""Where a task runs: the seed's question, answered by the running task itself."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+Place = dict[str, Any]
+
+
+def greenlet_id() -> int | None:
+    """The current greenlet's id when a green pool (gevent, eventlet) is running us."""
+    module = sys.modules.get("greenlet")
+    if module is None:
+        return None
+    current = module.getcurrent()
+    return None if getattr(current, "parent", None) is None else id(current)
+
+
+def asyncio_task_name() -> str | None:
+    module = sys.modules.get("asyncio")
+    if module is None:
+        return None
+    try:
+        task = module.current_task()
+    except RuntimeError:  # no running loop in this thread
+        return None
+    return None if task is None else f"{task.get_name()}@{id(task):#x}"
+
+
+def current_place(base: Place, extras: Callable[[], Place] | None = None) -> Place:
+    """The worker-wide facts in *base* plus what only this thread or greenlet knows."""
+    thread = threading.current_thread()
+    place = dict(base)
+    place.update(
+        pid=os.getpid(),
+        ppid=os.getppid(),
+        thread_id=threading.get_ident(),
+        thread_name=thread.name,
+    )
+    if extras is not None:
+        place.update(extras())
+    return place
+
+
+def worker_place(nodename: str, pool: str, child_index: int | None = None) -> Place:
+    return {
+        "hostname": socket.gethostname(),
+        "worker": nodename,
+        "pool": pool,
+        "child_index": child_index,
+        "greenlet": None,
+        "asyncio_task": None,
+    }

@@ -1,0 +1,53 @@
+"""The solo pool: tasks run in the worker's main thread, one at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..place import Place
+from ..serve import serve_in_process
+
+if TYPE_CHECKING:
+    from ..runtime import WorkerRuntime
+
+logger = logging.getLogger(__name__)
+
+
+class InlineSlots:
+    """One slot: the caller's own thread. ``submit`` runs the job before returning."""
+
+    capacity = 1
+
+    def __init__(self) -> None:
+        self._busy = False
+
+    def free(self) -> int:
+        return 0 if self._busy else 1
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._busy = True
+        try:
+            job()
+        finally:
+            self._busy = False
+
+    def wait_for_free(self, timeout_s: float) -> None:
+        return None
+
+    def join(self, timeout_s: float | None) -> bool:
+        return True
+
+    def place_extras(self) -> Place:
+        return {}
+
+
+class SoloPool:
+    name = "solo"
+
+    def __init__(self, runtime: WorkerRuntime) -> None:
+        self.runtime = runtime
+
+    def run(self) -> int:
+        return serve_in_process(self.runtime, InlineSlots(), self.name)

@@ -1,0 +1,50 @@
+"""Run one consumer in this process until shutdown, then put back what was not started."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from .consumer import Consumer
+from .execute import ExecContext
+from .place import worker_place
+from .pools.base import Slots
+from .runtime import ColdShutdown, WorkerRuntime
+
+logger = logging.getLogger(__name__)
+
+
+def make_context(
+    runtime: WorkerRuntime, slots: Slots, pool_name: str, child_index: int | None = None
+) -> ExecContext:
+    return ExecContext(
+        app=runtime.app,
+        nodename=runtime.nodename,
+        place_base=worker_place(runtime.nodename, pool_name, child_index),
+        place_extras=slots.place_extras,
+    )
+
+
+def serve_in_process(
+    runtime: WorkerRuntime,
+    slots: Slots,
+    pool_name: str,
+    child_index: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    ctx: ExecContext | None = None,
+) -> int:
+    """Consume until stopped; warm: let running jobs end; cold: stop now. Returns 0."""
+    ctx = ctx or make_context(runtime, slots, pool_name, child_index)
+    consumer = Consumer(ctx, runtime.queues, slots, runtime.stop, should_stop=should_stop)
+    try:
+        consumer.run()
+        if not runtime.stop.cold.is_set():
+            if not slots.join(runtime.warm_grace_s):
+                logger.warning("warm shutdown: tasks still running after the grace period")
+    except ColdShutdown:
+        logger.warning("cold shutdown: stopping running tasks now")
+    except KeyboardInterrupt:
+        logger.warning("interrupted: stopping running tasks now")
+    finally:
+        consumer.requeue_held()
+    return 0

@@ -1,0 +1,161 @@
+"""The Worker: start-up, the banner, signals and shutdown. It owns one pool."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..urls import safe_url
+from .pools import ALIASES, pool_class
+from .runtime import ColdShutdown, WorkerRuntime
+
+if TYPE_CHECKING:
+    from ..app import Celeriac
+
+logger = logging.getLogger(__name__)
+
+
+def default_nodename(name: str | None = None) -> str:
+    """Celery's node names: ``celery@host`` by default; ``%h``, ``%n``, ``%d`` expand."""
+    host = socket.gethostname()
+    short, _, domain = host.partition(".")
+    name = name or "celery@%h"
+    name = name.replace("%h", host).replace("%n", short).replace("%d", domain)
+    return name if "@" in name else f"{name}@{host}"
+
+
+class Worker:
+    def __init__(
+        self,
+        app: Celeriac,
+        pool: str | None = None,
+        concurrency: int | None = None,
+        queues: Sequence[str] | None = None,
+        hostname: str | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        prefetch_multiplier: int | None = None,
+        banner: bool = True,
+    ) -> None:
+        conf = app.conf
+        pool_name = ALIASES.get(pool or conf.worker_pool, pool or conf.worker_pool)
+        self.pool_cls = pool_class(pool_name)
+        if concurrency is None:
+            concurrency = conf.worker_concurrency or (
+                (os.cpu_count() or 1)
+                if pool_name == "prefork"
+                else (
+                    1
+                    if pool_name == "solo"
+                    else (os.cpu_count() or 1) * 5
+                    if pool_name == "threads"
+                    else 100
+                    if pool_name != "asyncio"
+                    else 100
+                )
+            )
+        if pool_name == "solo":
+            concurrency = 1
+        if int(concurrency) < 1:
+            raise ValueError(f"--concurrency must be at least 1, got {concurrency}")
+        self.app = app
+        self.banner = banner
+        self.runtime = WorkerRuntime(
+            app=app,
+            nodename=default_nodename(hostname),
+            pool_name=pool_name,
+            concurrency=int(concurrency),
+            queues=list(queues or [conf.task_default_queue]),
+            max_tasks_per_child=max_tasks_per_child or conf.worker_max_tasks_per_child,
+            max_memory_per_child_kib=max_memory_per_child or conf.worker_max_memory_per_child,
+            time_limit_s=time_limit if time_limit is not None else conf.task_time_limit,
+            soft_time_limit_s=(
+                soft_time_limit if soft_time_limit is not None else conf.task_soft_time_limit
+            ),
+            prefetch_multiplier=int(
+                prefetch_multiplier
+                if prefetch_multiplier is not None
+                else conf.worker_prefetch_multiplier
+            ),
+        )
+        self._interrupts = 0
+
+    def start(self) -> int:
+        """Run until shut down; returns the process exit code."""
+        app = self.app
+        app.client_name = f"celeriac.worker.{os.getpid()}"
+        app.close()  # connections opened before now were named as a client
+        app.import_task_modules()
+        app.broker.ping()
+        if self.banner:
+            sys.stderr.write(self.render_banner())
+            sys.stderr.flush()
+        pool = self.pool_cls(self.runtime)
+        self._install_signals()
+        logger.info("%s ready.", self.runtime.nodename)
+        try:
+            code = pool.run()
+        finally:
+            logger.info("%s stopped.", self.runtime.nodename)
+            app.close()
+        return code
+
+    def render_banner(self) -> str:
+        rt = self.runtime
+        tasks = sorted(name for name in self.app.tasks if not name.startswith("celery."))
+        lines = [
+            f"\n -------------- {rt.nodename} v{__version__} (celeriac)",
+            f"--- ***** ----- {sys.platform} python {sys.version.split()[0]}",
+            f"- *** --- * --- [config]",
+            f"- ** ---------- .> app:         {self.app.main or '__main__'}:{id(self.app):#x}",
+            f"- ** ---------- .> transport:   {safe_url(self.app.broker_url)}",
+            f"- ** ---------- .> results:     {safe_url(self.app.backend_url)}",
+            f"- *** --- * --- .> concurrency: {rt.concurrency} ({rt.pool_name})",
+            f"-- ******* ---- .> task events: OFF",
+            f"--- ***** ----- [queues]",
+            *[f" -------------- .> {q:<12} exchange={q}(direct) key={q}" for q in rt.queues],
+            "",
+            "[tasks]",
+            *[f"  . {name}" for name in tasks],
+            "",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self._on_warm)
+        signal.signal(signal.SIGINT, self._on_interrupt)
+        if hasattr(signal, "SIGQUIT"):
+            signal.signal(signal.SIGQUIT, self._on_cold)
+
+    def _on_warm(self, signum: int, frame: FrameType | None) -> None:
+        if not self.runtime.stop.warm.is_set():
+            logger.warning("warm shutdown requested (%s)", signal.Signals(signum).name)
+        self.runtime.stop.warm.set()
+
+    def _on_interrupt(self, signum: int, frame: FrameType | None) -> None:
+        self._interrupts += 1
+        if self._interrupts == 1:
+            logger.warning("warm shutdown (Ctrl-C again for a cold one)")
+            self.runtime.stop.warm.set()
+        else:
+            self._on_cold(signum, frame)
+
+    def _on_cold(self, signum: int, frame: FrameType | None) -> Any:
+        logger.warning("cold shutdown requested (%s)", signal.Signals(signum).name)
+        self.runtime.stop.warm.set()
+        self.runtime.stop.cold.set()
+        if self.runtime.pool_name == "solo":
+            raise ColdShutdown()
+        return None

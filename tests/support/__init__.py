@@ -1,0 +1,1 @@
+"""Shared test support: a real redis-server, worker subprocesses, task modules."""

@@ -1,0 +1,62 @@
+"""Tasks for tests; imported by worker subprocesses (broker from CELERIAC_BROKER_URL)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celeriac import Celery
+
+app = Celery("core_tasks")
+app.conf.task_routes = {"core.routed.*": {"queue": "routed"}}
+
+
+class CustomError(Exception):
+    """An exception type importable on both sides."""
+
+
+@app.task(name="core.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="core.echo")
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@app.task(name="core.kwonly")
+def kwonly(a: int, *, b: int, c: int = 3) -> list[int]:
+    return [a, b, c]
+
+
+@app.task(name="core.fail")
+def fail(message: str, code: int = 0) -> None:
+    raise CustomError(message, code)
+
+
+@app.task(name="core.fail_builtin")
+def fail_builtin(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.task(name="core.where", bind=True)
+def where(self: Any) -> dict[str, Any]:
+    return dict(self.request.place)
+
+
+@app.task(name="core.pid")
+def pid() -> int:
+    return os.getpid()
+
+
+@app.task(name="core.sleep")
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(name="core.routed.ping")
+def routed_ping() -> str:
+    return "pong"
