@@ -157,12 +157,12 @@ def _store_failure(
 
 def _store(ctx: ExecContext, task_id: str, meta: dict[str, Any]) -> None:
     try:
-        ctx.app.backend.store(task_id, meta, _expires_s(ctx.app))
+        ctx.app.backend.store(task_id, meta, result_expires_s(ctx.app))
     except Exception:  # the backend being down must not kill the consumer
         logger.exception("could not store state %s of task %s", meta.get("status"), task_id)
 
 
-def _expires_s(app: Celeriac) -> float | None:
+def result_expires_s(app: Celeriac) -> float | None:
     value = app.conf.result_expires
     if value is None:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -10,14 +10,43 @@ if TYPE_CHECKING:
     from ..app import Celeriac
 
 
-class ColdShutdown(BaseException):  # noqa: N818 - a control-flow signal, like SystemExit
+class ColdShutdown(BaseException):
     """Raised in the main thread to stop the running task now (SIGQUIT, second Ctrl-C)."""
+
+
+class Flag:
+    """A one-way switch that signal handlers may flip.
+
+    threading.Event is not safe here: a second signal that arrives while the handler of the
+    first is inside Event.set() re-enters its lock and deadlocks the process. A plain
+    attribute write cannot; waiters poll it in short steps.
+    """
+
+    __slots__ = ("_on",)
+
+    def __init__(self) -> None:
+        self._on = False
+
+    def set(self) -> None:
+        self._on = True
+
+    def is_set(self) -> bool:
+        return self._on
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self._on:
+            remaining = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if remaining <= 0:
+                break
+            time.sleep(remaining)
+        return self._on
 
 
 @dataclass
 class StopFlags:
-    warm: threading.Event = field(default_factory=threading.Event)
-    cold: threading.Event = field(default_factory=threading.Event)
+    warm: Flag = field(default_factory=Flag)
+    cold: Flag = field(default_factory=Flag)
 
     @property
     def stopping(self) -> bool:

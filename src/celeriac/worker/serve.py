@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from ..brokers.base import Delivery
 from .consumer import Consumer
-from .execute import ExecContext
+from .execute import ExecContext, handle
 from .place import worker_place
 from .pools.base import Slots
 from .runtime import ColdShutdown, WorkerRuntime
@@ -32,15 +33,17 @@ def serve_in_process(
     child_index: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     ctx: ExecContext | None = None,
+    handler: Callable[[ExecContext, Delivery], None] = handle,
 ) -> int:
     """Consume until stopped; warm: let running jobs end; cold: stop now. Returns 0."""
     ctx = ctx or make_context(runtime, slots, pool_name, child_index)
-    consumer = Consumer(ctx, runtime.queues, slots, runtime.stop, should_stop=should_stop)
+    consumer = Consumer(
+        ctx, runtime.queues, slots, runtime.stop, handler=handler, should_stop=should_stop
+    )
     try:
         consumer.run()
-        if not runtime.stop.cold.is_set():
-            if not slots.join(runtime.warm_grace_s):
-                logger.warning("warm shutdown: tasks still running after the grace period")
+        if not runtime.stop.cold.is_set() and not slots.join(runtime.warm_grace_s):
+            logger.warning("warm shutdown: tasks still running after the grace period")
     except ColdShutdown:
         logger.warning("cold shutdown: stopping running tasks now")
     except KeyboardInterrupt:

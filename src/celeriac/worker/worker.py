@@ -32,6 +32,12 @@ def default_nodename(name: str | None = None) -> str:
     return name if "@" in name else f"{name}@{host}"
 
 
+def default_concurrency(pool_name: str) -> int:
+    """Celery's defaults: one process per CPU for prefork, 1 for solo, many for I/O pools."""
+    cpus = os.cpu_count() or 1
+    return {"prefork": cpus, "solo": 1, "threads": cpus * 5}.get(pool_name, 100)
+
+
 class Worker:
     def __init__(
         self,
@@ -51,19 +57,7 @@ class Worker:
         pool_name = ALIASES.get(pool or conf.worker_pool, pool or conf.worker_pool)
         self.pool_cls = pool_class(pool_name)
         if concurrency is None:
-            concurrency = conf.worker_concurrency or (
-                (os.cpu_count() or 1)
-                if pool_name == "prefork"
-                else (
-                    1
-                    if pool_name == "solo"
-                    else (os.cpu_count() or 1) * 5
-                    if pool_name == "threads"
-                    else 100
-                    if pool_name != "asyncio"
-                    else 100
-                )
-            )
+            concurrency = conf.worker_concurrency or default_concurrency(pool_name)
         if pool_name == "solo":
             concurrency = 1
         if int(concurrency) < 1:
@@ -116,13 +110,13 @@ class Worker:
         lines = [
             f"\n -------------- {rt.nodename} v{__version__} (celeriac)",
             f"--- ***** ----- {sys.platform} python {sys.version.split()[0]}",
-            f"- *** --- * --- [config]",
+            "- *** --- * --- [config]",
             f"- ** ---------- .> app:         {self.app.main or '__main__'}:{id(self.app):#x}",
             f"- ** ---------- .> transport:   {safe_url(self.app.broker_url)}",
             f"- ** ---------- .> results:     {safe_url(self.app.backend_url)}",
             f"- *** --- * --- .> concurrency: {rt.concurrency} ({rt.pool_name})",
-            f"-- ******* ---- .> task events: OFF",
-            f"--- ***** ----- [queues]",
+            "-- ******* ---- .> task events: OFF",
+            "--- ***** ----- [queues]",
             *[f" -------------- .> {q:<12} exchange={q}(direct) key={q}" for q in rt.queues],
             "",
             "[tasks]",

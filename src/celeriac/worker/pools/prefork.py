@@ -1,0 +1,171 @@
+"""The prefork pool: a manager process and N forked children that each consume on their own.
+
+The manager has already imported the app and every task module, so children inherit that
+code copy-on-write and import nothing again. Each child opens its own broker and backend
+connections after the fork and runs the whole loop (fetch, run, store, ack) itself, taking
+one message at a time, so no child holds work while a sibling is idle. The manager only
+supervises: it replaces dead children, enforces hard time limits, and relays shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .prefork_child import child_main
+from .prefork_lost import handle_lost_task
+from .prefork_slots import SlotTable
+
+if TYPE_CHECKING:
+    from ..runtime import WorkerRuntime
+
+logger = logging.getLogger(__name__)
+
+SUPERVISE_INTERVAL_S = 0.05
+
+
+@dataclass
+class Child:
+    index: int
+    pid: int
+    started_at: float
+    killed_for: str | None = None
+
+
+class PreforkPool:
+    name = "prefork"
+
+    def __init__(self, runtime: WorkerRuntime) -> None:
+        self.runtime = runtime
+        self.table = SlotTable(runtime.concurrency)
+        self.children: dict[int, Child] = {}  # pid -> child
+        self._sent_warm = False
+        self._sent_cold = False
+
+    # the manager's loop
+    def run(self) -> int:
+        for index in range(self.runtime.concurrency):
+            self._spawn(index)
+        self.runtime.app.broker.ping()  # the manager's own connection, opened after the forks
+        try:
+            while self.children:
+                self._reap()
+                self._enforce_time_limits()
+                self._relay_shutdown()
+                time.sleep(SUPERVISE_INTERVAL_S)
+        finally:
+            self._kill_all()
+            self.table.close()
+        return 0
+
+    def _spawn(self, index: int) -> None:
+        app = self.runtime.app
+        app.close()  # no socket of the manager's may live on in a child
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
+            code = 1
+            try:
+                code = child_main(self.runtime, index, self.table)
+            except BaseException:
+                logger.exception("child %d crashed", index)
+            finally:
+                os._exit(code)
+        self.children[pid] = Child(index, pid, time.time())
+        logger.info("child %d started (pid %d)", index, pid)
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            self._on_child_exit(child, status)
+
+    def _on_child_exit(self, child: Child, status: int) -> None:
+        running = self.table.running(child.index)
+        self.table.clear(child.index)
+        reason = _describe_exit(status)
+        stopping = self.runtime.stop.stopping
+        if running is not None:
+            logger.error(
+                "child %d (pid %d) %s while running %s[%s]",
+                child.index,
+                child.pid,
+                reason,
+                running.task_name,
+                running.task_id,
+            )
+            handle_lost_task(self.runtime.app, running, reason, child.killed_for)
+        elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            logger.info("child %d (pid %d) exited", child.index, child.pid)
+        elif not stopping:
+            logger.error("child %d (pid %d) %s", child.index, child.pid, reason)
+        if not stopping:
+            self._spawn(child.index)
+            self.runtime.app.broker.ping()
+
+    def _enforce_time_limits(self) -> None:
+        now = time.time()
+        for child in list(self.children.values()):
+            running = self.table.running(child.index)
+            if running is None or running.hard_limit_s is None or child.killed_for:
+                continue
+            if now - running.started_at > running.hard_limit_s:
+                logger.error(
+                    "hard time limit (%ss) exceeded for %s[%s]; killing child %d (pid %d)",
+                    running.hard_limit_s,
+                    running.task_name,
+                    running.task_id,
+                    child.index,
+                    child.pid,
+                )
+                child.killed_for = f"time limit {running.hard_limit_s}s"
+                _kill(child.pid, signal.SIGKILL)
+
+    def _relay_shutdown(self) -> None:
+        stop = self.runtime.stop
+        if stop.cold.is_set() and not self._sent_cold:
+            self._sent_cold = True
+            for pid in self.children:
+                _kill(pid, signal.SIGQUIT)
+        elif stop.warm.is_set() and not self._sent_warm:
+            self._sent_warm = True
+            for pid in self.children:
+                _kill(pid, signal.SIGTERM)
+
+    def _kill_all(self) -> None:
+        for pid in list(self.children):
+            _kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.children.clear()
+
+
+def _kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = str(signum)
+        return f"was killed by signal {signum} ({name})"
+    return f"exited with code {os.WEXITSTATUS(status)}"

@@ -1,0 +1,165 @@
+"""The life of one prefork child: its own connections, signals, limits and consumer loop."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import sys
+import time
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from ... import states
+from ...brokers.base import Delivery
+from ...errors import SoftTimeLimitExceeded
+from ..execute import ExecContext, Job, Outcome, accept, acks_late, begin, finish, invoke
+from ..runtime import ColdShutdown, StopFlags, WorkerRuntime
+from ..serve import make_context, serve_in_process
+from .solo import InlineSlots
+
+if TYPE_CHECKING:
+    from .prefork_slots import SlotTable
+
+logger = logging.getLogger(__name__)
+
+
+def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
+    """Run in a freshly forked child until told to stop; returns the exit code."""
+    pid = os.getpid()
+    multiprocessing.current_process().name = f"ForkPoolWorker-{index + 1}"
+    runtime.stop = StopFlags()  # the manager's events are not ours
+    runtime.app.client_name = f"celeriac.child{index}.{pid}"
+    runtime.app.close()  # drops the parent's clients; ours open on first use
+    _install_child_signals(runtime.stop)
+    slots = InlineSlots()
+    ctx = make_context(runtime, slots, "prefork", child_index=index)
+    limits = _Limits(runtime, index, table)
+
+    def should_stop() -> bool:
+        return limits.exhausted(ctx)
+
+    def handler(ctx: ExecContext, delivery: Delivery) -> None:
+        _handle_with_limits(ctx, delivery, limits)
+
+    try:
+        serve_in_process(
+            runtime,
+            slots,
+            "prefork",
+            child_index=index,
+            should_stop=should_stop,
+            ctx=ctx,
+            handler=handler,
+        )
+    finally:
+        runtime.app.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return 0
+
+
+def _install_child_signals(stop: StopFlags) -> None:
+    def warm(signum: int, frame: FrameType | None) -> None:
+        stop.warm.set()
+
+    def cold(signum: int, frame: FrameType | None) -> None:
+        stop.warm.set()
+        stop.cold.set()
+        raise ColdShutdown()
+
+    signal.signal(signal.SIGTERM, warm)
+    signal.signal(signal.SIGQUIT, cold)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the manager, which relays it
+    signal.signal(signal.SIGALRM, _on_soft_limit)
+
+
+def _on_soft_limit(signum: int, frame: FrameType | None) -> None:
+    raise SoftTimeLimitExceeded("soft time limit exceeded")
+
+
+class _Limits:
+    """Time limits for the running task and the child's own recycling limits."""
+
+    def __init__(self, runtime: WorkerRuntime, index: int, table: SlotTable) -> None:
+        self.runtime = runtime
+        self.index = index
+        self.table = table
+
+    def limits_for(self, job: Job) -> tuple[float | None, float | None]:
+        hard, soft = job.message.timelimit
+        if hard is None:
+            hard = (
+                job.task.time_limit
+                if job.task.time_limit is not None
+                else (self.runtime.time_limit_s)
+            )
+        if soft is None:
+            soft = (
+                job.task.soft_time_limit
+                if job.task.soft_time_limit is not None
+                else (self.runtime.soft_time_limit_s)
+            )
+        return hard, soft
+
+    def exhausted(self, ctx: ExecContext) -> bool:
+        max_tasks = self.runtime.max_tasks_per_child
+        if max_tasks and ctx.processed >= max_tasks:
+            logger.info(
+                "child %d: %d tasks done (max %d); recycling", self.index, ctx.processed, max_tasks
+            )
+            return True
+        max_kib = self.runtime.max_memory_per_child_kib
+        if max_kib:
+            rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            if rss_kib > max_kib:
+                logger.warning(
+                    "child %d: resident memory %d KiB over the %d KiB limit; recycling",
+                    self.index,
+                    rss_kib,
+                    max_kib,
+                )
+                return True
+        return False
+
+
+def _handle_with_limits(ctx: ExecContext, delivery: Delivery, limits: _Limits) -> None:
+    try:
+        job = accept(ctx, delivery)
+        if job is None:
+            return
+        hard, soft = limits.limits_for(job)
+        limits.table.start(
+            limits.index,
+            job.message.id,
+            job.message.task,
+            delivery.receipt,
+            hard,
+            acks_late(ctx, job.task),
+            time.time(),
+        )
+        try:
+            begin(ctx, job)
+            outcome = _invoke_with_soft_limit(ctx, job, soft)
+            finish(ctx, job, outcome)
+        finally:
+            limits.table.clear(limits.index)
+    except Exception:
+        logger.exception(
+            "internal error handling message %s from %r", delivery.receipt, delivery.queue
+        )
+
+
+def _invoke_with_soft_limit(ctx: ExecContext, job: Job, soft_s: float | None) -> Outcome:
+    if not soft_s:
+        return invoke(ctx, job)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, soft_s)
+        try:
+            return invoke(ctx, job)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except SoftTimeLimitExceeded as exc:  # fired between the task's return and the disarm
+        return Outcome(states.FAILURE, exc=exc)

@@ -1,0 +1,53 @@
+"""What happens to the task of a prefork child that died: Celery's ack policy, in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ... import states
+from ...backends.base import build_meta, encode_exception
+from ...errors import TimeLimitExceeded, WorkerLostError
+from ..execute import result_expires_s
+
+if TYPE_CHECKING:
+    from ...app import Celeriac
+    from .prefork_slots import Running
+
+logger = logging.getLogger(__name__)
+
+
+def handle_lost_task(app: Celeriac, running: Running, reason: str, killed_for: str | None) -> None:
+    """Store the failure and settle the message as Celery would.
+
+    Hard time limit: FAILURE TimeLimitExceeded; the message is acked when
+    ``task_acks_on_failure_or_timeout`` (default) else put back.
+    Otherwise (SIGKILL, OOM, crash): with ``acks_late`` and ``task_reject_on_worker_lost``
+    the message goes back to the queue and no failure is stored; else FAILURE WorkerLostError
+    and the message is acked (an early-acked message already is).
+    """
+    conf = app.conf
+    if killed_for is not None:
+        exc: Exception = TimeLimitExceeded(killed_for)
+        requeue = running.acks_late and not conf.task_acks_on_failure_or_timeout
+    else:
+        exc = WorkerLostError(f"Worker exited prematurely: {reason}. Job: {running.task_id}.")
+        requeue = running.acks_late and bool(conf.task_reject_on_worker_lost)
+    try:
+        if requeue:
+            restored = app.broker.requeue([running.receipt])
+            logger.warning(
+                "task %s[%s] put back on its queue (%d restored)",
+                running.task_name,
+                running.task_id,
+                restored,
+            )
+            return
+        meta = build_meta(running.task_id, states.FAILURE, encode_exception(exc))
+        app.backend.store(running.task_id, meta, result_expires_s(app))
+        if running.acks_late:
+            app.broker.ack([running.receipt])
+    except Exception:
+        logger.exception(
+            "could not settle the lost task %s[%s]", running.task_name, running.task_id
+        )
