@@ -31,7 +31,24 @@ _EXPORTS = {
     "states": "celeriac.states",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "AsyncResult",
+    "Celeriac",
+    "CeleriacError",
+    "Celery",
+    "EagerResult",
+    "MaxRetriesExceededError",
+    "NotRegistered",
+    "Reject",
+    "Retry",
+    "SoftTimeLimitExceeded",
+    "Task",
+    "TaskRevokedError",
+    "TimeLimitExceeded",
+    "__version__",
+    "shared_task",
+    "states",
+]
 
 if TYPE_CHECKING:
     from . import states

@@ -126,17 +126,32 @@ class Celeriac:
         return f"<Celeriac {self.main or '__main__'} at {id(self):#x}>"
 
     # configuration
-    def config_from_object(self, obj: object | str, **_ignored: Any) -> None:
-        self.conf.from_object(obj)
+    def config_from_object(
+        self,
+        obj: object | str,
+        silent: bool = False,
+        force: bool = False,
+        namespace: str | None = None,
+    ) -> None:
+        """Read settings now (``force`` is accepted for Celery's signature and changes
+        nothing); ``silent`` ignores a module that cannot be imported."""
+        try:
+            self.conf.from_object(obj, namespace=namespace)
+        except ImproperlyConfigured:
+            if not silent:
+                raise
+            return
         self._reset_connections()
 
-    def config_from_envvar(self, variable: str) -> None:
+    def config_from_envvar(self, variable: str, silent: bool = False, force: bool = False) -> None:
         value = os.environ.get(variable)
         if not value:
+            if silent:
+                return
             raise ImproperlyConfigured(
                 f"environment variable {variable} is not set; set it to a module name"
             )
-        self.config_from_object(value)
+        self.config_from_object(value, silent=silent)
 
     @property
     def broker_url(self) -> str:
@@ -200,8 +215,8 @@ class Celeriac:
 
     def task(self, fun: Callable[..., Any] | None = None, **options: Any) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True)``."""
-        if fun is not None and callable(fun) and not options:
-            return self._register(fun, {})
+        if fun is not None:
+            return self._register(_callable(fun), options)
 
         def decorate(inner: Callable[..., Any]) -> TaskBase:
             return self._register(inner, options)
@@ -353,7 +368,7 @@ class Celeriac:
         )
         return queue, send
 
-    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
         return AsyncResult(task_id, app=self, **kwargs)
 
 
@@ -374,9 +389,18 @@ def shared_task(fun: Callable[..., Any] | None = None, **options: Any) -> Any:
             task = default_app()._register(inner, options)
         return task
 
-    if fun is not None and callable(fun) and not options:
-        return register(fun)
+    if fun is not None:
+        return register(_callable(fun))
     return register
+
+
+def _callable(fun: Any) -> Callable[..., Any]:
+    if not callable(fun):
+        raise TypeError(
+            f"@task takes the function to register, got {fun!r}; "
+            f"give options as keywords, e.g. @app.task(name='proj.add')"
+        )
+    return fun  # type: ignore[no-any-return]
 
 
 def _check_call(

@@ -102,8 +102,8 @@ DEFAULTS: dict[str, Any] = {
     "beat_max_loop_interval": 0,
     "security_key": None,
     # celeriac's own
-    "worker_heartbeat_interval": 2.0,
-    "worker_dead_after": 10.0,
+    "worker_heartbeat_interval": 1.0,
+    "worker_dead_after": 5.0,
     "task_max_redeliveries": 5,
 }
 
@@ -175,12 +175,25 @@ class Settings(MutableMapping[str, Any]):
     def copy(self) -> Settings:
         return Settings(self._values)
 
-    def from_object(self, obj: object | str) -> None:
-        """Read every public lowercase attribute of a module, object or dotted path."""
+    def from_object(self, obj: object | str, namespace: str | None = None) -> None:
+        """Read the settings of a module, object, mapping or dotted path.
+
+        Without a namespace, the public lowercase attributes are read. With one, such as
+        Django's ``namespace="CELERY"``, only names with that prefix are read, and
+        ``CELERY_TASK_ACKS_LATE`` sets ``task_acks_late``: ignoring the namespace would
+        silently leave every setting at its default.
+        """
         source = load_object(obj) if isinstance(obj, str) else obj
         items = source.items() if isinstance(source, Mapping) else _public_attributes(source)
         for name, value in items:
-            self[name] = value
+            if namespace:
+                setting = _strip_namespace(str(name), namespace)
+            elif isinstance(source, Mapping) or name.islower():
+                setting = name
+            else:
+                setting = None
+            if setting is not None:
+                self[setting] = value
 
     def resolved(self, name: str) -> Any:
         """The value after the environment (CELERIAC_BROKER_URL, ...) is applied."""
@@ -190,9 +203,16 @@ class Settings(MutableMapping[str, Any]):
         return self[name]
 
 
+def _strip_namespace(name: str, namespace: str) -> str | None:
+    prefix = namespace.rstrip("_").upper() + "_"
+    if not name.upper().startswith(prefix) or len(name) == len(prefix):
+        return None
+    return name[len(prefix) :].lower()
+
+
 def _public_attributes(source: object) -> Iterator[tuple[str, Any]]:
     for name in dir(source):
-        if name.startswith("_") or not name.islower():
+        if name.startswith("_"):
             continue
         value = getattr(source, name)
         if isinstance(value, (ModuleType, FunctionType, type)):
@@ -204,14 +224,16 @@ def load_object(path: str) -> Any:
     """Import ``module``, ``module:attr`` or ``module.attr``."""
     module_name, _, attr = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        if attr or "." not in module_name:
+        module = _import(module_name)
+    except ModuleNotFoundError as exc:
+        # "module.attr" only when the last part is what is missing: a module that exists
+        # but fails on one of its own imports must show that import's error
+        if attr or "." not in module_name or exc.name != module_name:
             raise ImproperlyConfigured(f"cannot import {module_name!r}: {exc}") from exc
         module_name, _, attr = module_name.rpartition(".")
         try:
-            module = importlib.import_module(module_name)
-        except ImportError:
+            module = _import(module_name)
+        except ModuleNotFoundError:
             raise ImproperlyConfigured(f"cannot import {path!r}: {exc}") from exc
     if not attr:
         return module
@@ -219,3 +241,14 @@ def load_object(path: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise ImproperlyConfigured(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        raise
+    except Exception as exc:  # it exists but fails while importing: SyntaxError, ImportError...
+        raise ImproperlyConfigured(
+            f"importing {name!r} failed with {type(exc).__name__}: {exc}"
+        ) from exc

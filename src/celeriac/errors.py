@@ -81,7 +81,7 @@ class NotRegistered(CeleriacError, KeyError):
         return self._message
 
 
-class TimeoutError(CeleriacError, builtins.TimeoutError):  # noqa: A001 - Celery's public name
+class TimeoutError(CeleriacError, builtins.TimeoutError):
     pass
 
 

@@ -1,4 +1,5 @@
-"""Celery task protocol v2 over Redis: build the envelope a producer pushes, parse what a worker pops.
+"""Celery task protocol v2 over Redis: build the envelope a producer pushes, parse what a
+worker pops.
 
 The layout is the one in shared/spec/celery-wire-protocol.md (§2, §3): a JSON envelope whose
 ``body`` is base64 of the serialized ``[args, kwargs, embed]`` list.

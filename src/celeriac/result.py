@@ -22,7 +22,7 @@ class AsyncResult:
 
     def __init__(
         self,
-        id: str,  # noqa: A002 - Celery's name
+        id: str,
         backend: Any = None,
         task_name: str | None = None,
         app: Celeriac | None = None,
@@ -145,7 +145,7 @@ class AsyncResult:
 class EagerResult(AsyncResult):
     """The result of ``task.apply()``: already known, never touches a backend."""
 
-    def __init__(self, id: str, meta: Meta, app: Celeriac | None = None) -> None:  # noqa: A002
+    def __init__(self, id: str, meta: Meta, app: Celeriac | None = None) -> None:
         super().__init__(id, backend=_NoBackend(), app=app)
         self._cache = meta
 

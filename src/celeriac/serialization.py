@@ -50,7 +50,7 @@ def dumps_json(value: Any) -> bytes:
             ) from exc
     try:  # integers beyond 64 bits and similar: the standard library takes them
         return json.dumps(value, default=_stdlib_default, ensure_ascii=False).encode()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise SerializationError(
             f"cannot serialize a value of type {_offending_type(value)} as JSON ({exc}); "
             f"pass only JSON types or convert it first"
@@ -60,8 +60,12 @@ def dumps_json(value: Any) -> bytes:
 def _offending_type(value: Any) -> str:
     """Name the innermost value that JSON cannot hold, for the error message."""
     stack = [value]
+    seen: set[int] = set()  # a list that contains itself must not loop forever
     while stack:
         item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
         if isinstance(item, dict):
             stack.extend(item.values())
             stack.extend(k for k in item if not isinstance(k, (str, int, float, bool)))
@@ -78,7 +82,7 @@ def loads_json(data: bytes | str) -> Any:
     except orjson.JSONDecodeError:
         try:
             return json.loads(data)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise SerializationError(f"not valid JSON: {exc}") from exc
 
 
@@ -96,7 +100,8 @@ def check_allowed(content_type: str, accept: Collection[str]) -> None:
     name = NAMES.get(content_type)
     if name is None:
         raise ContentDisallowed(
-            f"unknown content type {content_type!r}; celeriac reads {sorted(CONTENT_TYPES.values())}"
+            f"unknown content type {content_type!r}; "
+            f"celeriac reads {sorted(CONTENT_TYPES.values())}"
         )
     if name not in accept and content_type not in accept:
         raise ContentDisallowed(
@@ -121,6 +126,6 @@ def loads(data: bytes, content_type: str, accept: Collection[str]) -> Any:
     if content_type == JSON:
         return loads_json(data)
     try:
-        return pickle.loads(data)  # noqa: S301 - only when explicitly accepted
+        return pickle.loads(data)
     except Exception as exc:
         raise SerializationError(f"cannot unpickle value: {exc}") from exc

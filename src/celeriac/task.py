@@ -159,7 +159,7 @@ class Task:
 
         return run_eagerly(self, tuple(args or ()), dict(kwargs or {}), **options)
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str) -> AsyncResult:
         return self.app.AsyncResult(task_id, task_name=self.name)
 
     # retry
@@ -209,7 +209,7 @@ class Task:
         factor = 1.0 if self.retry_backoff is True else float(self.retry_backoff)
         delay = min(float(self.retry_backoff_max), factor * (2.0**retries))
         if self.retry_jitter:
-            delay = random.uniform(0, delay)  # noqa: S311 - jitter, not security
+            delay = random.uniform(0, delay)
         return delay
 
     # hooks, as Celery calls them

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,6 +20,11 @@ def priority_step(priority: int) -> int:
 def priority_key(queue: str, priority: int) -> str:
     step = priority_step(priority)
     return queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}"
+
+
+def owner_id(client_name: str) -> str:
+    """Who holds a fetched message: one id per consuming process, stable and readable."""
+    return f"{client_name}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,7 @@ class Broker(Protocol):
     """
 
     url: str
+    owner: str  # this process's owner id (see owner_id)
 
     def publish(self, queue: str, envelope: bytes, priority: int = 0) -> None: ...
 
@@ -58,6 +65,18 @@ class Broker(Protocol):
     def ack(self, receipts: Sequence[str]) -> None: ...
 
     def requeue(self, receipts: Sequence[str], *, to_front: bool = True) -> int: ...
+
+    def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]: ...
+
+    def heartbeat(self, owners: Sequence[str]) -> None: ...
+
+    def retire(self, owner: str | None = None) -> None: ...
+
+    def recover_owner(self, owner: str, max_losses: int) -> tuple[int, int]: ...
+
+    def recover(
+        self, dead_after_s: float, visibility_timeout_s: float | None, max_losses: int
+    ) -> tuple[int, int]: ...
 
     def defer(self, delivery: Delivery, due_s: float) -> None: ...
 

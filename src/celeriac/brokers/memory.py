@@ -51,6 +51,7 @@ def _tag_of(raw: bytes) -> tuple[str, int] | None:
 class MemoryBroker:
     def __init__(self, url: str, settings: Settings | None = None) -> None:
         self.url = url
+        self.owner = "memory"
         self._store = store_for(url)
 
     def publish(self, queue: str, envelope: bytes, priority: int = 0) -> None:
@@ -132,6 +133,24 @@ class MemoryBroker:
             if moved:
                 self._store.lock.notify_all()
             return delayed[0][0] if delayed else None
+
+    # one process: every owner is alive, so liveness is bookkeeping-free
+    def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]:
+        return self.requeue(receipts), 0
+
+    def heartbeat(self, owners: Sequence[str]) -> None:
+        return None
+
+    def retire(self, owner: str | None = None) -> None:
+        return None
+
+    def recover_owner(self, owner: str, max_losses: int) -> tuple[int, int]:
+        return (0, 0)
+
+    def recover(
+        self, dead_after_s: float, visibility_timeout_s: float | None, max_losses: int
+    ) -> tuple[int, int]:
+        return (0, 0)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         with self._store.lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -22,8 +23,8 @@ from ..config import Settings
 from ..errors import BrokerError
 from ..protocol import mark_redelivered
 from ..urls import safe_url
-from .base import PRIORITY_SEP, PRIORITY_STEPS, DeadLetter, Delivery, priority_key
-from .redis_scripts import DEFER, FETCH, PROMOTE
+from .base import PRIORITY_SEP, PRIORITY_STEPS, DeadLetter, Delivery, owner_id, priority_key
+from .redis_scripts import DEFER, FETCH, HEARTBEAT, PROMOTE, RELEASE
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ UNACKED = "unacked"
 UNACKED_INDEX = "unacked_index"
 DEAD_PREFIX = "celeriac.dead."
 DELAYED = "celeriac.delayed"
+HEARTBEATS = "celeriac.heartbeats"
+OWNED_PREFIX = "celeriac.owned."
+LOSSES = "celeriac.losses"
+RESTORE_MUTEX = "celeriac.restore_mutex"
 T = TypeVar("T")
 
 CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
@@ -64,7 +69,11 @@ class RedisBroker:
             )
         except ValueError as exc:
             raise BrokerError(f"invalid Redis broker URL {safe_url(url)!r}: {exc}") from exc
+        self.owner = owner_id(client_name)
+        self._owned_key = OWNED_PREFIX + self.owner
         self._fetch_script = self._client.register_script(FETCH)
+        self._heartbeat_script = self._client.register_script(HEARTBEAT)
+        self._release_script = self._client.register_script(RELEASE)
         self._defer_script = self._client.register_script(DEFER)
         self._promote_script = self._client.register_script(PROMOTE)
         self._declared: set[str] = set()
@@ -137,7 +146,7 @@ class RedisBroker:
     def _fetch_now(self, keys: list[tuple[str, str]], max_count: int) -> list[Delivery]:
         try:
             rows = self._fetch_script(
-                keys=[UNACKED, UNACKED_INDEX, *(key for key, _ in keys)],
+                keys=[UNACKED, UNACKED_INDEX, self._owned_key, *(key for key, _ in keys)],
                 args=[max_count, repr(time.time()), *(queue for _, queue in keys)],
             )
         except CONNECTION_ERRORS as exc:
@@ -151,28 +160,46 @@ class RedisBroker:
         pipe = self._client.pipeline(transaction=True)
         pipe.zrem(UNACKED_INDEX, *receipts)
         pipe.hdel(UNACKED, *receipts)
+        pipe.srem(self._owned_key, *receipts)
+        pipe.hdel(LOSSES, *receipts)
         pipe.execute()
 
     def requeue(self, receipts: Sequence[str], *, to_front: bool = True) -> int:
         """Put unacked messages back on their queues (RPUSH: next to be taken, as kombu does)."""
-        restored = 0
+        restored, _ = self._restore(receipts, to_front=to_front, max_losses=None)
+        return restored
+
+    def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]:
+        """Put back messages whose worker died; a message lost more than *max_losses* times
+        goes to the dead-letter list instead, so a task that kills its worker cannot loop.
+        Returns (restored, dead-lettered)."""
+        return self._restore(receipts, to_front=True, max_losses=max_losses)
+
+    def _restore(
+        self, receipts: Sequence[str], *, to_front: bool, max_losses: int | None
+    ) -> tuple[int, int]:
+        counts = {"restored": 0, "dead": 0}
         for tag in receipts:
             if not tag:
                 continue
 
             def restore(pipe: Any, tag: str = tag) -> Any:
-                return self._restore_one(pipe, tag, to_front)
+                return self._restore_one(pipe, tag, to_front, max_losses)
 
-            if self._client.transaction(restore, UNACKED, value_from_callable=True):
-                restored += 1
-        return restored
+            outcome = self._client.transaction(restore, UNACKED, LOSSES, value_from_callable=True)
+            if outcome in counts:
+                counts[outcome] += 1
+        return counts["restored"], counts["dead"]
 
-    def _restore_one(self, pipe: Any, tag: str, to_front: bool) -> bool:
+    def _restore_one(
+        self, pipe: Any, tag: str, to_front: bool, max_losses: int | None
+    ) -> str | None:
         stored = pipe.hget(UNACKED, tag)
+        losses = int(pipe.hget(LOSSES, tag) or 0) + (1 if max_losses is not None else 0)
         if stored is None:
             pipe.multi()
             pipe.zrem(UNACKED_INDEX, tag)
-            return False
+            return None
         try:
             envelope, _exchange, routing_key = orjson.loads(stored)
             queue = routing_key or "celery"
@@ -180,26 +207,93 @@ class RedisBroker:
             raw = mark_redelivered(orjson.dumps(envelope))
         except (ValueError, TypeError, AttributeError) as exc:
             logger.error("unacked entry %s is not kombu's [envelope, exchange, key]: %s", tag, exc)
-            pipe.multi()
-            pipe.lpush(
-                dead_key("celery"), _dead_record("celery", f"corrupt unacked entry: {exc}", stored)
+            self._dead_in(pipe, tag, "celery", f"corrupt unacked entry: {exc}", stored)
+            return "dead"
+        if max_losses is not None and losses > max_losses:
+            reason = (
+                f"its worker died {losses} times while holding it "
+                f"(task_max_redeliveries={max_losses})"
             )
-            pipe.zrem(UNACKED_INDEX, tag)
-            pipe.hdel(UNACKED, tag)
-            return False
+            self._dead_in(pipe, tag, queue, reason, raw)
+            return "dead"
         pipe.multi()
         pipe.zrem(UNACKED_INDEX, tag)
         pipe.hdel(UNACKED, tag)
-        key = priority_key(queue, priority)
-        (pipe.rpush if to_front else pipe.lpush)(key, raw)
-        return True
+        if max_losses is not None:
+            pipe.hset(LOSSES, tag, losses)
+        (pipe.rpush if to_front else pipe.lpush)(priority_key(queue, priority), raw)
+        return "restored"
 
-    def restore_stale(self, older_than_s: float) -> int:
-        """Requeue unacked messages delivered more than *older_than_s* ago (kombu's sweep)."""
-        cutoff = time.time() - older_than_s
-        found = self._client.zrangebyscore(UNACKED_INDEX, "-inf", cutoff)
-        tags = [t.decode() if isinstance(t, bytes) else str(t) for t in found]
-        return self.requeue(tags)
+    @staticmethod
+    def _dead_in(pipe: Any, tag: str, queue: str, reason: str, raw: bytes) -> None:
+        pipe.multi()
+        pipe.lpush(dead_key(queue), _dead_record(queue, reason, raw))
+        pipe.zrem(UNACKED_INDEX, tag)
+        pipe.hdel(UNACKED, tag)
+        pipe.hdel(LOSSES, tag)
+
+    # liveness and recovery
+    def heartbeat(self, owners: Sequence[str]) -> None:
+        """Mark *owners* alive now and keep the messages they hold from looking stale."""
+        if owners:
+            self._heartbeat_script(
+                keys=[HEARTBEATS, UNACKED_INDEX], args=[repr(time.time()), *owners]
+            )
+
+    def retire(self, owner: str | None = None) -> None:
+        """Forget an owner that stopped cleanly (after it put back what it held)."""
+        owner = owner or self.owner
+        pipe = self._client.pipeline(transaction=True)
+        pipe.zrem(HEARTBEATS, owner)
+        pipe.delete(OWNED_PREFIX + owner)
+        pipe.execute()
+
+    def recover_owner(self, owner: str, max_losses: int) -> tuple[int, int]:
+        """Put back everything a dead owner held, and forget the owner."""
+        tags = [_text(t) for t in self._client.smembers(OWNED_PREFIX + owner)]
+        counts = self.restore_lost(tags, max_losses)
+        self.retire(owner)
+        return counts
+
+    def recover(
+        self, dead_after_s: float, visibility_timeout_s: float | None, max_losses: int
+    ) -> tuple[int, int]:
+        """Put back the messages of owners whose heartbeat stopped, and (last resort) any
+        unacked message older than the visibility timeout. One worker at a time does it.
+        Returns (restored, dead-lettered)."""
+        token = uuid.uuid4().hex
+        if not self._client.set(RESTORE_MUTEX, token, nx=True, px=60_000):
+            return (0, 0)
+        restored = dead = 0
+        try:
+            now = time.time()
+            for raw_owner in self._client.zrangebyscore(HEARTBEATS, "-inf", now - dead_after_s):
+                owner = _text(raw_owner)
+                r, d = self.recover_owner(owner, max_losses)
+                restored, dead = restored + r, dead + d
+                if r or d:
+                    logger.warning(
+                        "owner %s stopped beating: restored %d message(s), dead-lettered %d",
+                        owner,
+                        r,
+                        d,
+                    )
+            if visibility_timeout_s:
+                stale = self._client.zrangebyscore(
+                    UNACKED_INDEX, "-inf", now - visibility_timeout_s
+                )
+                r, d = self.restore_lost([_text(t) for t in stale], max_losses)
+                restored, dead = restored + r, dead + d
+                if r or d:
+                    logger.warning(
+                        "visibility timeout: restored %d message(s) with no live "
+                        "owner, dead-lettered %d",
+                        r,
+                        d,
+                    )
+        finally:
+            self._release_script(keys=[RESTORE_MUTEX], args=[token])
+        return restored, dead
 
     def defer(self, delivery: Delivery, due_s: float) -> None:
         """Park a message due later broker-side (not in worker memory) until *due_s*."""
@@ -207,6 +301,7 @@ class RedisBroker:
             keys=[UNACKED, UNACKED_INDEX, DELAYED],
             args=[delivery.receipt, repr(due_s), delivery.queue, delivery.raw],
         )
+        self._client.srem(self._owned_key, delivery.receipt)
 
     def promote_due(self, now_s: float, limit: int = 1000) -> float | None:
         """Queue parked messages that are due; returns when the next one falls due."""
@@ -222,6 +317,8 @@ class RedisBroker:
         if delivery.receipt:
             pipe.zrem(UNACKED_INDEX, delivery.receipt)
             pipe.hdel(UNACKED, delivery.receipt)
+            pipe.srem(self._owned_key, delivery.receipt)
+            pipe.hdel(LOSSES, delivery.receipt)
         pipe.execute()
 
     def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
@@ -274,6 +371,10 @@ class RedisBroker:
             self._waiter.close()
             self._waiter = None
         self._client.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _dead_record(queue: str, reason: str, raw: bytes | str) -> bytes:

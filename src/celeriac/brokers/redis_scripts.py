@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 # Pop up to ARGV[1] messages from the queue keys in order and, in the same step, record
-# each one in kombu's `unacked` hash and `unacked_index` zset. A worker killed right after
-# this script still leaves every message it took in `unacked`, where a restore finds it.
+# each one in kombu's `unacked` hash and `unacked_index` zset and in this consumer's own set
+# of held tags (KEYS[3]). A worker killed right after this script still leaves every message
+# it took in `unacked`, and its owner set tells the survivors which ones were its.
 # A queue item that is not a JSON envelope with a delivery tag cannot be tracked in
 # `unacked`; it goes straight to the queue's dead-letter list and comes back with an empty tag.
 #
-# KEYS: unacked, unacked_index, queue keys...     ARGV: max_count, now, queue name per key...
+# KEYS: unacked, unacked_index, owned, queue keys...
+# ARGV: max_count, now, queue name per queue key...
 FETCH = """
 local out = {}
 local max_count = tonumber(ARGV[1])
 local now = ARGV[2]
-for i = 3, #KEYS do
-  local queue = ARGV[i]
+for i = 4, #KEYS do
+  local queue = ARGV[i - 1]
   while #out < max_count do
     local raw = redis.call('RPOP', KEYS[i])
     if not raw then break end
@@ -34,6 +36,7 @@ for i = 3, #KEYS do
       redis.call('HSET', KEYS[1], tag,
         '[' .. raw .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(rkey) .. ']')
       redis.call('ZADD', KEYS[2], now, tag)
+      redis.call('SADD', KEYS[3], tag)
       out[#out + 1] = {queue, tag, raw}
     else
       local reason = 'envelope is not a JSON object with properties.delivery_tag'
@@ -45,6 +48,32 @@ for i = 3, #KEYS do
   if #out >= max_count then break end
 end
 return out
+"""
+
+# Say that these owners are alive, and keep the unacked messages they hold fresh in
+# `unacked_index`, so no visibility-timeout sweep (ours or kombu's) takes a message that a
+# live worker is still running or holding.
+# KEYS: heartbeats, unacked_index     ARGV: now, owner...
+HEARTBEAT = """
+local now = ARGV[1]
+for i = 2, #ARGV do
+  local owner = ARGV[i]
+  redis.call('ZADD', KEYS[1], now, owner)
+  local tags = redis.call('SMEMBERS', 'celeriac.owned.' .. owner)
+  for _, tag in ipairs(tags) do
+    redis.call('ZADD', KEYS[2], 'XX', now, tag)
+  end
+end
+return 1
+"""
+
+# Release a mutex only if we still hold it.
+# KEYS: mutex     ARGV: token
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 """
 
 # Park a task that is due later: move it from `unacked` into the delayed zset, scored by its

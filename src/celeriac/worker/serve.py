@@ -8,6 +8,7 @@ from collections.abc import Callable
 from ..brokers.base import Delivery
 from .consumer import Consumer
 from .execute import ExecContext, handle
+from .liveness import Liveness
 from .place import worker_place
 from .pools.base import Slots
 from .runtime import ColdShutdown, WorkerRuntime
@@ -40,6 +41,12 @@ def serve_in_process(
     consumer = Consumer(
         ctx, runtime.queues, slots, runtime.stop, handler=handler, should_stop=should_stop
     )
+    broker = runtime.app.broker
+    liveness = None
+    if child_index is None:  # prefork children are vouched for by their manager
+        liveness = Liveness(runtime.app, lambda: [broker.owner])
+        liveness.tick()
+        liveness.start_thread()
     try:
         consumer.run()
         if not runtime.stop.cold.is_set() and not slots.join(runtime.warm_grace_s):
@@ -50,4 +57,14 @@ def serve_in_process(
         logger.warning("interrupted: stopping running tasks now")
     finally:
         consumer.requeue_held()
+        if liveness is not None:
+            liveness.stop()
+        _retire(runtime)
     return 0
+
+
+def _retire(runtime: WorkerRuntime) -> None:
+    try:
+        runtime.app.broker.retire()
+    except Exception as exc:  # shutting down with the broker gone: the sweep cleans up later
+        logger.warning("could not retire this consumer's owner id: %s", exc)

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ...brokers.base import owner_id
+from ..liveness import Liveness
 from .prefork_child import child_main
 from .prefork_lost import handle_lost_task
 from .prefork_slots import SlotTable
@@ -47,6 +49,12 @@ class PreforkPool:
         self.children: dict[int, Child] = {}  # pid -> child
         self._sent_warm = False
         self._sent_cold = False
+        # the manager beats for its children: it never runs user code, so a task that holds
+        # the GIL or blocks cannot make a live child look dead
+        self.liveness = Liveness(runtime.app, self._owners)
+
+    def _owners(self) -> list[str]:
+        return [owner_id(f"celeriac.child{c.index}.{c.pid}") for c in self.children.values()]
 
     # the manager's loop
     def run(self) -> int:
@@ -58,6 +66,7 @@ class PreforkPool:
                 self._reap()
                 self._enforce_time_limits()
                 self._relay_shutdown()
+                self.liveness.tick()
                 time.sleep(SUPERVISE_INTERVAL_S)
         finally:
             self._kill_all()
@@ -114,9 +123,30 @@ class PreforkPool:
             logger.info("child %d (pid %d) exited", child.index, child.pid)
         elif not stopping:
             logger.error("child %d (pid %d) %s", child.index, child.pid, reason)
+        self._recover_held(child)
         if not stopping:
             self._spawn(child.index)
             self.runtime.app.broker.ping()
+
+    def _recover_held(self, child: Child) -> None:
+        """Put back what a child held but never started: it is dead for sure, no need to
+        wait for its heartbeat to go stale."""
+        owner = owner_id(f"celeriac.child{child.index}.{child.pid}")
+        try:
+            restored, dead = self.runtime.app.broker.recover_owner(
+                owner, int(self.runtime.app.conf.task_max_redeliveries)
+            )
+        except Exception as exc:
+            logger.warning("could not recover the messages of child %d: %s", child.index, exc)
+            return
+        if restored or dead:
+            logger.warning(
+                "child %d held %d message(s): restored %d, dead-lettered %d",
+                child.index,
+                restored + dead,
+                restored,
+                dead,
+            )
 
     def _enforce_time_limits(self) -> None:
         now = time.time()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -25,9 +26,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1
+
 
 def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
     """Run in a freshly forked child until told to stop; returns the exit code."""
+    _die_with_parent()
     pid = os.getpid()
     multiprocessing.current_process().name = f"ForkPoolWorker-{index + 1}"
     runtime.stop = StopFlags()  # the manager's events are not ours
@@ -59,6 +63,18 @@ def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
     return 0
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child if the manager dies, so no orphan keeps consuming
+    unsupervised; its held messages are then recovered through the stopped heartbeat."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        logger.debug("prctl(PR_SET_PDEATHSIG) unavailable", exc_info=True)
 
 
 def _install_child_signals(stop: StopFlags) -> None:

@@ -32,17 +32,25 @@ def handle_lost_task(app: Celeriac, running: Running, reason: str, killed_for: s
         requeue = running.acks_late and not conf.task_acks_on_failure_or_timeout
     else:
         exc = WorkerLostError(f"Worker exited prematurely: {reason}. Job: {running.task_id}.")
-        requeue = running.acks_late and bool(conf.task_reject_on_worker_lost)
+        # None (the default) counts as True: a lost acks_late task is put back, and the
+        # redelivery cap (task_max_redeliveries) keeps a task that kills its worker from looping
+        requeue = running.acks_late and conf.task_reject_on_worker_lost is not False
     try:
         if requeue:
-            restored = app.broker.requeue([running.receipt])
-            logger.warning(
-                "task %s[%s] put back on its queue (%d restored)",
-                running.task_name,
-                running.task_id,
-                restored,
+            restored, dead = app.broker.restore_lost(
+                [running.receipt], int(conf.task_max_redeliveries)
             )
-            return
+            if restored:
+                logger.warning(
+                    "task %s[%s] put back on its queue", running.task_name, running.task_id
+                )
+                return
+            if dead:
+                logger.error(
+                    "task %s[%s] moved to the dead-letter list: its worker died too often",
+                    running.task_name,
+                    running.task_id,
+                )
         meta = build_meta(running.task_id, states.FAILURE, encode_exception(exc))
         app.backend.store(running.task_id, meta, result_expires_s(app))
         if running.acks_late:

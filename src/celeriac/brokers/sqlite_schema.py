@@ -1,0 +1,96 @@
+"""The tables of the embedded SQLite broker and result backend.
+
+Every name starts with ``celeriac_`` because the result backend shares the broker's file by
+default (``result_backend`` falls back to ``broker_url``), and a user may point both at a
+file that holds other tables too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+BROKER_SCHEMA = (
+    # One row per message, ready (state 0) or claimed (state 1). ``pos`` orders the ready
+    # rows of one (queue, step): publish appends after the largest, a requeue to the front
+    # goes before the smallest. ``deliveries`` numbers the claims, so a receipt
+    # "<id>:<deliveries>" names one claim; AUTOINCREMENT never reuses an id, so an old
+    # receipt cannot name a newer message.
+    """
+    CREATE TABLE IF NOT EXISTS celeriac_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        pos INTEGER NOT NULL,
+        state INTEGER NOT NULL DEFAULT 0,
+        deliveries INTEGER NOT NULL DEFAULT 0,
+        published_at REAL NOT NULL,
+        owner TEXT,
+        owner_pid INTEGER,
+        claimed_at REAL,
+        lease_until REAL,
+        body BLOB NOT NULL
+    )
+    """,
+    # the claim reads ready rows of one queue in (step, pos) order straight off this index
+    """
+    CREATE INDEX IF NOT EXISTS celeriac_messages_ready
+        ON celeriac_messages (state, queue, step, pos)
+    """,
+    # expired leases, and (later) the claims of one owner, without scanning ready rows
+    """
+    CREATE INDEX IF NOT EXISTS celeriac_messages_lease
+        ON celeriac_messages (lease_until) WHERE state = 1
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS celeriac_messages_owner
+        ON celeriac_messages (owner) WHERE state = 1
+    """,
+    # ETA / countdown messages parked until due (never in a worker's memory)
+    """
+    CREATE TABLE IF NOT EXISTS celeriac_delayed (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        due REAL NOT NULL,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        body BLOB NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS celeriac_delayed_due ON celeriac_delayed (due, id)",
+    """
+    CREATE TABLE IF NOT EXISTS celeriac_dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        time REAL NOT NULL,
+        body BLOB NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS celeriac_dead_letters_queue ON celeriac_dead_letters (queue, id)",
+)
+
+RESULT_SCHEMA = (
+    # the meta JSON is the exact value the Redis backend keeps at celery-task-meta-<id>
+    """
+    CREATE TABLE IF NOT EXISTS celeriac_task_meta (
+        task_id TEXT PRIMARY KEY,
+        meta BLOB NOT NULL,
+        stored_at REAL NOT NULL,
+        expires_at REAL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS celeriac_task_meta_expires
+        ON celeriac_task_meta (expires_at) WHERE expires_at IS NOT NULL
+    """,
+)
+
+
+def create_broker_schema(conn: sqlite3.Connection) -> None:
+    for statement in BROKER_SCHEMA:
+        conn.execute(statement)
+
+
+def create_result_schema(conn: sqlite3.Connection) -> None:
+    for statement in RESULT_SCHEMA:
+        conn.execute(statement)
