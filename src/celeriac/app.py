@@ -8,7 +8,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import protocol, serialization
 from .backends import Backend, make_backend
@@ -19,6 +19,9 @@ from .result import AsyncResult
 from .routing import Router
 from .task import Task as TaskBase
 from .task import _current_request
+
+if TYPE_CHECKING:
+    from .control import Control
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -367,6 +370,13 @@ class Celeriac:
             chord=options.get("chord"),
         )
         return queue, send
+
+    @property
+    def control(self) -> Control:
+        """Remote control: ``app.control.revoke(id)``, ``.ping()``, ``.inspect()``."""
+        from .control import Control
+
+        return Control(self)
 
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
         return AsyncResult(task_id, app=self, **kwargs)

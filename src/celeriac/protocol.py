@@ -225,6 +225,11 @@ def parse_envelope(raw: bytes | str, accept: Collection[str] = ("json",)) -> Tas
     )
     _require(task_id is not None, "headers have no 'id'")
     assert isinstance(task, str) and task_id is not None
+    _require(
+        isinstance(properties.get("delivery_info") or {}, dict),
+        "properties.delivery_info is not an object",
+        task_id,
+    )
     content_type = envelope.get("content-type")
     _require(isinstance(content_type, str), "envelope has no 'content-type'", task_id)
     assert isinstance(content_type, str)

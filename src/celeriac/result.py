@@ -113,6 +113,19 @@ class AsyncResult:
         self._cache = None
         self.backend.forget(self.id)
 
+    def revoke(
+        self,
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str = "SIGTERM",
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Revoke this task (``terminate=True`` also stops it if it runs in prefork)."""
+        self.app.control.revoke(self.id, terminate=terminate, signal=signal)
+        if wait:
+            self.get(timeout=timeout, propagate=False)
+
     def get(
         self,
         timeout: float | None = None,

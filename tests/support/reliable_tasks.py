@@ -34,3 +34,10 @@ def count(key: str, seconds: float = 0.0) -> int:
 def suicide(key: str) -> None:
     _counter().incr(f"runs:{key}")
     os.kill(os.getpid(), 9)
+
+
+@app.task(name="rel.wait", acks_late=False)
+def wait(key: str, seconds: float) -> str:
+    _counter().rpush(f"started:{key}", os.getpid())
+    time.sleep(seconds)
+    return "finished"

@@ -21,7 +21,12 @@ from .base import Meta
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "celery-task-meta-"
-CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# builtins.ConnectionError, not OSError: our own TimeoutError is an OSError too
+CONNECTION_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+)
 
 
 def meta_key(task_id: str) -> str:
@@ -55,7 +60,7 @@ class RedisBackend:
         try:
             pipe = self._client.pipeline(transaction=True)
             if expires_s:
-                pipe.setex(key, int(expires_s), payload)
+                pipe.set(key, payload, px=max(1, int(expires_s * 1000)))
             else:
                 pipe.set(key, payload)
             pipe.publish(key, payload)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from ..config import Settings
+from ..protocol import mark_redelivered
 from .base import PRIORITY_STEPS, DeadLetter, Delivery, priority_key, priority_step
 
 
@@ -26,6 +27,8 @@ class _Store:
     unacked: dict[str, tuple[str, bytes, int]] = field(default_factory=dict)
     dead: dict[str, list[DeadLetter]] = field(default_factory=dict)
     delayed: list[tuple[float, str, bytes]] = field(default_factory=list)
+    revoked: dict[str, float] = field(default_factory=dict)
+    revoked_version: int = 0
 
 
 _STORES: dict[str, _Store] = {}
@@ -111,7 +114,7 @@ class MemoryBroker:
                     continue
                 queue, raw, priority = entry
                 items = self._store.queues.setdefault(priority_key(queue, priority), deque())
-                (items.append if to_front else items.appendleft)(raw)
+                (items.append if to_front else items.appendleft)(mark_redelivered(raw))
                 restored += 1
             self._store.lock.notify_all()
         return restored
@@ -119,7 +122,9 @@ class MemoryBroker:
     def defer(self, delivery: Delivery, due_s: float) -> None:
         with self._store.lock:
             self._store.unacked.pop(delivery.receipt, None)
-            self._store.delayed.append((due_s, delivery.queue, delivery.raw))
+            found = _tag_of(delivery.raw)
+            key = priority_key(delivery.queue, found[1] if found else 0)
+            self._store.delayed.append((due_s, key, delivery.raw))
             self._store.delayed.sort(key=lambda item: item[0])
 
     def promote_due(self, now_s: float, limit: int = 1000) -> float | None:
@@ -133,6 +138,20 @@ class MemoryBroker:
             if moved:
                 self._store.lock.notify_all()
             return delayed[0][0] if delayed else None
+
+    def add_revoked(self, task_ids: Sequence[str], ttl_s: float) -> None:
+        with self._store.lock:
+            expires = time.time() + ttl_s
+            self._store.revoked.update(dict.fromkeys(task_ids, expires))
+            self._store.revoked_version += 1
+
+    def revoked_version(self) -> int:
+        return self._store.revoked_version
+
+    def revoked_ids(self) -> set[str]:
+        now = time.time()
+        with self._store.lock:
+            return {task_id for task_id, until in self._store.revoked.items() if until > now}
 
     # one process: every owner is alive, so liveness is bookkeeping-free
     def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]:

@@ -36,9 +36,16 @@ HEARTBEATS = "celeriac.heartbeats"
 OWNED_PREFIX = "celeriac.owned."
 LOSSES = "celeriac.losses"
 RESTORE_MUTEX = "celeriac.restore_mutex"
+REVOKED = "celeriac.revoked"
+REVOKED_VERSION = "celeriac.revoked.version"
 T = TypeVar("T")
 
-CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# builtins.ConnectionError, not OSError: our own TimeoutError is an OSError too
+CONNECTION_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+)
 
 
 def dead_key(queue: str) -> str:
@@ -295,11 +302,28 @@ class RedisBroker:
             self._release_script(keys=[RESTORE_MUTEX], args=[token])
         return restored, dead
 
+    # revoked task ids, kept broker-side so every worker (and one started later) knows them
+    def add_revoked(self, task_ids: Sequence[str], ttl_s: float) -> None:
+        if not task_ids:
+            return
+        now = time.time()
+        pipe = self._client.pipeline(transaction=True)
+        pipe.zadd(REVOKED, dict.fromkeys(task_ids, now + ttl_s))
+        pipe.zremrangebyscore(REVOKED, "-inf", now)
+        pipe.incr(REVOKED_VERSION)
+        pipe.execute()
+
+    def revoked_version(self) -> int:
+        return int(self._client.get(REVOKED_VERSION) or 0)
+
+    def revoked_ids(self) -> set[str]:
+        return {_text(t) for t in self._client.zrangebyscore(REVOKED, time.time(), "+inf")}
+
     def defer(self, delivery: Delivery, due_s: float) -> None:
         """Park a message due later broker-side (not in worker memory) until *due_s*."""
         self._defer_script(
             keys=[UNACKED, UNACKED_INDEX, DELAYED],
-            args=[delivery.receipt, repr(due_s), delivery.queue, delivery.raw],
+            args=[delivery.receipt, repr(due_s), _priority_list(delivery), delivery.raw],
         )
         self._client.srem(self._owned_key, delivery.receipt)
 
@@ -371,6 +395,15 @@ class RedisBroker:
             self._waiter.close()
             self._waiter = None
         self._client.close()
+
+
+def _priority_list(delivery: Delivery) -> str:
+    """The list a message goes back to when due: its queue at its priority."""
+    try:
+        priority = int(orjson.loads(delivery.raw)["properties"].get("priority") or 0)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        priority = 0
+    return priority_key(delivery.queue, priority)
 
 
 def _text(value: Any) -> str:

@@ -77,7 +77,7 @@ return 0
 """
 
 # Park a task that is due later: move it from `unacked` into the delayed zset, scored by its
-# due time, in one step. Member = "<queue>\n<envelope>".
+# due time, in one step. Member = "<queue list for its priority>\n<envelope>".
 # KEYS: unacked, unacked_index, delayed     ARGV: tag, due, queue, raw
 DEFER = """
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3] .. '\\n' .. ARGV[4])
@@ -86,12 +86,14 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
-# Move every parked task that is due onto the front of its queue (priority 0 list), and
-# return the score of the next one still waiting (or false).
+# Move every parked task that is due onto the front of its queue list (the member names the
+# list for its priority), earliest due taken first, and return the score of the next one still
+# waiting (or false).
 # KEYS: delayed     ARGV: now, limit
 PROMOTE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do
+for i = #due, 1, -1 do
+  local member = due[i]
   local cut = string.find(member, '\\n', 1, true)
   if cut then
     redis.call('RPUSH', string.sub(member, 1, cut - 1), string.sub(member, cut + 1))

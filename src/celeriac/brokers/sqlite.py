@@ -9,11 +9,15 @@ consumers ever get the same message. A receipt is ``"<row id>:<claim number>"``:
 requeue, defer and dead_letter act only on the claim it names, so a consumer whose lease
 ran out cannot disturb the copy another consumer holds now.
 
-Lease: a claim lasts ``broker_transport_options['visibility_timeout']`` seconds (3600 by
-default, as on Redis). After that, the next fetch of any consumer puts the message back at
-the front of its queue, marked redelivered. Each claim records its owner (client name and
-host, as the Redis broker names owners) and pid, so a heartbeat-based owner check can put
-back a dead worker's messages long before the lease ends.
+Lease: each claim records its owner (``owner_id``: one per consuming process) and pid.
+A worker beats for its owners (``heartbeat``), which also extends their leases; ``recover``
+puts back the claims of owners silent for ``worker_dead_after`` seconds, so a dead worker's
+messages return in seconds. As a last resort a claim lasts
+``broker_transport_options['visibility_timeout']`` seconds (3600 by default, as on Redis)
+past its claim or its owner's last beat; then the next fetch of any consumer puts it back.
+Put-back messages go to the front of their queue, marked redelivered; one whose claimers
+died more than ``task_max_redeliveries`` times goes to the dead letters instead
+(sqlite_recovery).
 
 Waiting: fetch polls cheaply (see sqlite_wait): about 1 ms after activity, at most 50 ms
 (``polling_interval``) when idle; a publish in the same process wakes it at once.
@@ -23,15 +27,14 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import sqlite3
 import time
 from collections.abc import Sequence
 
 from ..config import Settings
 from ..errors import BrokerError, ConfigurationError
-from ..protocol import mark_redelivered
-from .base import DeadLetter, Delivery, priority_step
+from . import sqlite_recovery as recovery
+from . import sqlite_revoked as revoked
+from .base import DeadLetter, Delivery, owner_id, priority_step
 from .sqlite_db import DEFAULT_BUSY_TIMEOUT_S, Database, database_path
 from .sqlite_schema import create_broker_schema
 from .sqlite_wait import MAX_POLL_S, AdaptivePoll, local_signal
@@ -39,7 +42,6 @@ from .sqlite_wait import MAX_POLL_S, AdaptivePoll, local_signal
 logger = logging.getLogger(__name__)
 
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
-READY, CLAIMED = 0, 1
 MAX_SQL_VARIABLES = 500  # ids per statement, well under SQLite's limit
 
 INSERT_READY = """
@@ -51,20 +53,14 @@ SELECT_READY = """
     SELECT id, step, pos FROM celeriac_messages
     WHERE state = 0 AND queue = ? ORDER BY step, pos LIMIT ?
 """
-FRONT_POS = """
-    SELECT COALESCE(MIN(pos) - 1, 0) FROM celeriac_messages
-    WHERE state = 0 AND queue = ? AND step = ?
-"""
-BACK_POS = """
-    SELECT COALESCE(MAX(pos) + 1, 0) FROM celeriac_messages
-    WHERE state = 0 AND queue = ? AND step = ?
-"""
-RELEASE = """
+CLAIM = """
     UPDATE celeriac_messages
-    SET state = 0, pos = ?, body = ?, owner = NULL, owner_pid = NULL,
-        claimed_at = NULL, lease_until = NULL
-    WHERE id = ?
+    SET state = 1, deliveries = deliveries + 1, owner = ?, owner_pid = ?, claimed_at = ?,
+        lease_until = ?
+    WHERE state = 0 AND id IN ({marks})
+    RETURNING id, queue, deliveries, body
 """
+DELETE_CLAIM = "DELETE FROM celeriac_messages WHERE id = ? AND deliveries = ?"
 
 
 def parse_receipt(receipt: str) -> tuple[int, int] | None:
@@ -78,11 +74,8 @@ def parse_receipt(receipt: str) -> tuple[int, int] | None:
         return None
 
 
-def _redelivered(body: bytes) -> bytes:
-    try:
-        return mark_redelivered(body)
-    except (ValueError, TypeError, AttributeError):  # not a JSON envelope: keep it as it was
-        return body
+def _claims(receipts: Sequence[str]) -> list[tuple[int, int]]:
+    return [claim for claim in map(parse_receipt, receipts) if claim is not None]
 
 
 class SqliteBroker:
@@ -97,7 +90,7 @@ class SqliteBroker:
                 f"broker_transport_options['visibility_timeout'] must be positive seconds, "
                 f"got {self.visibility_timeout_s!r}"
             )
-        self.owner = f"{client_name}@{socket.gethostname()}"
+        self.owner = owner_id(client_name)
         self.path = database_path(url, role="broker", allow_memory=False)
         self._db = Database(
             self.path,
@@ -106,6 +99,7 @@ class SqliteBroker:
             create_schema=create_broker_schema,
             busy_timeout_s=float(options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT_S)),
         )
+        self._max_losses = int(settings.task_max_redeliveries)
         self._poll = AdaptivePoll(max_s=float(options.get("polling_interval", MAX_POLL_S)))
         # look for expired leases this often; each look is one probe of a partial index
         self._sweep_every_s = min(1.0, max(0.05, self.visibility_timeout_s / 4))
@@ -174,6 +168,7 @@ class SqliteBroker:
             return conn.execute(sql, queues).fetchone() is not None
 
     def _claim(self, queues: tuple[str, ...], max_count: int, now: float) -> list[Delivery]:
+        lease_until = now + self.visibility_timeout_s
         with self._db.write() as conn:
             candidates: list[tuple[int, int, int, int]] = []
             for index, queue in enumerate(queues):
@@ -184,15 +179,9 @@ class SqliteBroker:
             claimed: dict[int, tuple[str, int, bytes]] = {}
             for start in range(0, len(chosen), MAX_SQL_VARIABLES):
                 ids = chosen[start : start + MAX_SQL_VARIABLES]
-                marks = ",".join("?" * len(ids))
-                rows = conn.execute(
-                    "UPDATE celeriac_messages SET state = 1, deliveries = deliveries + 1, "
-                    "owner = ?, owner_pid = ?, claimed_at = ?, lease_until = ? "
-                    f"WHERE state = 0 AND id IN ({marks}) "
-                    "RETURNING id, queue, deliveries, body",
-                    (self.owner, os.getpid(), now, now + self.visibility_timeout_s, *ids),
-                )
-                for row_id, queue, claim, body in rows:
+                sql = CLAIM.format(marks=",".join("?" * len(ids)))
+                params = (self.owner, os.getpid(), now, lease_until, *ids)
+                for row_id, queue, claim, body in conn.execute(sql, params):
                     claimed[row_id] = (queue, claim, body)
         # RETURNING has no defined order: give them back in the order chosen
         out = []
@@ -205,71 +194,131 @@ class SqliteBroker:
     def ack(self, receipts: Sequence[str]) -> None:
         # no state check: a message whose lease ran out and that waits again unclaimed is
         # still this claim's to finish, which saves running it twice
-        claims = [c for c in map(parse_receipt, receipts) if c is not None]
-        if not claims:
-            return
-        with self._db.write() as conn:
-            conn.executemany(
-                "DELETE FROM celeriac_messages WHERE id = ? AND deliveries = ?", claims
-            )
+        claims = _claims(receipts)
+        if claims:
+            with self._db.write() as conn:
+                conn.executemany(DELETE_CLAIM, claims)
 
     def requeue(self, receipts: Sequence[str], *, to_front: bool = True) -> int:
         """Put claimed messages back on their queues, marked redelivered; returns how many."""
-        claims = [c for c in map(parse_receipt, receipts) if c is not None]
+        claims = _claims(receipts)
         if not claims:
             return 0
-        restored = 0
         with self._db.write() as conn:
-            for row_id, claim in claims:
-                row = conn.execute(
-                    "SELECT queue, step, body FROM celeriac_messages "
-                    "WHERE id = ? AND deliveries = ? AND state = 1",
-                    (row_id, claim),
-                ).fetchone()
-                if row is not None:
-                    queue, step, body = row
-                    self._release(conn, row_id, queue, step, bytes(body), to_front)
-                    restored += 1
+            rows = recovery.rows_by_claim(conn, claims)
+            restored, _ = recovery.release_rows(
+                conn, rows, to_front=to_front, max_losses=None, now=time.time()
+            )
         if restored:
             self._notify()
         return restored
 
-    @staticmethod
-    def _release(
-        conn: sqlite3.Connection, row_id: int, queue: str, step: int, body: bytes, to_front: bool
-    ) -> None:
-        pos = conn.execute(FRONT_POS if to_front else BACK_POS, (queue, step)).fetchone()[0]
-        conn.execute(RELEASE, (pos, _redelivered(body), row_id))
+    # liveness and recovery
+    def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]:
+        """Put back messages whose worker died, counting the loss; one lost more than
+        *max_losses* times goes to the dead letters. Returns (restored, dead-lettered)."""
+        claims = _claims(receipts)
+        if not claims:
+            return (0, 0)
+        with self._db.write() as conn:
+            rows = recovery.rows_by_claim(conn, claims)
+            counts = recovery.release_rows(
+                conn, rows, to_front=True, max_losses=max_losses, now=time.time()
+            )
+        self._after_restore(counts)
+        return counts
 
-    def restore_expired(self, now_s: float | None = None, limit: int = 1000) -> int:
-        """Put back messages whose lease ended (their claimer died or stalled)."""
+    def heartbeat(self, owners: Sequence[str]) -> None:
+        """Mark *owners* alive now and extend the leases of what they hold."""
+        if owners:
+            now = time.time()
+            with self._db.write() as conn:
+                recovery.beat(conn, owners, now, now + self.visibility_timeout_s)
+
+    def retire(self, owner: str | None = None) -> None:
+        """Forget an owner that stopped cleanly (after it put back what it held)."""
+        with self._db.write() as conn:
+            recovery.forget_owner(conn, owner or self.owner)
+
+    def recover_owner(self, owner: str, max_losses: int) -> tuple[int, int]:
+        """Put back everything a dead owner holds, and forget the owner."""
+        with self._db.write() as conn:
+            rows = recovery.rows_of_owner(conn, owner)
+            counts = recovery.release_rows(
+                conn, rows, to_front=True, max_losses=max_losses, now=time.time()
+            )
+            recovery.forget_owner(conn, owner)
+        self._after_restore(counts)
+        return counts
+
+    def recover(
+        self, dead_after_s: float, visibility_timeout_s: float | None, max_losses: int
+    ) -> tuple[int, int]:
+        """Put back the claims of owners silent for *dead_after_s*, and (last resort) claims
+        not renewed for *visibility_timeout_s*. Returns (restored, dead-lettered)."""
+        now = time.time()
+        with self._db.read() as conn:
+            silent = recovery.silent_owners(conn, now - dead_after_s)
+        restored = dead = 0
+        for owner in silent:
+            r, d = self.recover_owner(owner, max_losses)
+            restored, dead = restored + r, dead + d
+            if r or d:
+                logger.warning(
+                    "owner %s stopped beating: restored %d message(s), dead-lettered %d",
+                    owner,
+                    r,
+                    d,
+                )
+        if visibility_timeout_s:
+            # lease_until is (claim or last beat) + our own timeout; shift to the one asked
+            cutoff = now - visibility_timeout_s + self.visibility_timeout_s
+            r, d = self._restore_past_lease(cutoff, max_losses)
+            restored, dead = restored + r, dead + d
+        return restored, dead
+
+    def restore_expired(self, now_s: float | None = None) -> int:
+        """Put back claims whose lease ended (their claimer died or stalled)."""
         now = time.time() if now_s is None else now_s
+        restored, _ = self._restore_past_lease(now, self._max_losses)
+        return restored
+
+    def _restore_past_lease(self, cutoff: float, max_losses: int) -> tuple[int, int]:
         probe = "SELECT 1 FROM celeriac_messages WHERE state = 1 AND lease_until <= ? LIMIT 1"
         with self._db.read() as conn:
-            if conn.execute(probe, (now,)).fetchone() is None:
-                return 0
+            if conn.execute(probe, (cutoff,)).fetchone() is None:
+                return (0, 0)
         with self._db.write() as conn:
-            # latest claim first, each to the front: the oldest ends up next in line
-            rows = conn.execute(
-                "SELECT id, queue, step, body, owner, owner_pid FROM celeriac_messages "
-                "WHERE state = 1 AND lease_until <= ? ORDER BY lease_until DESC, id DESC "
-                "LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            for row_id, queue, step, body, _, _ in rows:
-                self._release(conn, row_id, queue, step, bytes(body), True)
-        if rows:
-            owners = sorted({f"{owner}/{pid}" for *_, owner, pid in rows})
-            logger.warning(
-                "visibility timeout: restored %d message(s) whose lease of %gs ran out "
-                "(claimed by %s)",
-                len(rows),
-                self.visibility_timeout_s,
-                ", ".join(owners),
+            rows = recovery.rows_past_lease(conn, cutoff, 1000)
+            counts = recovery.release_rows(
+                conn, rows, to_front=True, max_losses=max_losses, now=time.time()
             )
+        if rows:
+            logger.warning(
+                "visibility timeout: restored %d message(s) with no live owner, dead-lettered %d",
+                *counts,
+            )
+        self._after_restore(counts)
+        return counts
+
+    def _after_restore(self, counts: tuple[int, int]) -> None:
+        if counts[0]:
             self._idle_mark = None
             self._notify()
-        return len(rows)
+
+    # revoked task ids
+    def add_revoked(self, task_ids: Sequence[str], ttl_s: float) -> None:
+        if task_ids:
+            with self._db.write() as conn:
+                revoked.add_revoked(conn, task_ids, ttl_s, time.time())
+
+    def revoked_version(self) -> int:
+        with self._db.read() as conn:
+            return revoked.revoked_version(conn)
+
+    def revoked_ids(self) -> set[str]:
+        with self._db.read() as conn:
+            return revoked.revoked_ids(conn, time.time())
 
     # ETA / countdown
     def defer(self, delivery: Delivery, due_s: float) -> None:
@@ -280,21 +329,19 @@ class SqliteBroker:
                 row = (delivery.queue, 0, delivery.raw)
             else:
                 row = conn.execute(
-                    "DELETE FROM celeriac_messages WHERE id = ? AND deliveries = ? "
-                    "RETURNING queue, priority, body",
-                    claim,
+                    DELETE_CLAIM + " RETURNING queue, priority, body", claim
                 ).fetchone()
             if row is None:
                 logger.debug("defer of %s ignored: another consumer holds it", delivery.receipt)
                 return
-            queue, priority, body = row
             conn.execute(
                 "INSERT INTO celeriac_delayed (due, queue, priority, body) VALUES (?, ?, ?, ?)",
-                (due_s, queue, priority, body),
+                (due_s, *row),
             )
 
     def promote_due(self, now_s: float, limit: int = 1000) -> float | None:
-        """Queue parked messages that are due; returns when the next one falls due."""
+        """Queue parked messages that are due, each at the front of its own priority bucket;
+        returns when the next one falls due."""
         with self._db.read() as conn:
             first = conn.execute("SELECT MIN(due) FROM celeriac_delayed").fetchone()[0]
         if first is None or first > now_s:
@@ -308,7 +355,7 @@ class SqliteBroker:
             # latest due first, each to the front of its bucket: the earliest ends up next
             for _, _, queue, priority, body in sorted(due, reverse=True):
                 step = priority_step(priority)
-                pos = conn.execute(FRONT_POS, (queue, step)).fetchone()[0]
+                pos = conn.execute(recovery.FRONT_POS, (queue, step)).fetchone()[0]
                 conn.execute(
                     "INSERT INTO celeriac_messages (queue, step, priority, pos, published_at, "
                     "body) VALUES (?, ?, ?, ?, ?, ?)",
@@ -328,7 +375,7 @@ class SqliteBroker:
                 (delivery.queue, reason, time.time(), delivery.raw),
             )
             if claim is not None:
-                conn.execute("DELETE FROM celeriac_messages WHERE id = ? AND deliveries = ?", claim)
+                conn.execute(DELETE_CLAIM, claim)
 
     def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """Newest first, as the Redis broker lists them."""

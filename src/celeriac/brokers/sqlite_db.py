@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
 DEFAULT_BUSY_TIMEOUT_S = 30.0
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 # Every connection this process (or a parent before fork) opened and has not closed. In a
 # forked child the parent's entries stay here forever, so the garbage collector never runs
@@ -137,6 +138,8 @@ class Database:
                 # WAL + NORMAL survives any process crash; only a power cut can lose the
                 # last commits, and it saves an fsync per transaction
                 conn.execute("PRAGMA synchronous=NORMAL")
+                # after a checkpoint, shrink the WAL back instead of keeping its peak size
+                conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
             conn.execute("BEGIN IMMEDIATE")
             self._create_schema(conn)
             conn.execute("COMMIT")

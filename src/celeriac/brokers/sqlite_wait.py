@@ -4,9 +4,10 @@ SQLite cannot notify another process, so a waiter polls, but cheaply: it compare
 ``PRAGMA data_version`` (shared memory, not the file) and queries only when another
 connection has committed. The pause between two looks starts at 1 ms right after activity
 and doubles up to 50 ms when idle, so a process sees work that another process published
-within about a millisecond while busy and within 50 ms (25 ms on average) once idle. A
-writer in the same process wakes that process's waiters at once, through a condition
-variable per database file.
+within a few milliseconds while busy and within 50 ms once idle. Measured between two
+processes on a 2-core machine: median 1.2 ms back to back, 2.4 ms after 5 ms of quiet,
+22 ms (max 45) after a second of idling. A writer in the same process wakes that process's
+waiters at once, through a condition variable per database file.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -41,11 +42,7 @@ class CliState:
                 app = load_app(self.app_ref)
             except ImproperlyConfigured as exc:
                 cause = exc.__cause__
-                detail = (
-                    "".join(traceback.format_exception_only(type(cause), cause)).strip()
-                    if (cause is not None)
-                    else ""
-                )
+                detail = _describe_import_error(cause) if cause is not None else ""
                 searched = "\n  ".join(p or "." for p in sys.path)
                 raise click.ClickException(
                     f"cannot load the app {self.app_ref!r}: {exc}\n"
@@ -60,12 +57,29 @@ class CliState:
         return app
 
 
+def _describe_import_error(cause: BaseException) -> str:
+    """The error, after the lines of the user's own files it came through: the message
+    alone rarely says where a module failed (a SyntaxError names its own line)."""
+    detail = "".join(traceback.format_exception_only(type(cause), cause)).strip()
+    if isinstance(cause, SyntaxError):
+        return detail
+    internal = (os.path.dirname(importlib.__file__), os.path.dirname(os.path.dirname(__file__)))
+    frames = [
+        frame
+        for frame in traceback.extract_tb(cause.__traceback__)
+        if not frame.filename.startswith(("<frozen", *internal))
+    ]
+    return "".join(traceback.format_list(frames)) + detail
+
+
 def setup_logging(level: str) -> None:
     """Only the command configures logging; the library never does."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise click.BadParameter(f"unknown log level {level!r}; use debug, info, warning or error")
     logging.basicConfig(level=numeric, format=LOG_FORMAT, stream=sys.stderr, force=True)
+    # redis-py's own debug chatter (e.g. optional handshake probes) is not ours to show
+    logging.getLogger("redis").setLevel(max(numeric, logging.INFO))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -62,6 +62,9 @@ def _queues(value: tuple[str, ...]) -> list[str] | None:
     default=None,
     help="Messages to reserve per slot when every slot is busy.",
 )
+@click.option(
+    "-S", "--statedb", default=None, help="File that keeps revoked task ids across worker restarts."
+)
 @click.option("--without-banner", is_flag=True, help="Do not print the start-up banner.")
 @click.pass_obj
 def worker(
@@ -76,6 +79,7 @@ def worker(
     time_limit: float | None,
     soft_time_limit: float | None,
     prefetch_multiplier: int | None,
+    statedb: str | None,
     without_banner: bool,
 ) -> None:
     """Start a worker that consumes QUEUES and runs their tasks.
@@ -102,6 +106,7 @@ def worker(
             soft_time_limit=soft_time_limit,
             prefetch_multiplier=prefetch_multiplier,
             banner=not without_banner,
+            statedb=statedb,
         ).start()
     except CeleriacError as exc:
         raise click.ClickException(str(exc)) from None

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from ..brokers.base import Delivery
 from ..errors import BrokerError
@@ -45,6 +46,8 @@ class Consumer:
         self._held_lock = threading.Lock()
         self._next_due: float | None = 0.0
         self._next_promote = 0.0
+        self._next_revoked_check = 0.0
+        self._revoked_version = -1
         self.last_fetch_at = 0.0
         ctx.on_defer = self._note_due
 
@@ -62,6 +65,7 @@ class Consumer:
                 self.slots.wait_for_free(0.2)
                 continue
             try:
+                self._refresh_revoked(broker)
                 timeout_s = self._promote(broker)
                 deliveries = broker.fetch(self.queues, free, timeout_s)
             except BrokerError as exc:
@@ -78,16 +82,27 @@ class Consumer:
             if deliveries and len(self.queues) > 1:
                 self._rotate(deliveries[0].queue)
 
-    def _promote(self, broker: object) -> float:
+    def _promote(self, broker: Any) -> float:
         """Queue parked ETA tasks that are due; return how long the next fetch may wait."""
         now = time.time()
         if now >= self._next_promote or (self._next_due is not None and now >= self._next_due):
-            self._next_due = broker.promote_due(now)  # type: ignore[attr-defined]
+            self._next_due = broker.promote_due(now)
             self._next_promote = now + MAX_WAIT_S
         wait = MAX_WAIT_S
         if self._next_due is not None:
             wait = min(wait, max(0.0, self._next_due - now))
         return wait
+
+    def _refresh_revoked(self, broker: Any) -> None:
+        """Re-read the revoked ids at most once a second, and only when they changed."""
+        now = time.monotonic()
+        if now < self._next_revoked_check:
+            return
+        self._next_revoked_check = now + MAX_WAIT_S
+        version = broker.revoked_version()
+        if version != self._revoked_version:
+            self._revoked_version = version
+            self.ctx.revoked = broker.revoked_ids()
 
     def _rotate(self, queue: str) -> None:
         if queue in self.queues:
@@ -100,11 +115,10 @@ class Consumer:
         self.slots.submit(partial(self._run_one, delivery))
 
     def _run_one(self, delivery: Delivery) -> None:
-        try:
-            self.handler(self.ctx, delivery)
-        finally:
-            with self._held_lock:
-                self.held.pop(delivery.receipt, None)
+        # on a cold shutdown (a BaseException) the message stays held, so it is put back
+        self.handler(self.ctx, delivery)
+        with self._held_lock:
+            self.held.pop(delivery.receipt, None)
 
     def requeue_held(self) -> int:
         """Put back what this consumer took but did not finish (shutdown)."""

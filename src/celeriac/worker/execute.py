@@ -70,15 +70,16 @@ class Outcome:
 def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
     """The job to run, or None when the message was handled here (bad, expired, deferred)."""
     broker = ctx.app.broker
-    if not delivery.receipt:  # the broker dead-lettered it already: not even an envelope
-        logger.error(
-            "message on %r is not a task envelope; moved to the dead-letter list", delivery.queue
-        )
-        return None
     try:
         message = protocol.parse_envelope(delivery.raw, ctx.app.conf.accept_content)
     except InvalidMessage as exc:
         _reject_invalid(ctx, delivery, exc.reason, exc.task_id, exc)
+        return None
+    if not delivery.receipt:  # a task, but without a delivery tag the broker could not track it
+        reason = "envelope has no string properties.delivery_tag"
+        _reject_invalid(
+            ctx, delivery, reason, message.id, InvalidMessage(reason, task_id=message.id)
+        )
         return None
     try:
         task = ctx.app.lookup(message.task)
@@ -114,13 +115,14 @@ def _reject_invalid(
 ) -> None:
     logger.error(
         "invalid message %s on %r: %s; moved to the dead-letter list",
-        task_id or delivery.receipt,
+        task_id or delivery.receipt or "(no id)",
         delivery.queue,
         reason,
     )
     if task_id:
         _store_failure(ctx, task_id, exc, traceback_text=None)
-    ctx.app.broker.dead_letter(delivery, reason)
+    if delivery.receipt:  # without one, the broker dead-lettered it as it fetched it
+        ctx.app.broker.dead_letter(delivery, reason)
 
 
 def _discard(ctx: ExecContext, delivery: Delivery, message: protocol.TaskMessage, why: str) -> None:

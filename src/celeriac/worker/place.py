@@ -32,15 +32,28 @@ def asyncio_task_name() -> str | None:
     return None if task is None else f"{task.get_name()}@{id(task):#x}"
 
 
+def os_thread() -> tuple[int, str]:
+    """The ident and name of the OS thread running us.
+
+    gevent's and eventlet's monkey-patching make ``threading`` report each greenlet as a
+    thread of its own; the seed's question is about the real one, which green pools only
+    ever run on as the main thread, so that is the case to see through.
+    """
+    main = threading.main_thread()
+    if main.ident is not None and threading.get_native_id() == main.native_id:
+        return main.ident, main.name
+    return threading.get_ident(), threading.current_thread().name
+
+
 def current_place(base: Place, extras: Callable[[], Place] | None = None) -> Place:
     """The worker-wide facts in *base* plus what only this thread or greenlet knows."""
-    thread = threading.current_thread()
+    thread_id, thread_name = os_thread()
     place = dict(base)
     place.update(
         pid=os.getpid(),
         ppid=os.getppid(),
-        thread_id=threading.get_ident(),
-        thread_name=thread.name,
+        thread_id=thread_id,
+        thread_name=thread_name,
     )
     if extras is not None:
         place.update(extras())

@@ -7,15 +7,16 @@ import os
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..urls import safe_url
+from .control import ControlListener
 from .pools import ALIASES, pool_class
 from .runtime import ColdShutdown, WorkerRuntime
+from .statedb import StateDB
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -52,6 +53,7 @@ class Worker:
         soft_time_limit: float | None = None,
         prefetch_multiplier: int | None = None,
         banner: bool = True,
+        statedb: str | None = None,
     ) -> None:
         conf = app.conf
         pool_name = ALIASES.get(pool or conf.worker_pool, pool or conf.worker_pool)
@@ -64,6 +66,7 @@ class Worker:
             raise ValueError(f"--concurrency must be at least 1, got {concurrency}")
         self.app = app
         self.banner = banner
+        self.statedb_path = statedb or conf.worker_state_db
         self.runtime = WorkerRuntime(
             app=app,
             nodename=default_nodename(hostname),
@@ -95,11 +98,19 @@ class Worker:
             sys.stderr.write(self.render_banner())
             sys.stderr.flush()
         pool = self.pool_cls(self.runtime)
+        state = StateDB(self.statedb_path) if self.statedb_path else None
+        if state is not None:
+            state.load(app)
+        control = ControlListener(self.runtime, terminate=getattr(pool, "terminate_task", None))
+        control.start()
         self._install_signals()
         logger.info("%s ready.", self.runtime.nodename)
         try:
             code = pool.run()
         finally:
+            control.stop()
+            if state is not None:
+                state.save(app)
             logger.info("%s stopped.", self.runtime.nodename)
             app.close()
         return code
@@ -126,9 +137,13 @@ class Worker:
         return "\n".join(lines) + "\n"
 
     def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
+        # ask signal.signal itself: under eventlet's patching, threading no longer knows
+        # which thread is the main one
+        try:
+            signal.signal(signal.SIGTERM, self._on_warm)
+        except ValueError:
+            logger.warning("not in the main thread: SIGTERM/SIGINT/SIGQUIT are not handled")
             return
-        signal.signal(signal.SIGTERM, self._on_warm)
         signal.signal(signal.SIGINT, self._on_interrupt)
         if hasattr(signal, "SIGQUIT"):
             signal.signal(signal.SIGQUIT, self._on_cold)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from ...brokers.base import owner_id
 from ..liveness import Liveness
 from .prefork_child import child_main
-from .prefork_lost import handle_lost_task
+from .prefork_lost import handle_lost_task, store_terminated
 from .prefork_slots import SlotTable
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ class Child:
     pid: int
     started_at: float
     killed_for: str | None = None
+    revoked_task: str | None = None
 
 
 class PreforkPool:
@@ -109,7 +110,16 @@ class PreforkPool:
         self.table.clear(child.index)
         reason = _describe_exit(status)
         stopping = self.runtime.stop.stopping
-        if running is not None:
+        if running is not None and child.revoked_task == running.task_id:
+            logger.warning(
+                "child %d (pid %d) terminated by revoke of %s[%s]",
+                child.index,
+                child.pid,
+                running.task_name,
+                running.task_id,
+            )
+            store_terminated(self.runtime.app, running)
+        elif running is not None:
             logger.error(
                 "child %d (pid %d) %s while running %s[%s]",
                 child.index,
@@ -127,6 +137,21 @@ class PreforkPool:
         if not stopping:
             self._spawn(child.index)
             self.runtime.app.broker.ping()
+
+    def terminate_task(self, task_id: str, signum: int) -> bool:
+        """Stop the child running *task_id* (revoke with terminate=True).
+
+        Our children treat SIGTERM as "finish and exit", so a TERM or INT request kills the
+        child instead; any other signal is sent as asked."""
+        for child in self.children.values():
+            running = self.table.running(child.index)
+            if running is not None and running.task_id == task_id:
+                child.revoked_task = task_id
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    signum = signal.SIGKILL
+                _kill(child.pid, signum)
+                return True
+        return False
 
     def _recover_held(self, child: Child) -> None:
         """Put back what a child held but never started: it is dead for sure, no need to

@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import stat
 import sys
 import time
 from types import FrameType
@@ -32,6 +33,7 @@ PR_SET_PDEATHSIG = 1
 def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
     """Run in a freshly forked child until told to stop; returns the exit code."""
     _die_with_parent()
+    _close_inherited_sockets()
     pid = os.getpid()
     multiprocessing.current_process().name = f"ForkPoolWorker-{index + 1}"
     runtime.stop = StopFlags()  # the manager's events are not ours
@@ -75,6 +77,29 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         logger.debug("prctl(PR_SET_PDEATHSIG) unavailable", exc_info=True)
+
+
+def _close_inherited_sockets() -> None:
+    """Close every socket inherited from the manager: a child only ever talks to Redis on
+    connections it opened itself, and a shared socket would corrupt both sides' protocol."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    # dup2 /dev/null over each one rather than close it: a stale socket object that closes
+    # "its" fd later then closes only this placeholder, never a connection opened since
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in fds:
+            if fd <= 2 or fd == devnull:
+                continue
+            try:
+                if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    os.dup2(devnull, fd)
+            except OSError:
+                continue
+    finally:
+        os.close(devnull)
 
 
 def _install_child_signals(stop: StopFlags) -> None:

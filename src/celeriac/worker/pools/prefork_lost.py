@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ... import states
 from ...backends.base import build_meta, encode_exception
-from ...errors import TimeLimitExceeded, WorkerLostError
+from ...errors import TaskRevokedError, TimeLimitExceeded, WorkerLostError
 from ..execute import result_expires_s
 
 if TYPE_CHECKING:
@@ -59,3 +59,15 @@ def handle_lost_task(app: Celeriac, running: Running, reason: str, killed_for: s
         logger.exception(
             "could not settle the lost task %s[%s]", running.task_name, running.task_id
         )
+
+
+def store_terminated(app: Celeriac, running: Running) -> None:
+    """A task stopped by ``revoke(terminate=True)``: REVOKED ["terminated"], message acked."""
+    try:
+        meta = build_meta(
+            running.task_id, states.REVOKED, encode_exception(TaskRevokedError("terminated"))
+        )
+        app.backend.store(running.task_id, meta, result_expires_s(app))
+        app.broker.ack([running.receipt])
+    except Exception:
+        logger.exception("could not settle the terminated task %s", running.task_id)

@@ -1,0 +1,147 @@
+"""``app.control``: revoke, ping and inspect, as Celery's broadcast, so Celery workers obey
+ours and ours obey Celery's."""
+
+from __future__ import annotations
+
+import signal as signal_module
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import pidbox
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .app import Celeriac
+
+REVOKE_TTL_S = 3 * 3600  # Celery keeps revoked ids for three hours
+
+
+def _ids(task_id: str | Iterable[str]) -> list[str]:
+    return [task_id] if isinstance(task_id, str) else [str(t) for t in task_id]
+
+
+class Control:
+    def __init__(self, app: Celeriac) -> None:
+        self.app = app
+
+    def _redis(self) -> tuple[Any, int]:
+        broker = self.app.broker
+        client = getattr(broker, "client", None)
+        if client is None:
+            raise ConfigurationError(
+                f"remote control needs a Redis broker; {broker.url!r} has no broadcast channel. "
+                f"Revokes still work on this broker (they are stored), ping/inspect do not."
+            )
+        return client, int(client.connection_pool.connection_kwargs.get("db", 0))
+
+    def broadcast(
+        self,
+        command: str,
+        arguments: dict[str, Any] | None = None,
+        destination: Sequence[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]] | None:
+        client, db = self._redis()
+        oid = str(uuid.uuid4()) if reply else None
+        envelope, _ticket = pidbox.request(
+            command, arguments or {}, list(destination) if destination else None, oid, timeout
+        )
+        if oid is None:
+            client.publish(pidbox.channel(db), envelope)
+            return None
+        binding_key = f"_kombu.binding.{pidbox.REPLY_EXCHANGE}"
+        client.sadd(binding_key, pidbox.reply_binding(oid))
+        queue = pidbox.reply_queue(oid)
+        replies: list[dict[str, Any]] = []
+        try:
+            client.publish(pidbox.channel(db), envelope)
+            deadline = time.monotonic() + timeout
+            while limit is None or len(replies) < limit:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                item = client.brpop([queue], timeout=max(0.01, min(remaining, 1.0)))
+                if item is None:
+                    continue
+                body, _headers = pidbox.decode(item[1])
+                replies.append(body)
+        finally:
+            client.srem(binding_key, pidbox.reply_binding(oid))
+            client.delete(queue)
+        return replies
+
+    def revoke(
+        self,
+        task_id: str | Iterable[str],
+        destination: Sequence[str] | None = None,
+        terminate: bool = False,
+        signal: str | int = "SIGTERM",
+        **_ignored: Any,
+    ) -> None:
+        """Revoke tasks everywhere: stored broker-side (workers started later see it too)
+        and broadcast the way Celery does."""
+        ids = _ids(task_id)
+        signame = signal if isinstance(signal, str) else signal_module.Signals(signal).name
+        self.app.broker.add_revoked(ids, REVOKE_TTL_S)
+        if getattr(self.app.broker, "client", None) is not None:
+            self.broadcast(
+                "revoke",
+                {
+                    "task_id": ids[0] if len(ids) == 1 else ids,
+                    "terminate": terminate,
+                    "signal": signame,
+                },
+                destination=destination,
+            )
+
+    def terminate(self, task_id: str, signal: str = "SIGTERM") -> None:
+        self.revoke(task_id, terminate=True, signal=signal)
+
+    def ping(self, destination: Sequence[str] | None = None, timeout: float = 1.0) -> list[Any]:
+        return self.broadcast("ping", destination=destination, reply=True, timeout=timeout) or []
+
+    def shutdown(self, destination: Sequence[str] | None = None) -> None:
+        self.broadcast("shutdown", destination=destination)
+
+    def inspect(self, destination: Sequence[str] | None = None, timeout: float = 1.0) -> Inspect:
+        return Inspect(self, destination, timeout)
+
+
+class Inspect:
+    """``app.control.inspect()``: each method returns ``{nodename: answer}`` or None."""
+
+    def __init__(self, control: Control, destination: Sequence[str] | None, timeout: float) -> None:
+        self.control = control
+        self.destination = destination
+        self.timeout = timeout
+
+    def _ask(self, command: str, **arguments: Any) -> dict[str, Any] | None:
+        replies = self.control.broadcast(
+            command, arguments, destination=self.destination, reply=True, timeout=self.timeout
+        )
+        merged: dict[str, Any] = {}
+        for item in replies or []:
+            merged.update(item)
+        return merged or None
+
+    def ping(self) -> dict[str, Any] | None:
+        return self._ask("ping")
+
+    def active(self) -> dict[str, Any] | None:
+        return self._ask("active")
+
+    def registered(self) -> dict[str, Any] | None:
+        return self._ask("registered")
+
+    def revoked(self) -> dict[str, Any] | None:
+        return self._ask("revoked")
+
+    def stats(self) -> dict[str, Any] | None:
+        return self._ask("stats")
+
+    def active_queues(self) -> dict[str, Any] | None:
+        return self._ask("active_queues")

@@ -1,0 +1,151 @@
+"""Look at a running worker from outside: its processes and the connections each one holds.
+
+The worker's own records say where tasks ran; these observations say what exists, so the
+two can contradict each other. Redis connections are matched to processes by socket (the
+client address ``CLIENT LIST`` reports is a local address some process of the tree holds),
+not by trusting the ``CLIENT SETNAME`` names, which are shown next to them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+
+import psutil
+
+from .model import ConnInfo, ProcInfo
+
+logger = logging.getLogger(__name__)
+
+_NAME_PID = re.compile(r"\.(\d+)(?::[\w.-]+)?$")
+
+
+def process_tree(manager_pid: int) -> list[ProcInfo]:
+    """The manager and every process under it, as they are now."""
+    try:
+        manager = psutil.Process(manager_pid)
+        procs = [manager, *manager.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    infos: list[ProcInfo] = []
+    for proc in procs:
+        try:
+            with proc.oneshot():
+                infos.append(ProcInfo(proc.pid, proc.ppid(), proc.name(), proc.num_threads()))
+        except psutil.NoSuchProcess:  # it ended between listing and reading
+            continue
+    return infos
+
+
+def _local_sockets(pids: Iterable[int]) -> dict[tuple[str, int], list[int]]:
+    """Local TCP address -> the pids holding a socket bound to it."""
+    owners: dict[tuple[str, int], list[int]] = {}
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for conn in conns:
+            if conn.laddr:
+                owners.setdefault((conn.laddr.ip, conn.laddr.port), []).append(pid)
+    return owners
+
+
+def _split_addr(addr: str) -> tuple[str, int] | None:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def redis_connections(url: str, pids: Iterable[int]) -> list[ConnInfo]:
+    """Connections to the Redis at *url* held by *pids*, named as ``CLIENT LIST`` names them."""
+    import redis
+
+    pid_set = set(pids)
+    sockets = _local_sockets(pid_set)
+    client = redis.Redis.from_url(url, client_name="celeriac.demo.observer")
+    try:
+        clients = client.client_list()
+    finally:
+        client.close()
+    found: list[ConnInfo] = []
+    for entry in clients:
+        name = str(entry.get("name") or "")
+        address = _split_addr(str(entry.get("addr") or ""))
+        holders = sockets.get(address, []) if address else []
+        if not holders:
+            # not a TCP client of ours (unix socket, or another program): trust the name's pid
+            match = _NAME_PID.search(name)
+            holders = [int(match.group(1))] if match and int(match.group(1)) in pid_set else []
+        kind = "backend" if name.endswith(":results") else "broker"
+        for pid in holders:
+            shared = tuple(other for other in holders if other != pid)
+            found.append(
+                ConnInfo(pid, kind, name or "(unnamed)", own=not shared, shared_with=shared)
+            )
+    return found
+
+
+def _db_fds(pid: int, target: str) -> dict[int, str]:
+    """fd -> file name, for the database and its -wal/-shm/-journal files."""
+    try:
+        files = psutil.Process(pid).open_files()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return {}
+    return {
+        f.fd: os.path.basename(f.path)
+        for f in files
+        if f.path == target or f.path.startswith(target + "-")
+    }
+
+
+def sqlite_connections(path: str, processes: Sequence[ProcInfo]) -> list[ConnInfo]:
+    """Who holds the SQLite database open, telling a process's own handles from inherited ones.
+
+    A forked child starts with its parent's descriptors under the same numbers; a
+    descriptor number on the database that the parent does not have was opened by the child
+    after the fork: its own connection.
+    """
+    target = os.path.realpath(path)
+    fds = {proc.pid: _db_fds(proc.pid, target) for proc in processes}
+    found: list[ConnInfo] = []
+    for proc in processes:
+        mine = fds[proc.pid]
+        parent = fds.get(proc.ppid, {})
+        own = {fd: name for fd, name in mine.items() if parent.get(fd) != name}
+        inherited = {fd: name for fd, name in mine.items() if fd not in own}
+        if own:
+            found.append(ConnInfo(proc.pid, "broker+backend", _fd_text(own)))
+        if inherited:
+            text = f"{_fd_text(inherited)} from pid {proc.ppid}"
+            found.append(ConnInfo(proc.pid, "inherited", text, own=False))
+    return found
+
+
+def _fd_text(fds: dict[int, str]) -> str:
+    names = sorted(set(fds.values()), key=len)
+    return f"{names[0] if names else '?'} fds {','.join(str(fd) for fd in sorted(fds))}"
+
+
+def connections(
+    broker_url: str, processes: Sequence[ProcInfo]
+) -> tuple[list[ConnInfo] | None, str]:
+    """The connections of *processes* to the broker, and how they were seen."""
+    pids = [proc.pid for proc in processes]
+    scheme = broker_url.split("://", 1)[0].lower()
+    if scheme in ("redis", "rediss", "unix"):
+        import redis.exceptions
+
+        try:
+            return redis_connections(broker_url, pids), "redis CLIENT LIST + sockets"
+        except redis.exceptions.RedisError as exc:
+            logger.warning("could not list Redis clients: %s", exc)
+            return None, f"CLIENT LIST failed: {exc}"
+    if scheme == "sqlite":
+        path = broker_url.split("://", 1)[1]
+        path = path[1:] if path.startswith("/") else path
+        return sqlite_connections(path, processes), "open database files"
+    return None, f"no view into {scheme}:// connections"

@@ -1,0 +1,164 @@
+"""The worker's side of remote control: listen on Celery's pidbox channel and answer.
+
+Handlers return JSON-able answers; a request with a reply_to gets ``{nodename: answer}``
+pushed to the caller's reply list, exactly as a Celery worker replies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import pidbox
+from ..control import REVOKE_TTL_S
+from ..protocol import new_id
+
+if TYPE_CHECKING:
+    from .runtime import WorkerRuntime
+
+logger = logging.getLogger(__name__)
+
+Terminate = Callable[[str, int], bool]
+
+
+class ControlListener:
+    def __init__(
+        self,
+        runtime: WorkerRuntime,
+        terminate: Terminate | None = None,
+        active: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.terminate = terminate
+        self.active = active or (lambda: [])
+        self.started_at = time.time()
+        self._stopped = False
+        self._subscribed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "ping": lambda args: {"ok": "pong"},
+            "revoke": self._revoke,
+            "revoked": lambda args: sorted(self.runtime.app.broker.revoked_ids()),
+            "registered": lambda args: sorted(self.runtime.app.tasks),
+            "active": lambda args: self.active(),
+            "reserved": lambda args: [],
+            "scheduled": lambda args: [],
+            "active_queues": lambda args: [
+                {"name": q, "exchange": {"name": q, "type": "direct"}, "routing_key": q}
+                for q in self.runtime.queues
+            ],
+            "stats": self._stats,
+            "shutdown": self._shutdown,
+            "hello": lambda args: {"revoked": {}, "clock": 1},
+        }
+
+    def start(self) -> bool:
+        client = getattr(self.runtime.app.broker, "client", None)
+        if client is None:
+            return False  # no broadcast channel on this broker; revokes are read from storage
+        self._thread = threading.Thread(
+            target=self._run, args=(client,), daemon=True, name="celeriac-control"
+        )
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def _run(self, client: Any) -> None:
+        db = int(client.connection_pool.connection_kwargs.get("db", 0))
+        while not self._stopped:
+            try:
+                pubsub = client.pubsub()
+                pubsub.subscribe(pidbox.channel(db))
+                while not self._stopped:
+                    message = pubsub.get_message(timeout=0.5)
+                    kind = message.get("type") if message else None
+                    if kind == "subscribe":
+                        self._subscribed.set()
+                    elif kind == "message":
+                        self.handle(message["data"], client)
+            except Exception as exc:  # broker gone: retry, never take the worker down
+                logger.warning("remote control listener: %s; retrying", exc, exc_info=True)
+                time.sleep(1.0)
+
+    def handle(self, raw: bytes, client: Any) -> None:
+        try:
+            body, _headers = pidbox.decode(raw)
+        except ValueError as exc:
+            logger.warning("ignoring a malformed control message: %s", exc)
+            return
+        destination = body.get("destination")
+        if destination and self.runtime.nodename not in destination:
+            return
+        method = str(body.get("method"))
+        handler = self.handlers.get(method)
+        arguments = body.get("arguments") or {}
+        try:
+            answer = handler(arguments) if handler else {"error": f"unknown command {method!r}"}
+        except Exception as exc:
+            logger.exception("control command %s failed", method)
+            answer = {"error": repr(exc)}
+        reply_to = body.get("reply_to")
+        ticket = body.get("ticket")
+        if isinstance(reply_to, dict) and ticket:
+            self._reply(client, answer, str(ticket), str(reply_to.get("routing_key")))
+
+    def _reply(self, client: Any, answer: Any, ticket: str, routing_key: str) -> None:
+        binding_key = f"_kombu.binding.{pidbox.REPLY_EXCHANGE}"
+        for member in client.smembers(binding_key):
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            key, _, rest = text.partition("\x06\x16")
+            if key == routing_key:
+                queue = rest.partition("\x06\x16")[2]
+                client.lpush(
+                    queue, pidbox.reply(self.runtime.nodename, answer, ticket, routing_key)
+                )
+                return
+
+    def _revoke(self, args: dict[str, Any]) -> dict[str, str]:
+        ids = args.get("task_id")
+        ids = [ids] if isinstance(ids, str) else [str(i) for i in ids or []]
+        self.runtime.app.broker.add_revoked(ids, REVOKE_TTL_S)
+        logger.info("tasks flagged as revoked: %s", ", ".join(ids))
+        if args.get("terminate"):
+            signum = _signal_number(args.get("signal", "SIGTERM"))
+            for task_id in ids:
+                if self.terminate is None or not self.terminate(task_id, signum):
+                    logger.warning(
+                        "cannot terminate %s: the %s pool runs tasks inside the worker "
+                        "process; it is revoked and will not start again",
+                        task_id,
+                        self.runtime.pool_name,
+                    )
+        return {"ok": f"tasks {', '.join(ids)} flagged as revoked"}
+
+    def _stats(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "pool": {
+                "implementation": self.runtime.pool_name,
+                "max-concurrency": self.runtime.concurrency,
+            },
+            "uptime": int(time.time() - self.started_at),
+            "broker": {"transport": self.runtime.app.broker_url.split("://", 1)[0]},
+            "clock": new_id(),
+        }
+
+    def _shutdown(self, args: dict[str, Any]) -> dict[str, str]:
+        logger.warning("remote shutdown requested")
+        self.runtime.stop.warm.set()
+        return {"ok": "shutting down"}
+
+
+def _signal_number(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    name = str(value).upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    return int(getattr(signal, name, signal.SIGTERM))

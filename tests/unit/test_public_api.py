@@ -1,0 +1,44 @@
+"""The public API: ``celeriac.__all__`` is pinned, and every name in it resolves."""
+
+from __future__ import annotations
+
+import pytest
+
+import celeriac
+
+EXPECTED_ALL = [
+    "AsyncResult",
+    "Celeriac",
+    "Celery",
+    "CeleriacError",
+    "EagerResult",
+    "MaxRetriesExceededError",
+    "NotRegistered",
+    "Reject",
+    "Retry",
+    "SoftTimeLimitExceeded",
+    "Task",
+    "TaskRevokedError",
+    "TimeLimitExceeded",
+    "__version__",
+    "shared_task",
+    "states",
+]
+
+
+def test_all_is_exactly_the_pinned_public_names() -> None:
+    assert sorted(celeriac.__all__) == sorted(EXPECTED_ALL)
+
+
+def test_every_public_name_resolves_on_the_package() -> None:
+    missing = [name for name in celeriac.__all__ if getattr(celeriac, name, None) is None]
+    assert missing == []
+
+
+def test_celery_is_the_same_class_as_celeriac() -> None:
+    assert celeriac.Celery is celeriac.Celeriac
+
+
+def test_unknown_attribute_raises_attribute_error_naming_it() -> None:
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        _ = celeriac.NoSuchThing
