@@ -96,12 +96,18 @@ class Celeriac:
         backend: str | None = None,
         include: Sequence[str] | None = None,
         config_source: object | str | None = None,
+        task_cls: type[TaskBase] | str | None = None,
+        set_as_current: bool = True,
+        namespace: str | None = None,
         **settings: Any,
     ) -> None:
         self.main = main
+        self.namespace = namespace
         self.conf = Settings()
         if config_source is not None:
-            self.conf.from_object(config_source)
+            self.conf.from_object(config_source, namespace=namespace)
+        if task_cls is not None:
+            self.Task = _task_class(task_cls)
         if broker:
             self.conf.broker_url = broker
         if backend:
@@ -119,8 +125,9 @@ class Celeriac:
         self._pid = os.getpid()
         with _lock:
             _apps.add(self)
-            _default.append(self)
-            del _default[:-1]
+            if set_as_current:
+                _default.append(self)
+                del _default[:-1]
             shared = list(_shared)
         for fun, options in shared:
             self._register(fun, options)
@@ -139,7 +146,7 @@ class Celeriac:
         """Read settings now (``force`` is accepted for Celery's signature and changes
         nothing); ``silent`` ignores a module that cannot be imported."""
         try:
-            self.conf.from_object(obj, namespace=namespace)
+            self.conf.from_object(obj, namespace=namespace or self.namespace)
         except ImproperlyConfigured:
             if not silent:
                 raise
@@ -402,6 +409,14 @@ def shared_task(fun: Callable[..., Any] | None = None, **options: Any) -> Any:
     if fun is not None:
         return register(_callable(fun))
     return register
+
+
+def _task_class(task_cls: type[TaskBase] | str) -> type[TaskBase]:
+    """Celery's ``task_cls``: the base class of every task of the app, or its dotted path."""
+    found = load_object(task_cls) if isinstance(task_cls, str) else task_cls
+    if not (isinstance(found, type) and issubclass(found, TaskBase)):
+        raise ImproperlyConfigured(f"task_cls {task_cls!r} is not a celeriac Task subclass")
+    return found
 
 
 def _callable(fun: Any) -> Callable[..., Any]:

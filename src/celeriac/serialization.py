@@ -1,15 +1,21 @@
 """Encode and decode task bodies and results by content type.
 
 JSON (orjson, with the standard library as the fallback for what orjson refuses, such as
-integers past 64 bits) is the default. Pickle is refused unless the app lists it in
-``accept_content`` and picks it as ``task_serializer``: unpickling runs code.
+integers past 64 bits) is the default. datetime, date, time, Decimal and bytes travel as
+kombu's ``{"__type__": ..., "__value__": ...}`` objects, so they reach a Celery task (and come
+back from one) as themselves. Pickle is refused unless the app lists it in ``accept_content``
+and picks it as ``task_serializer``: unpickling runs code.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
+import decimal
 import json
 import pickle
-from collections.abc import Collection
+import uuid
+from collections.abc import Callable, Collection
 from typing import Any
 
 import orjson
@@ -22,25 +28,66 @@ PICKLE = "application/x-python-serialize"
 CONTENT_TYPES = {"json": JSON, "pickle": PICKLE}
 NAMES = {v: k for k, v in CONTENT_TYPES.items()}
 
-_ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
+# datetimes go through _default too, so they get kombu's markers rather than bare strings
+_ORJSON_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+_TYPED = (datetime.date, datetime.time, decimal.Decimal, bytes)  # datetime is a date
 
 
-def _orjson_default(value: Any) -> Any:
+def _tagged(marker: str, value: Any) -> dict[str, Any]:
+    return {"__type__": marker, "__value__": value}
+
+
+def _default(value: Any) -> Any:
+    """kombu's JSON encoder, for the types orjson is not told to write itself."""
+    if isinstance(value, datetime.datetime):  # before date: a datetime is a date
+        return _tagged("datetime", value.isoformat())
+    if isinstance(value, datetime.date):
+        return _tagged("date", value.isoformat())
+    if isinstance(value, datetime.time):
+        return _tagged("time", value.isoformat())
+    if isinstance(value, decimal.Decimal):
+        return _tagged("decimal", str(value))
+    if isinstance(value, bytes):
+        try:
+            return _tagged("bytes", value.decode("utf-8"))
+        except UnicodeDecodeError:
+            return _tagged("base64", base64.b64encode(value).decode("ascii"))
     if isinstance(value, (tuple, frozenset)):
         return list(value)
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
-def _stdlib_default(value: Any) -> Any:
-    if isinstance(value, (tuple, frozenset)):
-        return list(value)
-    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "datetime": datetime.datetime.fromisoformat,
+    "date": lambda text: datetime.datetime.fromisoformat(text).date(),
+    "time": datetime.time.fromisoformat,
+    "decimal": decimal.Decimal,
+    "uuid": lambda fields: uuid.UUID(hex=fields["hex"]),
+    "bytes": lambda text: text.encode("utf-8"),
+    "base64": lambda text: base64.b64decode(text.encode("ascii")),
+}
+
+
+def _untag(value: Any) -> Any:
+    """Turn kombu's typed objects back into values; unknown markers stay plain dicts."""
+    if isinstance(value, list):
+        return [_untag(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    marker = value.get("__type__") if value.keys() == {"__type__", "__value__"} else None
+    decoder = _DECODERS.get(marker) if isinstance(marker, str) else None
+    if decoder is None:
+        return {key: _untag(item) for key, item in value.items()}
+    try:
+        return decoder(value["__value__"])
+    except (TypeError, ValueError, KeyError, AttributeError, decimal.InvalidOperation) as exc:
+        raise SerializationError(f"bad {marker!r} value in JSON: {exc}") from exc
 
 
 def dumps_json(value: Any) -> bytes:
     """JSON bytes for *value*, or SerializationError naming the type that does not fit."""
     try:
-        return orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTS)
+        return orjson.dumps(value, default=_default, option=_ORJSON_OPTS)
     except TypeError as exc:
         if "not JSON serializable" in str(exc):
             raise SerializationError(
@@ -49,7 +96,7 @@ def dumps_json(value: Any) -> bytes:
                 f"first ({exc})"
             ) from exc
     try:  # integers beyond 64 bits and similar: the standard library takes them
-        return json.dumps(value, default=_stdlib_default, ensure_ascii=False).encode()
+        return json.dumps(value, default=_default, ensure_ascii=False).encode()
     except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise SerializationError(
             f"cannot serialize a value of type {_offending_type(value)} as JSON ({exc}); "
@@ -71,19 +118,26 @@ def _offending_type(value: Any) -> str:
             stack.extend(k for k in item if not isinstance(k, (str, int, float, bool)))
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
-        elif not (item is None or isinstance(item, (str, int, float, bool))):
+        elif not (item is None or isinstance(item, (str, int, float, bool, *_TYPED))):
             return type(item).__name__
     return type(value).__name__
 
 
 def loads_json(data: bytes | str) -> Any:
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError:
         try:
-            return json.loads(data)
+            value = json.loads(data)
         except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise SerializationError(f"not valid JSON: {exc}") from exc
+    typed = b'"__type__"' in data if isinstance(data, bytes) else '"__type__"' in data
+    if not typed:  # the common case: nothing to convert, no second walk
+        return value
+    try:
+        return _untag(value)
+    except RecursionError as exc:
+        raise SerializationError(f"not valid JSON: nested too deep ({exc})") from exc
 
 
 def content_type_for(serializer: str) -> str:

@@ -307,6 +307,67 @@ def test_arguments_that_do_not_fit_are_acked_not_dead_lettered(
     assert broker.llen(DEAD_KEY) == 0
 
 
+# unusual messages a Celery worker still runs (spec §11): they must run here too
+def _headers_only_task_and_id(message: dict[str, Any]) -> None:
+    message["headers"] = {"task": message["headers"]["task"], "id": message["headers"]["id"]}
+
+
+def _raw_json_body(message: dict[str, Any]) -> None:
+    message["body"] = "[[2, 3], {}, {}]"
+    del message["properties"]["body_encoding"]
+
+
+UNUSUAL_BUT_VALID: dict[str, Callable[[dict[str, Any]], None]] = {
+    "headers only task and id": _headers_only_task_and_id,
+    "empty embed": lambda m: m.update(body=b64(b"[[2, 3], {}, {}]")),
+    "null embed": lambda m: m.update(body=b64(b"[[2, 3], {}, null]")),
+    "body without body_encoding": _raw_json_body,
+    "naive eta in the past": lambda m: m["headers"].update(eta="2001-02-03T04:05:06"),
+    "no delivery_info": lambda m: m["properties"].pop("delivery_info"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNUSUAL_BUT_VALID))
+def test_unusual_message_that_celery_runs_also_runs_here(
+    name: str, worker: WorkerProcess, broker: redis.Redis, client: Celery
+) -> None:
+    task_id = f"odd-{uuid.uuid4()}"
+    message = envelope(task_id, str(uuid.uuid4()))
+    UNUSUAL_BUT_VALID[name](message)
+    broker.lpush(QUEUE, orjson.dumps(message))
+    assert client.AsyncResult(task_id).get(timeout=WAIT_S) == 5
+
+
+def test_message_expired_before_it_runs_is_stored_as_revoked_expired(
+    worker: WorkerProcess, broker: redis.Redis, results: redis.Redis
+) -> None:
+    task_id = f"late-{uuid.uuid4()}"
+    message = envelope(task_id, str(uuid.uuid4()))
+    message["headers"]["expires"] = "2001-02-03T04:05:06+00:00"
+    broker.lpush(QUEUE, orjson.dumps(message))
+    meta = orjson.loads(wait_until(lambda: results.get(f"celery-task-meta-{task_id}"), "REVOKED"))
+    assert (meta["status"], meta["result"]) == (
+        "REVOKED",
+        {
+            "exc_type": "TaskRevokedError",
+            "exc_message": ["expired"],
+            "exc_module": "celery.exceptions",
+        },
+    )
+
+
+def test_message_expired_before_it_runs_is_acked(
+    worker: WorkerProcess, broker: redis.Redis, client: Celery
+) -> None:
+    task_id = f"late-{uuid.uuid4()}"
+    message = envelope(task_id, str(uuid.uuid4()))
+    message["headers"]["expires"] = "2001-02-03T04:05:06+00:00"
+    broker.lpush(QUEUE, orjson.dumps(message))
+    client.AsyncResult(task_id).get(timeout=WAIT_S, propagate=False)
+    wait_until(lambda: broker.hlen("unacked") == 0, "the ack")
+    assert (sum(broker.llen(key) for key in QUEUE_KEYS), broker.llen(DEAD_KEY)) == (0, 0)
+
+
 # the client side
 class Opaque:
     """A value JSON cannot hold."""

@@ -8,10 +8,7 @@ import celery
 import pytest
 
 import celeriac
-
-# what tests/support/core_tasks.py and celery_core_tasks.py route, on both sides
-ROUTES = {"core.routed.*": {"queue": "routed"}}
-CELERY_WORKER_FLAGS = ("-l", "info", "--without-mingle", "--without-gossip", "--without-heartbeat")
+from tests.interop.peers import ROUTES
 
 
 @pytest.fixture

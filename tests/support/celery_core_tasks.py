@@ -63,3 +63,12 @@ def sleep(seconds: float) -> float:
 @app.task(name="core.routed.ping")
 def routed_ping() -> str:
     return "pong"
+
+
+@app.task(name="core.arg_types")
+def arg_types(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The type of each argument as the task sees it (how non-JSON types cross the wire)."""
+    return {
+        "args": [type(value).__name__ for value in args],
+        "kwargs": {key: type(value).__name__ for key, value in kwargs.items()},
+    }

@@ -53,9 +53,14 @@ def test_nested_exception_class_encodes_its_qualified_name() -> None:
     assert encode_exception(Outer.InnerError("x"))["exc_type"] == "Outer.InnerError"
 
 
+def test_structured_args_keep_their_structure_as_in_celery() -> None:
+    encoded = encode_exception(ValueError({"field": "bad", "codes": [1, 2]}, [None, 2.5]))
+    assert encoded["exc_message"] == [{"field": "bad", "codes": [1, 2]}, [None, 2.5]]
+
+
 def test_args_json_cannot_hold_are_encoded_as_their_repr() -> None:
-    encoded = encode_exception(ProjError({1, 2}, b"raw"))
-    assert encoded["exc_message"] == ["{1, 2}", "b'raw'"]
+    encoded = encode_exception(ProjError({1, 2}, object))
+    assert encoded["exc_message"] == ["{1, 2}", "<class 'object'>"]
     orjson.dumps(encoded)
 
 

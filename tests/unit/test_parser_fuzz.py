@@ -31,8 +31,16 @@ json_scalars = (
     | st.text(max_size=12)
     | st.sampled_from(["", "proj.add", "2026-11-24T11:49:12+00:00", "base64", "utf-8"])
 )
+# kombu's typed values, well-formed or not: the parser decodes these inside bodies
+kombu_typed = st.fixed_dictionaries(
+    {
+        "__type__": st.sampled_from(["datetime", "date", "time", "decimal", "uuid", "bytes"])
+        | st.sampled_from(["base64", "nope", 5]),
+        "__value__": json_scalars | st.fixed_dictionaries({"hex": json_scalars}),
+    }
+)
 json_values = st.recursive(
-    json_scalars,
+    json_scalars | kombu_typed,
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
     ),
@@ -61,7 +69,8 @@ def nested(depth: int) -> bytes:
 # cheaper than json_values (no recursion), for the strategies that draw many of them
 small_json = st.one_of(
     json_scalars,
-    st.lists(json_scalars, max_size=3),
+    kombu_typed,
+    st.lists(json_scalars | kombu_typed, max_size=3),
     st.dictionaries(st.sampled_from(["task", "id", "a", "é"]), json_scalars, max_size=3),
 )
 body_payloads = st.one_of(

@@ -14,6 +14,7 @@ import pytest
 from celeriac import Celery, protocol
 from celeriac.brokers import priority_key
 from celeriac.brokers.memory import store_for
+from celeriac.errors import InvalidTaskOptions
 from tests.unit.helpers import decoded_body, take_envelopes
 
 SPEC_HEADER_KEYS = {
@@ -239,3 +240,16 @@ def test_priority_above_nine_is_clamped_to_nine(app: Celery) -> None:
     app.send_task("proj.add", (2, 3), priority=12)
     (envelope,) = take_envelopes(app)
     assert envelope["properties"]["priority"] == 9
+
+
+@pytest.mark.parametrize("priority", [-1, True, "5", 2.5])
+def test_priority_that_is_not_an_integer_from_zero_raises_invalid_task_options(
+    app: Celery, priority: object
+) -> None:
+    with pytest.raises(InvalidTaskOptions, match="priority"):
+        app.send_task("proj.add", (2, 3), priority=priority)
+
+
+def test_unknown_send_option_raises_naming_it(app: Celery) -> None:
+    with pytest.raises(InvalidTaskOptions, match="countdwn"):
+        app.send_task("proj.add", (2, 3), countdwn=5)

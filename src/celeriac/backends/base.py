@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from .. import errors, states
+from ..errors import SerializationError
+from ..serialization import dumps_json
 
 Meta = dict[str, Any]
 
@@ -104,9 +106,18 @@ def encode_exception(exc: BaseException) -> dict[str, Any]:
 
 
 def _jsonable_args(args: tuple[Any, ...]) -> list[Any]:
+    """Each arg as it is when JSON can hold it (a dict stays a dict, as Celery keeps it),
+    else its repr."""
     safe: list[Any] = []
     for arg in args:
-        safe.append(arg if isinstance(arg, (str, int, float, bool, type(None))) else repr(arg))
+        try:
+            dumps_json(arg)
+        except SerializationError:
+            try:
+                arg = repr(arg)
+            except Exception:  # a broken __repr__ must not lose the failure itself
+                arg = f"<{type(arg).__name__} with a failing repr>"
+        safe.append(arg)
     return safe
 
 

@@ -7,14 +7,13 @@ import threading
 import time
 from typing import Any
 
-import orjson
 import redis
 import redis.exceptions
 
 from .. import states
 from ..config import Settings
-from ..errors import BackendError, TimeoutError
-from ..serialization import dumps_json
+from ..errors import BackendError, SerializationError, TimeoutError
+from ..serialization import dumps_json, loads_json
 from ..urls import safe_url
 from .base import Meta
 
@@ -168,8 +167,8 @@ def _remaining(deadline: float | None, task_id: str) -> float:
 
 def _decode(data: bytes | str) -> Meta:
     try:
-        meta = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
+        meta = loads_json(data)  # kombu's typed values too: a Celery worker's datetime result
+    except SerializationError as exc:
         raise BackendError(f"stored result is not JSON: {exc}") from exc
     if not isinstance(meta, dict):
         raise BackendError("stored result is not a JSON object")

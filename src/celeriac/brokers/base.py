@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
@@ -45,6 +47,39 @@ class DeadLetter:
     time: float
     raw: bytes
 
+    @property
+    def task_id(self) -> str | None:
+        """The task id from the envelope's headers, or None when it has none (or is not JSON)."""
+        return _header_text(self.raw, "id")
+
+    @property
+    def task_name(self) -> str | None:
+        return _header_text(self.raw, "task")
+
+
+def _envelope(raw: bytes) -> dict[str, Any] | None:
+    try:
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return envelope if isinstance(envelope, dict) else None
+
+
+def _header_text(raw: bytes, name: str) -> str | None:
+    headers = (_envelope(raw) or {}).get("headers")
+    value = headers.get(name) if isinstance(headers, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def message_priority(raw: bytes) -> int:
+    """The envelope's ``properties.priority`` (0 when missing or unreadable), for putting a
+    message back into the right bucket."""
+    properties = (_envelope(raw) or {}).get("properties")
+    value = properties.get("priority") if isinstance(properties, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return max(0, min(9, int(value)))
+    return 0
+
 
 class Broker(Protocol):
     """Moves task messages between producers and workers.
@@ -60,7 +95,11 @@ class Broker(Protocol):
 
     def publish_many(self, items: Sequence[tuple[str, bytes, int]]) -> None: ...
 
-    def fetch(self, queues: Sequence[str], max_count: int, timeout_s: float) -> list[Delivery]: ...
+    def fetch(
+        self, queues: Sequence[str], max_count: int, timeout_s: float, acks: Sequence[str] = ()
+    ) -> list[Delivery]:
+        """Take up to *max_count* messages, after applying the deferred *acks*."""
+        ...
 
     def ack(self, receipts: Sequence[str]) -> None: ...
 
@@ -90,7 +129,20 @@ class Broker(Protocol):
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None: ...
 
-    def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]: ...
+    def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """The newest *limit* dead letters of *queue*, newest first."""
+        ...
+
+    def dead_letter_count(self, queue: str) -> int: ...
+
+    def requeue_dead(self, queue: str, task_id: str | None = None) -> int:
+        """Move dead letters of *queue* (all, or those of *task_id*) back to the back of the
+        queue, oldest first; returns how many moved."""
+        ...
+
+    def purge_dead(self, queue: str) -> int:
+        """Delete the dead letters of *queue* for good; returns how many."""
+        ...
 
     def queue_length(self, queue: str) -> int: ...
 

@@ -17,7 +17,14 @@ import orjson
 
 from ..config import Settings
 from ..protocol import mark_redelivered
-from .base import PRIORITY_STEPS, DeadLetter, Delivery, priority_key, priority_step
+from .base import (
+    PRIORITY_STEPS,
+    DeadLetter,
+    Delivery,
+    message_priority,
+    priority_key,
+    priority_step,
+)
 
 
 @dataclass
@@ -68,7 +75,15 @@ class MemoryBroker:
                 )
             self._store.lock.notify_all()
 
-    def fetch(self, queues: Sequence[str], max_count: int, timeout_s: float) -> list[Delivery]:
+    def fetch(
+        self,
+        queues: Sequence[str],
+        max_count: int,
+        timeout_s: float,
+        acks: Sequence[str] = (),
+    ) -> list[Delivery]:
+        if acks:
+            self.ack(acks)
         deadline = time.monotonic() + timeout_s
         with self._store.lock:
             while True:
@@ -181,6 +196,27 @@ class MemoryBroker:
     def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         with self._store.lock:
             return list(self._store.dead.get(queue, [])[:limit])
+
+    def dead_letter_count(self, queue: str) -> int:
+        with self._store.lock:
+            return len(self._store.dead.get(queue, ()))
+
+    def requeue_dead(self, queue: str, task_id: str | None = None) -> int:
+        with self._store.lock:
+            letters = self._store.dead.get(queue, [])
+            chosen = [d for d in letters if task_id is None or d.task_id == task_id]
+            for letter in reversed(chosen):  # oldest first, each to the back of its bucket
+                key = priority_key(queue, message_priority(letter.raw))
+                self._store.queues.setdefault(key, deque()).appendleft(letter.raw)
+            moved = {id(d) for d in chosen}
+            letters[:] = [d for d in letters if id(d) not in moved]
+            if chosen:
+                self._store.lock.notify_all()
+            return len(chosen)
+
+    def purge_dead(self, queue: str) -> int:
+        with self._store.lock:
+            return len(self._store.dead.pop(queue, []))
 
     def queue_length(self, queue: str) -> int:
         with self._store.lock:

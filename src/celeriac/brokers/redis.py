@@ -24,7 +24,7 @@ from ..errors import BrokerError
 from ..protocol import mark_redelivered
 from ..urls import safe_url
 from .base import PRIORITY_SEP, PRIORITY_STEPS, DeadLetter, Delivery, owner_id, priority_key
-from .redis_scripts import DEFER, FETCH, HEARTBEAT, PROMOTE, RELEASE
+from .redis_scripts import DEFER, FETCH, HEARTBEAT, PROMOTE, RELEASE, REQUEUE_DEAD
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class RedisBroker:
         self._release_script = self._client.register_script(RELEASE)
         self._defer_script = self._client.register_script(DEFER)
         self._promote_script = self._client.register_script(PROMOTE)
+        self._requeue_dead_script = self._client.register_script(REQUEUE_DEAD)
         self._declared: set[str] = set()
         self._waiter: _ChangeWaiter | None = None
 
@@ -135,9 +136,17 @@ class RedisBroker:
                 attempt += 1
 
     # consuming
-    def fetch(self, queues: Sequence[str], max_count: int, timeout_s: float) -> list[Delivery]:
+    def fetch(
+        self,
+        queues: Sequence[str],
+        max_count: int,
+        timeout_s: float,
+        acks: Sequence[str] = (),
+    ) -> list[Delivery]:
+        """Take up to *max_count* messages (acking *acks* in the same call); when there are
+        none, wait up to *timeout_s* for one to arrive."""
         keys = queue_keys(queues)
-        deliveries = self._fetch_now(keys, max_count)
+        deliveries = self._fetch_now(keys, max_count, acks)
         if deliveries or timeout_s <= 0:
             return deliveries
         if self._waiter is None:
@@ -150,11 +159,14 @@ class RedisBroker:
             raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
         return self._fetch_now(keys, max_count) if woken else []
 
-    def _fetch_now(self, keys: list[tuple[str, str]], max_count: int) -> list[Delivery]:
+    def _fetch_now(
+        self, keys: list[tuple[str, str]], max_count: int, acks: Sequence[str] = ()
+    ) -> list[Delivery]:
+        acks = [a for a in acks if a]
         try:
             rows = self._fetch_script(
-                keys=[UNACKED, UNACKED_INDEX, self._owned_key, *(key for key, _ in keys)],
-                args=[max_count, repr(time.time()), *(queue for _, queue in keys)],
+                keys=[UNACKED, UNACKED_INDEX, self._owned_key, LOSSES, *(k for k, _ in keys)],
+                args=[max_count, repr(time.time()), len(acks), *acks, *(q for _, q in keys)],
             )
         except CONNECTION_ERRORS as exc:
             raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
@@ -346,19 +358,40 @@ class RedisBroker:
         pipe.execute()
 
     def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        letters = []
-        for item in self._client.lrange(dead_key(queue), 0, limit - 1):
-            record = orjson.loads(item)
-            raw = record.get("message", "")
-            letters.append(
-                DeadLetter(
-                    queue=record.get("queue", queue),
-                    reason=record.get("reason", ""),
-                    time=float(record.get("time", 0.0)),
-                    raw=raw.encode() if isinstance(raw, str) else bytes(raw),
-                )
-            )
-        return letters
+        try:
+            items = self._client.lrange(dead_key(queue), 0, limit - 1)
+        except CONNECTION_ERRORS as exc:
+            raise self._unreachable(exc) from exc
+        return [_dead_letter_from(item, queue) for item in items]
+
+    def dead_letter_count(self, queue: str) -> int:
+        try:
+            return int(self._client.llen(dead_key(queue)))
+        except CONNECTION_ERRORS as exc:
+            raise self._unreachable(exc) from exc
+
+    def requeue_dead(self, queue: str, task_id: str | None = None) -> int:
+        try:
+            moved = self._requeue_dead_script(keys=[dead_key(queue)], args=[task_id or "", queue])
+        except CONNECTION_ERRORS as exc:
+            raise self._unreachable(exc) from exc
+        return int(moved)
+
+    def purge_dead(self, queue: str) -> int:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.llen(dead_key(queue))
+        pipe.delete(dead_key(queue))
+        try:
+            removed, _ = pipe.execute()
+        except CONNECTION_ERRORS as exc:
+            raise self._unreachable(exc) from exc
+        return int(removed)
+
+    def _unreachable(self, exc: Exception) -> BrokerError:
+        return BrokerError(
+            f"cannot reach the Redis broker at {safe_url(self.url)} ({exc}); "
+            f"check that redis-server is running and that broker_url is right"
+        )
 
     def queue_length(self, queue: str) -> int:
         pipe = self._client.pipeline(transaction=False)
@@ -408,6 +441,25 @@ def _priority_list(delivery: Delivery) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _dead_letter_from(item: bytes | str, queue: str) -> DeadLetter:
+    """A record of a dead list; one that is not ours (not a JSON object) is shown as is."""
+    try:
+        record = orjson.loads(item)
+    except orjson.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict):
+        raw = item.encode() if isinstance(item, str) else bytes(item)
+        return DeadLetter(queue, "unreadable dead-letter record", 0.0, raw)
+    raw = record.get("message", "")
+    moment = record.get("time")
+    return DeadLetter(
+        queue=str(record.get("queue") or queue),
+        reason=str(record.get("reason") or ""),
+        time=float(moment) if isinstance(moment, (int, float)) else 0.0,
+        raw=raw.encode() if isinstance(raw, str) else orjson.dumps(raw),
+    )
 
 
 def _dead_record(queue: str, reason: str, raw: bytes | str) -> bytes:

@@ -9,14 +9,25 @@ from __future__ import annotations
 # A queue item that is not a JSON envelope with a delivery tag cannot be tracked in
 # `unacked`; it goes straight to the queue's dead-letter list and comes back with an empty tag.
 #
-# KEYS: unacked, unacked_index, owned, queue keys...
-# ARGV: max_count, now, queue name per queue key...
+# Acks the consumer deferred ride along: they are applied first, in the same call.
+#
+# KEYS: unacked, unacked_index, owned, losses, queue keys...
+# ARGV: max_count, now, ack count n, n acked tags..., queue name per queue key...
 FETCH = """
 local out = {}
 local max_count = tonumber(ARGV[1])
 local now = ARGV[2]
-for i = 4, #KEYS do
-  local queue = ARGV[i - 1]
+local acks = tonumber(ARGV[3])
+for a = 4, 3 + acks do
+  local tag = ARGV[a]
+  redis.call('HDEL', KEYS[1], tag)
+  redis.call('ZREM', KEYS[2], tag)
+  redis.call('SREM', KEYS[3], tag)
+  redis.call('HDEL', KEYS[4], tag)
+end
+local first_queue_arg = 4 + acks
+for i = 5, #KEYS do
+  local queue = ARGV[first_queue_arg + i - 5]
   while #out < max_count do
     local raw = redis.call('RPOP', KEYS[i])
     if not raw then break end
@@ -103,4 +114,51 @@ end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if nxt[2] then return nxt[2] end
 return false
+"""
+
+# Move dead letters back onto their queue in one step: every record of the dead list (all,
+# or only those whose envelope has headers.id == ARGV[1]) goes back, oldest first, to the back
+# of the list for its priority (LPUSH, as a publish does); the rest stay in their order. The
+# message is pushed exactly as it was recorded; it is decoded only to read its id and priority.
+# KEYS: dead list     ARGV: task id ('' for all), queue name
+REQUEUE_DEAD = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local moved, keep = 0, {}
+for i = #items, 1, -1 do
+  local ok, record = pcall(cjson.decode, items[i])
+  local target, message
+  if ok and type(record) == 'table' and type(record.message) == 'string' then
+    message = record.message
+    local id, priority = nil, 0
+    local parsed, env = pcall(cjson.decode, message)
+    if parsed and type(env) == 'table' then
+      if type(env.headers) == 'table' then id = env.headers.id end
+      if type(env.properties) == 'table' then
+        priority = tonumber(env.properties.priority) or 0
+      end
+    end
+    if ARGV[1] == '' or id == ARGV[1] then
+      local step = math.floor(math.max(0, math.min(9, priority)) / 3) * 3
+      target = ARGV[2]
+      if step > 0 then target = ARGV[2] .. '\\6\\22' .. step end
+    end
+  end
+  if target then
+    redis.call('LPUSH', target, message)
+    moved = moved + 1
+  else
+    keep[i] = true
+  end
+end
+if moved > 0 then
+  local rest = {}
+  for i = 1, #items do
+    if keep[i] then rest[#rest + 1] = items[i] end
+  end
+  redis.call('DEL', KEYS[1])
+  for start = 1, #rest, 1000 do
+    redis.call('RPUSH', KEYS[1], unpack(rest, start, math.min(start + 999, #rest)))
+  end
+end
+return moved
 """

@@ -34,7 +34,7 @@ from ..config import Settings
 from ..errors import BrokerError, ConfigurationError
 from . import sqlite_recovery as recovery
 from . import sqlite_revoked as revoked
-from .base import DeadLetter, Delivery, owner_id, priority_step
+from .base import DeadLetter, Delivery, message_priority, owner_id, priority_step
 from .sqlite_db import DEFAULT_BUSY_TIMEOUT_S, Database, database_path
 from .sqlite_schema import create_broker_schema
 from .sqlite_wait import MAX_POLL_S, AdaptivePoll, local_signal
@@ -130,8 +130,17 @@ class SqliteBroker:
         self._notify()
 
     # consuming
-    def fetch(self, queues: Sequence[str], max_count: int, timeout_s: float) -> list[Delivery]:
-        """Claim up to *max_count* messages, waiting up to *timeout_s* for the first one."""
+    def fetch(
+        self,
+        queues: Sequence[str],
+        max_count: int,
+        timeout_s: float,
+        acks: Sequence[str] = (),
+    ) -> list[Delivery]:
+        """Claim up to *max_count* messages, waiting up to *timeout_s* for the first one.
+        Deferred *acks* are applied first."""
+        if acks:
+            self.ack(acks)
         names = tuple(dict.fromkeys(queues))
         deadline = time.monotonic() + max(0.0, timeout_s)
         while True:
@@ -386,6 +395,41 @@ class SqliteBroker:
                 (queue, limit),
             ).fetchall()
         return [DeadLetter(q, reason, float(t), bytes(body)) for q, reason, t, body in rows]
+
+    def dead_letter_count(self, queue: str) -> int:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM celeriac_dead_letters WHERE queue = ?", (queue,)
+            ).fetchone()
+        return int(row[0])
+
+    def requeue_dead(self, queue: str, task_id: str | None = None) -> int:
+        now = time.time()
+        with self._db.write() as conn:
+            rows = conn.execute(
+                "SELECT id, reason, time, body FROM celeriac_dead_letters WHERE queue = ? "
+                "ORDER BY id",  # oldest first, so they keep their order on the queue
+                (queue,),
+            ).fetchall()
+            moved = 0
+            for row_id, reason, moment, body in rows:
+                letter = DeadLetter(queue, reason, float(moment), bytes(body))
+                if task_id is not None and letter.task_id != task_id:
+                    continue
+                level = message_priority(letter.raw)
+                step = priority_step(level)
+                conn.execute(INSERT_READY, (queue, step, level, queue, step, now, letter.raw))
+                conn.execute("DELETE FROM celeriac_dead_letters WHERE id = ?", (row_id,))
+                moved += 1
+        if moved:
+            self._idle_mark = None
+            self._notify()
+        return moved
+
+    def purge_dead(self, queue: str) -> int:
+        with self._db.write() as conn:
+            cursor = conn.execute("DELETE FROM celeriac_dead_letters WHERE queue = ?", (queue,))
+            return int(cursor.rowcount)
 
     # inspection and maintenance
     def queue_length(self, queue: str) -> int:

@@ -107,12 +107,13 @@ def cli(ctx: click.Context, app_ref: str | None, broker: str | None, backend: st
 
 
 def _register_commands() -> None:
-    from . import demo_cmd, tasks_cmd, worker_cmd
+    from . import dead_cmd, demo_cmd, tasks_cmd, worker_cmd
 
     cli.add_command(worker_cmd.worker)
     cli.add_command(tasks_cmd.call)
     cli.add_command(tasks_cmd.result)
     cli.add_command(tasks_cmd.purge)
+    cli.add_command(dead_cmd.dead)
     if demo_cmd.demo is not None:
         cli.add_command(demo_cmd.demo)
 

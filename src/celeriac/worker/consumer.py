@@ -1,8 +1,11 @@
 """The consumer loop, shared by every pool: fetch what the slots can start, hand it over.
 
-It fetches only as many messages as there are free slots, so nothing waits in this process
-while a slot elsewhere sits idle; every fetched message is in the broker's unacked store
-until its ack, so a crash loses nothing.
+Every fetched message sits in the broker's unacked store, owned by this process, until its
+ack, so a crash loses nothing. The consumer holds at most ``prefetch_target()`` messages
+(running plus waiting here): Celery's ``concurrency × worker_prefetch_multiplier``. A prefork
+child holds more than the one it runs only while no sibling is waiting for work, and hands
+the rest back as soon as one is. Acks are deferred and ride along with the next fetch, so a
+busy worker pays one round trip per batch, not two per task.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -24,6 +28,7 @@ from .runtime import StopFlags
 logger = logging.getLogger(__name__)
 
 MAX_WAIT_S = 1.0
+MAX_PENDING_ACKS = 256
 
 
 class Consumer:
@@ -35,6 +40,9 @@ class Consumer:
         stop: StopFlags,
         handler: Callable[[ExecContext, Delivery], None] = handle,
         should_stop: Callable[[], bool] | None = None,
+        prefetch_target: Callable[[], int] | None = None,
+        should_hand_back: Callable[[], bool] | None = None,
+        on_waiting: Callable[[bool], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.queues = list(queues)
@@ -44,6 +52,13 @@ class Consumer:
         self.should_stop = should_stop
         self.held: dict[str, Delivery] = {}
         self._held_lock = threading.Lock()
+        self.buffer: deque[Delivery] = deque()
+        self.prefetch_target = prefetch_target or (lambda: slots.capacity)
+        self.should_hand_back = should_hand_back
+        self.on_waiting = on_waiting
+        self._pending_acks: list[str] = []
+        self._acks_lock = threading.Lock()
+        ctx.ack = self._ack_later
         self._next_due: float | None = 0.0
         self._next_promote = 0.0
         self._next_revoked_check = 0.0
@@ -55,32 +70,111 @@ class Consumer:
         if self._next_due is None or due_s < self._next_due:
             self._next_due = due_s
 
+    def _ack_later(self, receipts: Sequence[str]) -> None:
+        with self._acks_lock:
+            self._pending_acks.extend(r for r in receipts if r)
+            flush_now = len(self._pending_acks) >= MAX_PENDING_ACKS
+        if flush_now:
+            try:
+                self.flush_acks()
+            except BrokerError as exc:  # kept pending; the next fetch carries them
+                logger.warning("could not send acks now: %s", exc)
+
+    def _take_acks(self) -> list[str]:
+        with self._acks_lock:
+            acks, self._pending_acks = self._pending_acks, []
+        return acks
+
+    def flush_acks(self) -> None:
+        acks = self._take_acks()
+        if acks:
+            try:
+                self.ctx.app.broker.ack(acks)
+            except BrokerError:
+                with self._acks_lock:  # keep them: the next fetch carries them
+                    self._pending_acks[:0] = acks
+                raise
+
     def run(self) -> None:
         """Consume until a warm or cold stop; in-flight jobs are the caller's to join."""
         broker = self.ctx.app.broker
         backoff_s = 0.1
-        while not self.stop.stopping and not (self.should_stop and self.should_stop()):
-            free = self.slots.free()
-            if free <= 0:
-                self.slots.wait_for_free(0.2)
-                continue
+        try:
+            while not self.stop.stopping and not (self.should_stop and self.should_stop()):
+                try:
+                    if self._start_buffered():
+                        continue
+                    if self.slots.free() <= 0:
+                        self.flush_acks()  # a long task must not keep finished ones unacked
+                        self.slots.wait_for_free(0.2)
+                        continue
+                    self._fetch(broker)
+                except BrokerError as exc:
+                    logger.warning("consumer: %s; retrying in %.1fs", exc, backoff_s)
+                    self.stop.warm.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, 5.0)
+                    continue
+                if backoff_s > 0.1:
+                    logger.info("consumer: connected to %s again", safe_url(broker.url))
+                    backoff_s = 0.1
+        finally:
             try:
-                self._refresh_revoked(broker)
-                timeout_s = self._promote(broker)
-                deliveries = broker.fetch(self.queues, free, timeout_s)
+                self.flush_acks()
             except BrokerError as exc:
-                logger.warning("consumer: %s; retrying in %.1fs", exc, backoff_s)
-                self.stop.warm.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, 5.0)
-                continue
-            if backoff_s > 0.1:
-                logger.info("consumer: connected to %s again", safe_url(broker.url))
-                backoff_s = 0.1
-            self.last_fetch_at = time.time()
+                logger.warning(
+                    "could not send %d pending ack(s): %s; they will be redelivered",
+                    len(self._pending_acks),
+                    exc,
+                )
+
+    def _start_buffered(self) -> bool:
+        """Start the next held message if a slot is free; hand the rest back if a sibling
+        is waiting for work. True when it did something."""
+        if not self.buffer:
+            return False
+        if self.should_hand_back is not None and self.should_hand_back():
+            self._hand_back()
+            return True
+        if self.slots.free() <= 0:
+            return False
+        self._refresh_revoked(self.ctx.app.broker)  # at most once a second
+        self.slots.submit(partial(self._run_one, self.buffer.popleft()))
+        return True
+
+    def _hand_back(self) -> None:
+        receipts = [d.receipt for d in self.buffer if d.receipt]
+        self.buffer.clear()
+        with self._held_lock:
+            for receipt in receipts:
+                self.held.pop(receipt, None)
+        if receipts:
+            self.ctx.app.broker.requeue(receipts)
+            logger.debug("handed %d message(s) back for an idle sibling", len(receipts))
+
+    def _fetch(self, broker: Any) -> None:
+        with self._held_lock:
+            holding = len(self.held)
+        want = max(self.slots.free(), self.prefetch_target() - holding)
+        self._refresh_revoked(broker)
+        timeout_s = self._promote(broker)
+        if self.on_waiting is not None:
+            self.on_waiting(True)
+        acks = self._take_acks()
+        try:
+            deliveries = broker.fetch(self.queues, want, timeout_s, acks=acks)
+        except BrokerError:
+            with self._acks_lock:  # not applied: send them with the next fetch
+                self._pending_acks[:0] = acks
+            raise
+        if self.on_waiting is not None and deliveries:
+            self.on_waiting(False)
+        self.last_fetch_at = time.time()
+        with self._held_lock:
             for delivery in deliveries:
-                self._submit(delivery)
-            if deliveries and len(self.queues) > 1:
-                self._rotate(deliveries[0].queue)
+                self.held[delivery.receipt] = delivery
+        self.buffer.extend(deliveries)
+        if deliveries and len(self.queues) > 1:
+            self._rotate(deliveries[0].queue)
 
     def _promote(self, broker: Any) -> float:
         """Queue parked ETA tasks that are due; return how long the next fetch may wait."""
@@ -108,11 +202,6 @@ class Consumer:
         if queue in self.queues:
             self.queues.remove(queue)
             self.queues.append(queue)
-
-    def _submit(self, delivery: Delivery) -> None:
-        with self._held_lock:
-            self.held[delivery.receipt] = delivery
-        self.slots.submit(partial(self._run_one, delivery))
 
     def _run_one(self, delivery: Delivery) -> None:
         # on a cold shutdown (a BaseException) the message stays held, so it is put back

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import pidbox
 from ..control import REVOKE_TTL_S
 from ..protocol import new_id
+from . import revoked
 
 if TYPE_CHECKING:
     from .runtime import WorkerRuntime
@@ -124,6 +125,7 @@ class ControlListener:
     def _revoke(self, args: dict[str, Any]) -> dict[str, str]:
         ids = args.get("task_id")
         ids = [ids] if isinstance(ids, str) else [str(i) for i in ids or []]
+        revoked.note(ids)
         self.runtime.app.broker.add_revoked(ids, REVOKE_TTL_S)
         logger.info("tasks flagged as revoked: %s", ", ".join(ids))
         if args.get("terminate"):

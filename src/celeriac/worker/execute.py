@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from ..backends.base import build_meta, encode_exception
 from ..brokers.base import Delivery
 from ..errors import InvalidMessage, NotRegistered, Reject, Retry, TaskRevokedError
 from ..task import Request, Task, pop_request, push_request
+from . import revoked
 from .place import Place, current_place
 
 if TYPE_CHECKING:
@@ -42,7 +43,11 @@ class ExecContext:
     on_task_start: Callable[[Job], None] | None = None
     on_task_end: Callable[[Job], None] | None = None
     on_defer: Callable[[float], None] | None = None
+    ack: Callable[[Sequence[str]], None] | None = None  # the consumer defers acks
     processed: int = 0
+
+    def ack_now_or_later(self, receipt: str) -> None:
+        (self.ack or self.app.broker.ack)([receipt])
 
 
 @dataclass
@@ -92,7 +97,7 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
         _store_failure(ctx, message.id, exc, traceback_text=None, message=message)
         broker.dead_letter(delivery, f"unregistered task {message.task!r}")
         return None
-    if message.id in ctx.revoked:
+    if message.id in ctx.revoked or revoked.is_revoked(message.id):
         _discard(ctx, delivery, message, "revoked")
         return None
     now = datetime.now(timezone.utc)
@@ -135,7 +140,7 @@ def _discard(ctx: ExecContext, delivery: Delivery, message: protocol.TaskMessage
         parent_id=message.headers.get("parent_id"),
     )
     _store(ctx, message.id, meta)
-    ctx.app.broker.ack([delivery.receipt])
+    ctx.ack_now_or_later(delivery.receipt)
 
 
 def _store_failure(
@@ -189,7 +194,7 @@ def begin(ctx: ExecContext, job: Job) -> None:
     message = job.message
     logger.debug("task %s[%s] received", message.task, message.id)
     if not acks_late(ctx, job.task):
-        ctx.app.broker.ack([job.delivery.receipt])
+        ctx.ack_now_or_later(job.delivery.receipt)
         job.acked = True
     track = job.task.track_started
     if track is None:
@@ -341,7 +346,7 @@ def finish(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
         if ctx.on_task_end is not None:
             ctx.on_task_end(job)
     if not job.acked:
-        ctx.app.broker.ack([job.delivery.receipt])
+        ctx.ack_now_or_later(job.delivery.receipt)
         job.acked = True
     logger.debug(
         "task %s[%s] %s in %.4fs", message.task, message.id, outcome.state, outcome.runtime_s

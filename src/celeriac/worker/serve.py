@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from ..brokers.base import Delivery
 from .consumer import Consumer
@@ -38,6 +40,34 @@ def warn_unenforced_time_limits(runtime: WorkerRuntime, pool_name: str) -> None:
         )
 
 
+@contextmanager
+def vouched_for(runtime: WorkerRuntime, enabled: bool = True) -> Iterator[None]:
+    """Beat for this process's consumer while the block runs, then retire its owner id.
+
+    Prefork children skip this: their manager beats for them."""
+    liveness = None
+    if enabled:
+        broker = runtime.app.broker
+        liveness = Liveness(runtime.app, lambda: [broker.owner])
+        liveness.tick()
+        liveness.start_thread()
+    try:
+        yield
+    finally:
+        if liveness is not None:
+            liveness.stop()
+            _retire(runtime)
+
+
+def settle(consumer: Consumer) -> None:
+    """At shutdown: send the acks still pending, then put back what was never finished."""
+    try:
+        consumer.flush_acks()
+    except Exception as exc:
+        logger.warning("could not send pending acks at shutdown (they will run again): %s", exc)
+    consumer.requeue_held()
+
+
 def serve_in_process(
     runtime: WorkerRuntime,
     slots: Slots,
@@ -46,31 +76,33 @@ def serve_in_process(
     should_stop: Callable[[], bool] | None = None,
     ctx: ExecContext | None = None,
     handler: Callable[[ExecContext, Delivery], None] = handle,
+    **consumer_options: Any,
 ) -> int:
     """Consume until stopped; warm: let running jobs end; cold: stop now. Returns 0."""
     ctx = ctx or make_context(runtime, slots, pool_name, child_index)
-    consumer = Consumer(
-        ctx, runtime.queues, slots, runtime.stop, handler=handler, should_stop=should_stop
+    consumer_options.setdefault(
+        "prefetch_target", lambda: slots.capacity * max(1, runtime.prefetch_multiplier)
     )
-    broker = runtime.app.broker
-    liveness = None
-    if child_index is None:  # prefork children are vouched for by their manager
-        liveness = Liveness(runtime.app, lambda: [broker.owner])
-        liveness.tick()
-        liveness.start_thread()
-    try:
-        consumer.run()
-        if not runtime.stop.cold.is_set() and not slots.join(runtime.warm_grace_s):
-            logger.warning("warm shutdown: tasks still running after the grace period")
-    except ColdShutdown:
-        logger.warning("cold shutdown: stopping running tasks now")
-    except KeyboardInterrupt:
-        logger.warning("interrupted: stopping running tasks now")
-    finally:
-        consumer.requeue_held()
-        if liveness is not None:
-            liveness.stop()
-        _retire(runtime)
+    consumer = Consumer(
+        ctx,
+        runtime.queues,
+        slots,
+        runtime.stop,
+        handler=handler,
+        should_stop=should_stop,
+        **consumer_options,
+    )
+    with vouched_for(runtime, enabled=child_index is None):
+        try:
+            consumer.run()
+            if not runtime.stop.cold.is_set() and not slots.join(runtime.warm_grace_s):
+                logger.warning("warm shutdown: tasks still running after the grace period")
+        except ColdShutdown:
+            logger.warning("cold shutdown: stopping running tasks now")
+        except KeyboardInterrupt:
+            logger.warning("interrupted: stopping running tasks now")
+        finally:
+            settle(consumer)
     return 0
 
 

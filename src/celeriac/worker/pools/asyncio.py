@@ -19,7 +19,7 @@ from ...brokers.base import Delivery
 from ..consumer import Consumer
 from ..execute import ExecContext, accept, begin, finish, invoke, invoke_async
 from ..place import Place, asyncio_task_name
-from ..serve import make_context, warn_unenforced_time_limits
+from ..serve import make_context, settle, vouched_for, warn_unenforced_time_limits
 from .threads import DaemonThreadExecutor
 
 if TYPE_CHECKING:
@@ -238,6 +238,20 @@ class AsyncioPool:
         consumer_thread = DaemonThreadExecutor(1, "celeriac-consumer")
         runner = LoopRunner(ctx, slots, runtime.stop, loop, io_threads, task_threads)
         consumer = Consumer(ctx, runtime.queues, slots, runtime.stop, handler=runner.hand_over)
+        with vouched_for(runtime):
+            await self._consume(loop, consumer, consumer_thread, runner, io_threads, task_threads)
+        return 0
+
+    async def _consume(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        consumer: Consumer,
+        consumer_thread: DaemonThreadExecutor,
+        runner: LoopRunner,
+        io_threads: DaemonThreadExecutor,
+        task_threads: DaemonThreadExecutor,
+    ) -> None:
+        runtime = self.runtime
         try:
             await loop.run_in_executor(consumer_thread, consumer.run)
             if runtime.stop.cold.is_set():
@@ -247,7 +261,7 @@ class AsyncioPool:
                 logger.warning("warm shutdown: tasks still running after the grace period")
         finally:
             await runner.cancel_all()  # none are left unless the stop was cold or cut short
+            settle(consumer)
             runner.requeue_unfinished()
             for executor in (consumer_thread, io_threads, task_threads):
                 executor.shutdown(wait=False)
-        return 0

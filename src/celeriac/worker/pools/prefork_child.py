@@ -50,6 +50,12 @@ def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
     def handler(ctx: ExecContext, delivery: Delivery) -> None:
         _handle_with_limits(ctx, delivery, limits)
 
+    multiplier = max(1, runtime.prefetch_multiplier)
+
+    def prefetch_target() -> int:
+        # hold more than the running one only while no sibling is asking for work
+        return 1 if table.sibling_waiting(index) else multiplier
+
     try:
         serve_in_process(
             runtime,
@@ -59,6 +65,9 @@ def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
             should_stop=should_stop,
             ctx=ctx,
             handler=handler,
+            prefetch_target=prefetch_target,
+            should_hand_back=lambda: table.sibling_waiting(index),
+            on_waiting=lambda waiting: table.set_waiting(index, waiting),
         )
     finally:
         runtime.app.close()

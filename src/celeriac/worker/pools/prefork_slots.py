@@ -37,6 +37,14 @@ class SlotTable:
     def __init__(self, count: int) -> None:
         self.count = count
         self._map = mmap.mmap(-1, max(1, count) * _SIZE)
+        self._waiting = mmap.mmap(-1, max(1, count))  # 1 byte a child: idle, asking for work
+
+    def set_waiting(self, index: int, waiting: bool) -> None:
+        self._waiting[index] = 1 if waiting else 0
+
+    def sibling_waiting(self, index: int) -> bool:
+        """Is another child idle and asking the broker for work?"""
+        return any(self._waiting[i] for i in range(self.count) if i != index)
 
     def start(
         self,
@@ -84,3 +92,4 @@ class SlotTable:
 
     def close(self) -> None:
         self._map.close()
+        self._waiting.close()
