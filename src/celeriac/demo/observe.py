@@ -8,9 +8,12 @@ not by trusting the ``CLIENT SETNAME`` names, which are shown next to them.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import platform
 import re
+import sys
 from collections.abc import Iterable, Sequence
 
 import psutil
@@ -105,9 +108,10 @@ def _db_fds(pid: int, target: str) -> dict[int, str]:
 def sqlite_connections(path: str, processes: Sequence[ProcInfo]) -> list[ConnInfo]:
     """Who holds the SQLite database open, telling a process's own handles from inherited ones.
 
-    A forked child starts with its parent's descriptors under the same numbers; a
-    descriptor number on the database that the parent does not have was opened by the child
-    after the fork: its own connection.
+    A descriptor is inherited only when it is the very same open file as one of the
+    parent's (kcmp(2) compares the kernel's file objects; equal numbers prove nothing, since
+    a child that closed nothing reopens on the same low numbers). Where the kernel will not
+    say, a descriptor counts as the process's own.
     """
     target = os.path.realpath(path)
     fds = {proc.pid: _db_fds(proc.pid, target) for proc in processes}
@@ -115,7 +119,11 @@ def sqlite_connections(path: str, processes: Sequence[ProcInfo]) -> list[ConnInf
     for proc in processes:
         mine = fds[proc.pid]
         parent = fds.get(proc.ppid, {})
-        own = {fd: name for fd, name in mine.items() if parent.get(fd) != name}
+        own = {
+            fd: name
+            for fd, name in mine.items()
+            if not any(_same_open_file(proc.pid, fd, proc.ppid, pfd) for pfd in parent)
+        }
         inherited = {fd: name for fd, name in mine.items() if fd not in own}
         if own:
             found.append(ConnInfo(proc.pid, "broker+backend", _fd_text(own)))
@@ -123,6 +131,23 @@ def sqlite_connections(path: str, processes: Sequence[ProcInfo]) -> list[ConnInf
             text = f"{_fd_text(inherited)} from pid {proc.ppid}"
             found.append(ConnInfo(proc.pid, "inherited", text, own=False))
     return found
+
+
+_KCMP_SYSCALL = {"x86_64": 312, "aarch64": 272}.get(platform.machine())
+_KCMP_FILE = 0
+
+
+def _same_open_file(pid1: int, fd1: int, pid2: int, fd2: int) -> bool:
+    """True when both descriptors point at one kernel file object (kcmp(2)); False when
+    they do not, or when the kernel will not tell."""
+    if _KCMP_SYSCALL is None or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        answer = libc.syscall(_KCMP_SYSCALL, pid1, pid2, _KCMP_FILE, fd1, fd2)
+    except (OSError, AttributeError):
+        return False
+    return bool(answer == 0)
 
 
 def _fd_text(fds: dict[int, str]) -> str:

@@ -128,17 +128,15 @@ class Consumer:
                 )
 
     def _start_buffered(self) -> bool:
-        """Start the next held message if a slot is free; hand the rest back if a sibling
-        is waiting for work. True when it did something."""
-        if not self.buffer:
-            return False
-        if self.should_hand_back is not None and self.should_hand_back():
-            self._hand_back()
-            return True
-        if self.slots.free() <= 0:
+        """Start the next held message if a slot is free, handing the others back if a
+        sibling is waiting for work. True when it started one."""
+        if not self.buffer or self.slots.free() <= 0:
             return False
         self._refresh_revoked(self.ctx.app.broker)  # at most once a second
-        self.slots.submit(partial(self._run_one, self.buffer.popleft()))
+        delivery = self.buffer.popleft()
+        if self.buffer and self.should_hand_back is not None and self.should_hand_back():
+            self._hand_back()  # the rest; this free slot keeps the one it starts now
+        self.slots.submit(partial(self._run_one, delivery))
         return True
 
     def _hand_back(self) -> None:
