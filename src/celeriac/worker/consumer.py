@@ -155,16 +155,19 @@ class Consumer:
         want = max(self.slots.free(), self.prefetch_target() - holding)
         self._refresh_revoked(broker)
         timeout_s = self._promote(broker)
-        if self.on_waiting is not None:
-            self.on_waiting(True)
         acks = self._take_acks()
         try:
-            deliveries = broker.fetch(self.queues, want, timeout_s, acks=acks)
+            deliveries = broker.fetch(self.queues, want, 0, acks=acks)
+            if not deliveries and timeout_s > 0:
+                # nothing ready: only now is this consumer idle and asking for work
+                if self.on_waiting is not None:
+                    self.on_waiting(True)
+                deliveries = broker.fetch(self.queues, want, timeout_s)
         except BrokerError:
             with self._acks_lock:  # not applied: send them with the next fetch
                 self._pending_acks[:0] = acks
             raise
-        if self.on_waiting is not None and deliveries:
+        if deliveries and self.on_waiting is not None:
             self.on_waiting(False)
         self.last_fetch_at = time.time()
         with self._held_lock:
