@@ -18,7 +18,8 @@ CeleriacError
 │   ├── TaskRevokedError
 │   ├── WorkerLostError
 │   ├── TimeLimitExceeded       the hard time limit killed the task
-│   └── SoftTimeLimitExceeded   raised inside the task at the soft limit
+│   ├── SoftTimeLimitExceeded   raised inside the task at the soft limit
+│   └── ChordError              a chord's body cannot run: a header task failed
 └── RemoteTaskError             stand-in for a task exception whose type the
                                 client cannot import (carries the type name)
 """
@@ -134,6 +135,11 @@ class TimeLimitExceeded(TaskError):
 
 class SoftTimeLimitExceeded(TaskError):
     pass
+
+
+class ChordError(TaskError):
+    """The chord body was not run: a header task failed (the message names it), or the
+    body could not be sent. Stored as ``celery.exceptions.ChordError``."""
 
 
 class RemoteTaskError(CeleriacError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,8 @@ from .errors import MaxRetriesExceededError, Retry
 
 if TYPE_CHECKING:
     from .app import Celeriac
-    from .result import AsyncResult, EagerResult
+    from .canvas import Signature, chunks, xmap, xstarmap
+    from .result import AsyncResult, EagerResult, GroupResult
 
 
 class Request:
@@ -46,6 +47,7 @@ class Request:
         self.ignore_result = False
         self.called_directly = True
         self.place: dict[str, Any] = {}
+        self.children: list[AsyncResult | GroupResult] = []  # what the task sent (Celery's trail)
         for name, value in fields.items():
             setattr(self, name, value)
 
@@ -65,6 +67,14 @@ def push_request(request: Request) -> contextvars.Token[Request | None]:
 
 def pop_request(token: contextvars.Token[Request | None]) -> None:
     _current_request.reset(token)
+
+
+def add_to_parent_trail(result: AsyncResult | GroupResult) -> None:
+    """Remember a result sent from inside a running task: the worker stores it in that
+    task's ``children`` (Celery's ``add_to_parent``)."""
+    request = _current_request.get()
+    if request is not None and not request.called_directly and not request.is_eager:
+        request.children.append(result)
 
 
 class Task:
@@ -146,7 +156,11 @@ class Task:
         kwargs = dict(kwargs or {})
         if self.app.conf.task_always_eager:
             return self.apply(args, kwargs, task_id=options.get("task_id"))
-        return self.app.send_task(self.name, args, kwargs, task=self, **options)
+        add_to_parent = options.pop("add_to_parent", True)
+        result = self.app.send_task(self.name, args, kwargs, task=self, **options)
+        if add_to_parent:
+            add_to_parent_trail(result)
+        return result
 
     def apply(
         self,
@@ -161,6 +175,44 @@ class Task:
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         return self.app.AsyncResult(task_id, task_name=self.name)
+
+    # signatures (canvas.py)
+    def signature(
+        self, args: Sequence[Any] | None = None, *starargs: Any, **starkwargs: Any
+    ) -> Signature:
+        """``add.signature((2, 2), countdown=10)``: a signature with options."""
+        from .canvas import signature
+
+        starkwargs.setdefault("app", self.app)
+        return signature(self, args, *starargs, **starkwargs)
+
+    subtask = signature
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A partial signature: a parent's result (or delay's args) go in front of *args*."""
+        return self.signature(args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: it keeps exactly these arguments."""
+        return self.signature(args, kwargs, immutable=True)
+
+    def map(self, it: Iterable[Any]) -> xmap:
+        """One message running this task on each item (``celery.map``)."""
+        from .canvas import xmap
+
+        return xmap(self.s(), it, app=self.app)
+
+    def starmap(self, it: Iterable[Any]) -> xstarmap:
+        """One message running this task on each item's unpacked args (``celery.starmap``)."""
+        from .canvas import xstarmap
+
+        return xstarmap(self.s(), it, app=self.app)
+
+    def chunks(self, it: Iterable[Any], n: int) -> chunks:
+        """A group of starmap messages, *n* items each."""
+        from .canvas import chunks
+
+        return chunks(self.s(), it, n, app=self.app)
 
     # retry
     def retry(

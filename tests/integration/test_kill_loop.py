@@ -73,3 +73,9 @@ def test_kill_loop_leaves_no_child_alive_after_its_worker_is_killed(
     report: KillLoopReport,
 ) -> None:
     assert report.orphans == [], report.summary()
+
+
+def test_kill_loop_duplicates_only_work_finished_in_a_killed_process(
+    report: KillLoopReport,
+) -> None:
+    assert report.unexplained_duplicates == [], report.summary()

@@ -66,6 +66,9 @@ class KillLoopReport:
     lost: list[str]
     duplicates: int
     kills: list[Kill]
+    # duplicates whose first run finished in a process that was never killed: a live
+    # worker's message handed out twice (a bug), not an ack lost with a killed process
+    unexplained_duplicates: list[str]
     restore_s: list[float]  # per interrupted task: kill to its next start
     unrestored: list[str]  # interrupted tasks that never started again
     worker_starts: int
@@ -84,7 +87,8 @@ class KillLoopReport:
         kinds = [k.kind for k in self.kills]
         return (
             f"seed={self.seed} tasks={self.tasks} lost={len(self.lost)} "
-            f"duplicates={self.duplicates} kills={len(self.kills)} "
+            f"duplicates={self.duplicates} (unexplained={len(self.unexplained_duplicates)}) "
+            f"kills={len(self.kills)} "
             f"(child={kinds.count('child')}, worker={kinds.count('worker')}) "
             f"interrupted={len(self.restore_s) + len(self.unrestored)} "
             f"kill-to-restore median={self.restore_median_s:.3f}s "
@@ -195,12 +199,15 @@ class KillLoop:
         expected = [f"t{index:05d}" for index in range(self.config.tasks)]
         starts: dict[str, list[tuple[int, float]]] = {}
         finished: set[tuple[str, int]] = set()
+        first_done_pid: dict[str, int] = {}
         for raw in self.records.lrange(f"{run}:events", 0, -1):
             kind, label, pid, moment = _text(raw).split()
             if kind == "S":
                 starts.setdefault(label, []).append((int(pid), float(moment)))
             else:
                 finished.add((label, int(pid)))
+                first_done_pid.setdefault(label, int(pid))
+        killed_pids = {pid for kill in self.kills for pid in kill.pids}
         restore_s, unrestored = self._restores(starts, finished)
         for key in (f"{run}:done", f"{run}:runs", f"{run}:events"):
             self.records.delete(key)
@@ -209,6 +216,11 @@ class KillLoop:
             tasks=self.config.tasks,
             lost=[label for label in expected if label not in done],
             duplicates=sum(max(0, count - 1) for count in runs.values()),
+            unexplained_duplicates=sorted(
+                label
+                for label, count in runs.items()
+                if count > 1 and first_done_pid.get(label) not in killed_pids
+            ),
             kills=list(self.kills),
             restore_s=restore_s,
             unrestored=unrestored,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,10 +76,8 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait(10)
         for kid in kids:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 kid.kill()
-            except psutil.NoSuchProcess:
-                pass
 
 
 def start_celeriac_worker(
@@ -125,7 +124,8 @@ def _start(
     env_extra: dict[str, str] | None,
     wait_ready: bool,
 ) -> WorkerProcess:
-    log_file = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log", delete=False)
+    fd, log_name = tempfile.mkstemp(prefix="worker-", suffix=".log")
+    log_file = os.fdopen(fd, "wb")
     env = subprocess_env(broker_url, backend_url, **(env_extra or {}))
     process = subprocess.Popen(
         list(cmd),
@@ -135,7 +135,7 @@ def _start(
         cwd=str(TESTS_DIR / "support"),
     )
     log_file.close()
-    worker = WorkerProcess(process, Path(log_file.name))
+    worker = WorkerProcess(process, Path(log_name))
     if wait_ready:
         try:
             worker.wait_for_log(ready_text)

@@ -3,6 +3,12 @@
 Meta JSON keys, in Celery's order: status, result, traceback, children, date_done,
 [group_id, parent_id], task_id; celeriac adds ``place`` (where the task ran), which Celery
 clients ignore.
+
+Chords are joined by the backend: each header part is recorded atomically with its task id
+and group_index (duplicates count once), and the part that completes the count, or the first
+part that fails, claims the right to finish the chord. The claim marker moves from absent to
+a token, then to ``done`` (or to ``failed`` when the body failed before every part was in, so
+the last straggler cleans up). See shared/spec/celery-wire-protocol.md §8.
 """
 
 from __future__ import annotations
@@ -10,13 +16,17 @@ from __future__ import annotations
 import builtins
 import importlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import errors, states
-from ..errors import SerializationError
-from ..serialization import dumps_json
+
+if TYPE_CHECKING:
+    from ..config import Settings
+from ..errors import BackendError, SerializationError
+from ..serialization import dumps_json, loads_json
 
 Meta = dict[str, Any]
 
@@ -31,12 +41,57 @@ CELERY_EXCEPTION_NAMES = {
     "MaxRetriesExceededError": errors.MaxRetriesExceededError,
     "Retry": errors.Retry,
     "Reject": errors.Reject,
-    "ChordError": errors.TaskError,
+    "ChordError": errors.ChordError,
 }
 
 
+GROUP_KEY_PREFIX = "celery-taskset-meta-"
+
+# How long a worker may hold the right to send a chord body before another may take it,
+# and how long the "done" marker keeps late duplicates of header tasks from counting again
+# (Celery 5.7's values for the default join timeout).
+CHORD_CLAIM_S = 10
+CHORD_DONE_S = 300
+
+
+@dataclass(frozen=True, slots=True)
+class ChordPart:
+    """One header task's outcome, as the chord join records it."""
+
+    group_id: str
+    task_id: str
+    group_index: int | None
+    state: str
+    result: Any  # the return value, or the encoded exception for FAILURE/REVOKED
+
+    @property
+    def failed(self) -> bool:
+        return self.state in states.PROPAGATE_STATES
+
+    def entry(self) -> list[Any]:
+        """Celery's ``.j`` entry: ``[1, task_id, state, result]``."""
+        return [1, self.task_id, self.state, self.result]
+
+
+@dataclass(frozen=True, slots=True)
+class ChordClaim:
+    """This worker holds the right to finish the chord: send its body, or fail it.
+
+    ``complete`` says every part is in; then ``parts`` holds them in group_index order.
+    Otherwise the claim was taken by a failed part, to fail the body at once.
+    """
+
+    group_id: str
+    token: str
+    complete: bool
+    parts: list[ChordPart]
+
+
 class Backend(Protocol):
-    """Stores task states and results, and wakes waiters when one is ready."""
+    """Stores task states and results, and wakes waiters when one is ready.
+
+    It also joins chords (counting header parts atomically) and keeps saved groups.
+    """
 
     url: str
 
@@ -44,11 +99,63 @@ class Backend(Protocol):
 
     def get_meta(self, task_id: str) -> Meta | None: ...
 
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, Meta]: ...
+
     def wait_for(self, task_id: str, timeout_s: float | None, interval_s: float) -> Meta: ...
 
     def forget(self, task_id: str) -> None: ...
 
+    def save_group(self, group_id: str, meta: Meta, expires_s: float | None) -> None: ...
+
+    def get_group(self, group_id: str) -> Meta | None: ...
+
+    def delete_group(self, group_id: str) -> None: ...
+
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        """Start (or restart) a chord's count before its header is sent."""
+
+    def on_chord_part_return(self, part: ChordPart) -> ChordClaim | None:
+        """Record one header part; a claim when this caller must finish the chord."""
+
+    def finish_chord(self, claim: ChordClaim, failed: bool) -> None:
+        """Release a claim: clean the counters up, or (failed early) leave the last part
+        to do it."""
+
     def close(self) -> None: ...
+
+
+def chord_expires_s(settings: Settings) -> float | None:
+    """How long chord counters live after their last part: ``chord_expires``, else
+    ``result_expires`` (Celery's fallback); None means forever."""
+    value = settings.get("chord_expires")
+    if value is None:
+        value = settings.get("result_expires")
+    if value is None:
+        return None
+    seconds = float(value.total_seconds() if hasattr(value, "total_seconds") else value)
+    return seconds if seconds > 0 else None
+
+
+def chord_ordered(settings: Settings) -> bool:
+    """Celery's ``result_chord_ordered``: keep parts in a sorted set (by group_index)."""
+    options = settings.get("result_backend_transport_options") or {}
+    return bool(options.get("result_chord_ordered", settings.get("result_chord_ordered", True)))
+
+
+def chord_next_step(
+    *, marker: str | None, complete: bool, part_failed: bool, size_known: bool
+) -> str:
+    """What happens after a part is recorded, given the chord's claim marker.
+
+    ``claim``: finish the chord now (every part is in, or this part failed and fails the
+    body early); ``cleanup``: the body already failed and this was the last part;
+    ``wait``: nothing to do yet. The Redis Lua script follows the same table.
+    """
+    if marker == "failed":
+        return "cleanup" if complete else "wait"
+    if marker is None and (complete or (part_failed and size_known)):
+        return "claim"
+    return "wait"
 
 
 def now_iso() -> str:
@@ -162,3 +269,14 @@ def _find_exception_class(exc_type: str, module: str) -> type[BaseException] | N
     if isinstance(found, type) and issubclass(found, BaseException):
         return found
     return None
+
+
+def decode_meta(data: bytes | str) -> Meta:
+    """A stored result's meta, with kombu's typed values (a Celery worker's datetime) restored."""
+    try:
+        meta = loads_json(data)
+    except SerializationError as exc:
+        raise BackendError(f"stored result is not JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise BackendError("stored result is not a JSON object")
+    return meta

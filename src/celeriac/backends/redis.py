@@ -1,21 +1,41 @@
-"""The Redis result backend: ``celery-task-meta-<id>`` keys and their pub/sub channel."""
+"""The Redis result backend: ``celery-task-meta-<id>`` keys and their pub/sub channel, saved
+groups (``celery-taskset-meta-<gid>``) and the chord join on Celery's counter keys.
+
+Chord keys, as Celery 5.7 writes them (shared/spec/celery-wire-protocol.md §8):
+``<gid>.s`` size (set by the client), ``.j`` finished parts (sorted set by group_index),
+``.t`` parts added at runtime, ``.d`` dedupe markers, ``.c`` the claim marker. A chord
+started by a Celery 5.6 client (``.s``/``.j``/``.t`` only) completes the same way.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import redis
 import redis.exceptions
 
 from .. import states
 from ..config import Settings
-from ..errors import BackendError, SerializationError, TimeoutError
-from ..serialization import dumps_json, loads_json
+from ..errors import BackendError, TimeoutError
+from ..serialization import dumps_json
 from ..urls import safe_url
-from .base import Meta
+from .base import (
+    CHORD_CLAIM_S,
+    CHORD_DONE_S,
+    GROUP_KEY_PREFIX,
+    ChordClaim,
+    ChordPart,
+    Meta,
+    chord_expires_s,
+    chord_ordered,
+    decode_meta,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +48,99 @@ CONNECTION_ERRORS = (
 )
 
 
+# Record one header part (once per task id and index), refresh the counters' expiry, and
+# claim the right to finish the chord when the count is complete, or when this part failed
+# (the body fails at once). Returns {count, extra, size, claimed}; count -1 = already done.
+PART_RETURN_LUA = """
+local jkey, tkey, skey, dkey, gkey, ckey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local marker = redis.call('GET', ckey)
+if marker == 'done' then
+    return {-1, false, false, 0}
+end
+local ordered = ARGV[3] == '1'
+if redis.call('SADD', dkey, ARGV[1] .. ':' .. ARGV[4]) == 1 then
+    if ordered then
+        redis.call('ZADD', jkey, ARGV[4], ARGV[2])
+    else
+        redis.call('RPUSH', jkey, ARGV[2])
+    end
+end
+local count
+if ordered then
+    count = redis.call('ZCARD', jkey)
+else
+    count = redis.call('LLEN', jkey)
+end
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then
+    for _, key in ipairs({jkey, tkey, skey, dkey}) do
+        redis.call('EXPIRE', key, ttl)
+    end
+    if marker == 'failed' then
+        redis.call('EXPIRE', ckey, ttl)
+    end
+    if tonumber(ARGV[6]) > 0 then
+        redis.call('EXPIRE', gkey, ARGV[6])
+    end
+end
+local extra = redis.call('GET', tkey)
+local size = redis.call('GET', skey)
+local complete = size and count == tonumber(size) + tonumber(extra or 0)
+if marker == 'failed' then
+    if complete then
+        redis.call('DEL', jkey, tkey, skey, dkey)
+        redis.call('SET', ckey, 'done', 'EX', ARGV[10])
+    end
+    return {count, extra, size, 0}
+end
+local claimed = 0
+if complete or (ARGV[9] == '1' and size) then
+    if redis.call('SET', ckey, ARGV[8], 'NX', 'EX', ARGV[7]) then
+        claimed = 1
+    end
+end
+return {count, extra, size, claimed}
+"""
+
+# Release a claim this worker holds: delete the counters and leave "done" for late
+# duplicates; or, when the body failed before every part was in, leave "failed" so the
+# last part cleans up (it checks here too, in case that part came in meanwhile).
+FINISH_LUA = """
+local ckey, jkey, tkey, skey, dkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+if redis.call('GET', ckey) ~= ARGV[1] then
+    return 0
+end
+if ARGV[2] == '1' then
+    local count
+    if ARGV[5] == '1' then
+        count = redis.call('ZCARD', jkey)
+    else
+        count = redis.call('LLEN', jkey)
+    end
+    local size = redis.call('GET', skey)
+    local extra = redis.call('GET', tkey)
+    if not (size and count == tonumber(size) + tonumber(extra or 0)) then
+        if tonumber(ARGV[4]) > 0 then
+            redis.call('SET', ckey, 'failed', 'EX', ARGV[4])
+        else
+            redis.call('SET', ckey, 'failed')
+        end
+        return 1
+    end
+end
+redis.call('DEL', jkey, tkey, skey, dkey)
+redis.call('SET', ckey, 'done', 'EX', ARGV[3])
+return 1
+"""
+
+
 def meta_key(task_id: str) -> str:
     return KEY_PREFIX + task_id
+
+
+def group_key(group_id: str, suffix: str = "") -> str:
+    """``celery-taskset-meta-<gid>`` and its chord counters (``.s``, ``.j``, ...)."""
+    return f"{GROUP_KEY_PREFIX}{group_id}{suffix}"
 
 
 class RedisBackend:
@@ -48,6 +159,14 @@ class RedisBackend:
                 f"invalid Redis result backend URL {safe_url(url)!r}: {exc}"
             ) from exc
         self._local = threading.local()
+        self._chord_expires_s = chord_expires_s(settings)
+        result_expires: Any = settings.get("result_expires") or 0
+        if hasattr(result_expires, "total_seconds"):
+            result_expires = result_expires.total_seconds()
+        self._result_expires_s = float(result_expires)
+        self._chord_ordered = chord_ordered(settings)
+        self._part_script = self._client.register_script(PART_RETURN_LUA)
+        self._finish_script = self._client.register_script(FINISH_LUA)
 
     @property
     def client(self) -> redis.Redis:
@@ -76,8 +195,120 @@ class RedisBackend:
             raise BackendError(f"cannot read results at {safe_url(self.url)}: {exc}") from exc
         return _decode(data) if data is not None else None
 
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, Meta]:
+        """The stored meta of each id that has one (one MGET)."""
+        if not task_ids:
+            return {}
+        try:
+            values = self._client.mget([meta_key(task_id) for task_id in task_ids])
+        except CONNECTION_ERRORS as exc:
+            raise BackendError(f"cannot read results at {safe_url(self.url)}: {exc}") from exc
+        return {tid: _decode(data) for tid, data in zip(task_ids, values) if data is not None}
+
     def forget(self, task_id: str) -> None:
         self._client.delete(meta_key(task_id))
+
+    # groups
+    def save_group(self, group_id: str, meta: Meta, expires_s: float | None) -> None:
+        """``GroupResult.save()``: SET (with expiry) and PUBLISH in one transaction."""
+        payload = dumps_json(meta)
+        key = group_key(group_id)
+        pipe = self._client.pipeline(transaction=True)
+        if expires_s:
+            pipe.set(key, payload, px=max(1, int(expires_s * 1000)))
+        else:
+            pipe.set(key, payload)
+        pipe.publish(key, payload)
+        self._execute(pipe, f"save group {group_id}")
+
+    def get_group(self, group_id: str) -> Meta | None:
+        try:
+            data = self._client.get(group_key(group_id))
+        except CONNECTION_ERRORS as exc:
+            raise BackendError(f"cannot read results at {safe_url(self.url)}: {exc}") from exc
+        return _decode(data) if data is not None else None
+
+    def delete_group(self, group_id: str) -> None:
+        self._client.delete(group_key(group_id))
+
+    # chords
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        """What a Celery 5.7 client does before sending the header: ``DEL .c``, then
+        ``SET .s <size> EX <chord_expires>``."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(group_key(group_id, ".c"))
+        ttl = self._chord_expires_s
+        pipe.set(group_key(group_id, ".s"), int(size), ex=max(1, int(ttl)) if ttl else None)
+        self._execute(pipe, f"start chord {group_id}")
+
+    def on_chord_part_return(self, part: ChordPart) -> ChordClaim | None:
+        gid = part.group_id
+        token = uuid.uuid4().hex
+        score = "+inf" if part.group_index is None else str(int(part.group_index))
+        ttl = int(self._chord_expires_s or 0)
+        group_ttl = int(max(ttl, self._result_expires_s)) if ttl and self._result_expires_s else 0
+        keys = [group_key(gid, suffix) for suffix in (".j", ".t", ".s", ".d", "", ".c")]
+        args: list[str | int | bytes] = [
+            part.task_id,
+            dumps_json(part.entry()),
+            "1" if self._chord_ordered else "0",
+            score,
+            ttl,
+            group_ttl,
+            CHORD_CLAIM_S,
+            token,
+            "1" if part.failed else "0",
+            CHORD_DONE_S,
+        ]
+        try:
+            count, extra, size, claimed = self._part_script(keys=keys, args=args)
+        except CONNECTION_ERRORS as exc:
+            raise BackendError(
+                f"cannot record chord part {part.task_id} of {gid} at {safe_url(self.url)}: {exc}"
+            ) from exc
+        if int(count) < 0 or not int(claimed):
+            return None
+        complete = size is not None and int(count) == int(size) + int(extra or 0)
+        return ChordClaim(gid, token, complete, self._read_parts(gid) if complete else [])
+
+    def _read_parts(self, group_id: str) -> list[ChordPart]:
+        key = group_key(group_id, ".j")
+        if self._chord_ordered:
+            entries = self._client.zrange(key, 0, -1)
+        else:
+            entries = self._client.lrange(key, 0, -1)
+        return [
+            _decode_part(group_id, entry) for entry in entries if isinstance(entry, (bytes, str))
+        ]
+
+    def finish_chord(self, claim: ChordClaim, failed: bool) -> None:
+        gid = claim.group_id
+        keys = [group_key(gid, suffix) for suffix in (".c", ".j", ".t", ".s", ".d")]
+        args: list[str | int] = [
+            claim.token,
+            "1" if failed and not claim.complete else "0",
+            CHORD_DONE_S,
+            int(self._chord_expires_s or 0),
+            "1" if self._chord_ordered else "0",
+        ]
+        try:
+            released = self._finish_script(keys=keys, args=args)
+        except CONNECTION_ERRORS as exc:
+            raise BackendError(
+                f"cannot release chord {gid} at {safe_url(self.url)}: {exc}"
+            ) from exc
+        if not int(released):
+            logger.warning(
+                "chord %s: the claim expired before it was released; its counters stay until "
+                "they expire",
+                gid,
+            )
+
+    def _execute(self, pipe: Any, what: str) -> None:
+        try:
+            pipe.execute()
+        except CONNECTION_ERRORS as exc:
+            raise BackendError(f"cannot {what} at {safe_url(self.url)}: {exc}") from exc
 
     def wait_for(self, task_id: str, timeout_s: float | None, interval_s: float = 0.5) -> Meta:
         """Wait for a ready state: subscribe, then read the key (closing the race), then
@@ -165,11 +396,14 @@ def _remaining(deadline: float | None, task_id: str) -> float:
     return remaining
 
 
-def _decode(data: bytes | str) -> Meta:
+def _decode_part(group_id: str, entry: bytes | str) -> ChordPart:
     try:
-        meta = loads_json(data)  # kombu's typed values too: a Celery worker's datetime result
-    except SerializationError as exc:
-        raise BackendError(f"stored result is not JSON: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise BackendError("stored result is not a JSON object")
-    return meta
+        _, task_id, state, result = orjson.loads(entry)
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise BackendError(
+            f"chord {group_id} holds a part that is not [1, id, state, result]"
+        ) from exc
+    return ChordPart(group_id, str(task_id), None, str(state), result)
+
+
+_decode = decode_meta

@@ -7,12 +7,20 @@ lazily: a store deletes the expired rows at most once a minute per process.
 ``wait_for`` polls as the broker's fetch does (sqlite_wait): it reads the row again only
 when another connection has committed, pausing 1 ms at first and up to 50 ms (or the
 caller's *interval_s*, if shorter); a store in the same process wakes it at once.
+
+Chords are joined in ``celeriac_chord`` (size, claim marker, expiry) and
+``celeriac_chord_part`` (one row per task id and index), each part inside one write
+transaction; saved groups live in ``celeriac_group_meta``.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -23,7 +31,16 @@ from ..brokers.sqlite_wait import MAX_POLL_S, MIN_POLL_S, AdaptivePoll, local_si
 from ..config import Settings
 from ..errors import BackendError, TimeoutError
 from ..serialization import dumps_json
-from .base import Meta
+from .base import (
+    CHORD_CLAIM_S,
+    CHORD_DONE_S,
+    ChordClaim,
+    ChordPart,
+    Meta,
+    chord_expires_s,
+    chord_next_step,
+    decode_meta,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +58,39 @@ DELETE_EXPIRED = """
         WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)
 """
 
+CHORD_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS celeriac_chord (
+        group_id TEXT PRIMARY KEY,
+        size INTEGER,
+        extra INTEGER NOT NULL DEFAULT 0,
+        marker TEXT,
+        marker_expires_at REAL,
+        expires_at REAL
+    )""",
+    """CREATE TABLE IF NOT EXISTS celeriac_chord_part (
+        group_id TEXT NOT NULL,
+        member TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        group_index INTEGER,
+        state TEXT NOT NULL,
+        result TEXT NOT NULL,
+        PRIMARY KEY (group_id, member)
+    )""",
+    """CREATE TABLE IF NOT EXISTS celeriac_group_meta (
+        group_id TEXT PRIMARY KEY,
+        meta TEXT NOT NULL,
+        expires_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS celeriac_chord_expiry ON celeriac_chord (expires_at)",
+)
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """The broker module's result tables, plus the chord and group tables kept here."""
+    create_result_schema(conn)
+    for statement in CHORD_SCHEMA:
+        conn.execute(statement)
+
 
 class SqliteBackend:
     def __init__(self, url: str, settings: Settings, client_name: str = "celeriac") -> None:
@@ -52,10 +102,11 @@ class SqliteBackend:
             self.path,
             role="result backend",
             error=BackendError,
-            create_schema=create_result_schema,
+            create_schema=create_schema,
             busy_timeout_s=float(options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT_S)),
         )
         self._next_cleanup = 0.0
+        self._chord_expires_s = chord_expires_s(settings)
 
     @property
     def database(self) -> Database:
@@ -87,6 +138,22 @@ class SqliteBackend:
             ).fetchone()
         return None if row is None else _decode(row[0])
 
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, Meta]:
+        found: dict[str, Meta] = {}
+        now = time.time()
+        ids = list(task_ids)
+        with self._db.read() as conn:
+            for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT task_id, meta FROM celeriac_task_meta WHERE task_id IN ({marks}) "
+                    "AND (expires_at IS NULL OR expires_at > ?)",
+                    (*chunk, now),
+                ).fetchall()
+                found.update((str(tid), _decode(meta)) for tid, meta in rows)
+        return found
+
     def wait_for(self, task_id: str, timeout_s: float | None, interval_s: float = 0.5) -> Meta:
         """The meta once the task is ready; reads again only after a commit somewhere."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -112,15 +179,179 @@ class SqliteBackend:
         with self._db.write() as conn:
             conn.execute("DELETE FROM celeriac_task_meta WHERE task_id = ?", (task_id,))
 
+    # groups
+    def save_group(self, group_id: str, meta: Meta, expires_s: float | None) -> None:
+        expires_at = time.time() + float(expires_s) if expires_s else None
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT INTO celeriac_group_meta (group_id, meta, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (group_id) DO UPDATE SET meta = excluded.meta, "
+                "expires_at = excluded.expires_at",
+                (group_id, dumps_json(meta), expires_at),
+            )
+        local_signal(self.path).notify()
+
+    def get_group(self, group_id: str) -> Meta | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT meta FROM celeriac_group_meta WHERE group_id = ? "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (group_id, time.time()),
+            ).fetchone()
+        return None if row is None else _decode(row[0])
+
+    def delete_group(self, group_id: str) -> None:
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM celeriac_group_meta WHERE group_id = ?", (group_id,))
+
+    # chords
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        now = time.time()
+        with self._db.write() as conn:
+            _purge_expired_chords(conn, now)
+            conn.execute(
+                "INSERT INTO celeriac_chord (group_id, size, marker, expires_at) "
+                "VALUES (?, ?, NULL, ?) ON CONFLICT (group_id) DO UPDATE SET "
+                "size = excluded.size, marker = NULL, expires_at = excluded.expires_at",
+                (group_id, int(size), self._expiry(now)),
+            )
+
+    def on_chord_part_return(self, part: ChordPart) -> ChordClaim | None:
+        gid = part.group_id
+        now = time.time()
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT size, extra, marker, marker_expires_at FROM celeriac_chord "
+                "WHERE group_id = ?",
+                (gid,),
+            ).fetchone()
+            marker = _live_marker(row, now)
+            if marker == "done":
+                return None
+            if row is None:  # a part that beat the client's size: count it anyway
+                conn.execute(
+                    "INSERT INTO celeriac_chord (group_id, expires_at) VALUES (?, ?)",
+                    (gid, self._expiry(now)),
+                )
+            conn.execute(
+                "INSERT OR IGNORE INTO celeriac_chord_part "
+                "(group_id, member, task_id, group_index, state, result) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    gid,
+                    _member(part),
+                    part.task_id,
+                    part.group_index,
+                    part.state,
+                    dumps_json(part.result),
+                ),
+            )
+            conn.execute(
+                "UPDATE celeriac_chord SET expires_at = ? WHERE group_id = ?",
+                (self._expiry(now), gid),
+            )
+            count = int(
+                conn.execute(
+                    "SELECT COUNT(*) FROM celeriac_chord_part WHERE group_id = ?", (gid,)
+                ).fetchone()[0]
+            )
+            size = None if row is None else row[0]
+            complete = size is not None and count == int(size) + int(row[1] or 0)
+            step = chord_next_step(
+                marker=marker,
+                complete=complete,
+                part_failed=part.failed,
+                size_known=size is not None,
+            )
+            if step == "cleanup":
+                _mark_done(conn, gid, now)
+                return None
+            if step != "claim":
+                return None
+            token = uuid.uuid4().hex
+            conn.execute(
+                "UPDATE celeriac_chord SET marker = ?, marker_expires_at = ? WHERE group_id = ?",
+                (token, now + CHORD_CLAIM_S, gid),
+            )
+            parts = _read_parts(conn, gid) if complete else []
+        return ChordClaim(gid, token, complete, parts)
+
+    def finish_chord(self, claim: ChordClaim, failed: bool) -> None:
+        gid = claim.group_id
+        now = time.time()
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT size, extra, marker FROM celeriac_chord WHERE group_id = ?", (gid,)
+            ).fetchone()
+            if row is None or row[2] != claim.token:
+                logger.warning("chord %s: the claim expired before it was released", gid)
+                return
+            count = int(
+                conn.execute(
+                    "SELECT COUNT(*) FROM celeriac_chord_part WHERE group_id = ?", (gid,)
+                ).fetchone()[0]
+            )
+            complete = row[0] is not None and count == int(row[0]) + int(row[1] or 0)
+            if failed and not complete:
+                conn.execute(
+                    "UPDATE celeriac_chord SET marker = 'failed', marker_expires_at = NULL "
+                    "WHERE group_id = ?",
+                    (gid,),
+                )
+                return
+            _mark_done(conn, gid, now)
+
+    def _expiry(self, now: float) -> float | None:
+        return now + self._chord_expires_s if self._chord_expires_s else None
+
     def close(self) -> None:
         self._db.close()
 
 
-def _decode(data: bytes | str) -> Meta:
-    try:
-        meta = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise BackendError(f"stored result is not JSON: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise BackendError("stored result is not a JSON object")
-    return meta
+def _member(part: ChordPart) -> str:
+    """Celery's dedupe key: ``<task_id>:<group_index>``."""
+    index = "+inf" if part.group_index is None else str(int(part.group_index))
+    return f"{part.task_id}:{index}"
+
+
+def _live_marker(row: Any, now: float) -> str | None:
+    """The claim marker, treating an expired claim (its holder died) as absent."""
+    if row is None or row[2] is None:
+        return None
+    marker = str(row[2])
+    if marker in ("done", "failed"):
+        return marker
+    expires_at = row[3]
+    return None if expires_at is not None and expires_at <= now else marker
+
+
+def _mark_done(conn: sqlite3.Connection, group_id: str, now: float) -> None:
+    """Drop the parts and keep only the ``done`` marker, for late duplicates."""
+    conn.execute("DELETE FROM celeriac_chord_part WHERE group_id = ?", (group_id,))
+    conn.execute(
+        "UPDATE celeriac_chord SET size = NULL, extra = 0, marker = 'done', "
+        "marker_expires_at = NULL, expires_at = ? WHERE group_id = ?",
+        (now + CHORD_DONE_S, group_id),
+    )
+
+
+def _read_parts(conn: sqlite3.Connection, group_id: str) -> list[ChordPart]:
+    rows = conn.execute(
+        "SELECT task_id, group_index, state, result FROM celeriac_chord_part "
+        "WHERE group_id = ? ORDER BY group_index IS NULL, group_index, rowid",
+        (group_id,),
+    ).fetchall()
+    return [
+        ChordPart(group_id, str(tid), index, str(state), orjson.loads(result))
+        for tid, index, state, result in rows
+    ]
+
+
+def _purge_expired_chords(conn: sqlite3.Connection, now: float) -> None:
+    expired = "SELECT group_id FROM celeriac_chord WHERE expires_at IS NOT NULL AND expires_at <= ?"
+    conn.execute(f"DELETE FROM celeriac_chord_part WHERE group_id IN ({expired})", (now,))
+    conn.execute(
+        "DELETE FROM celeriac_chord WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+    )
+
+
+_decode = decode_meta

@@ -9,11 +9,12 @@ client-side tracking on, and sleeps until Redis says one of those keys changed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 import redis
@@ -39,6 +40,7 @@ RESTORE_MUTEX = "celeriac.restore_mutex"
 REVOKED = "celeriac.revoked"
 REVOKED_VERSION = "celeriac.revoked.version"
 T = TypeVar("T")
+P = ParamSpec("P")
 
 # builtins.ConnectionError, not OSError: our own TimeoutError is an OSError too
 CONNECTION_ERRORS = (
@@ -46,6 +48,22 @@ CONNECTION_ERRORS = (
     redis.exceptions.TimeoutError,
     ConnectionError,
 )
+
+
+def _broker_errors(
+    method: Callable[Concatenate[RedisBroker, P], T],
+) -> Callable[Concatenate[RedisBroker, P], T]:
+    """Report a lost connection as BrokerError, the one error the worker's loops expect and
+    survive (a raw redis ConnectionError escaping them took a prefork child down)."""
+
+    def wrapper(self: RedisBroker, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except CONNECTION_ERRORS as exc:
+            raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
 
 
 def dead_key(queue: str) -> str:
@@ -149,15 +167,26 @@ class RedisBroker:
         deliveries = self._fetch_now(keys, max_count, acks)
         if deliveries or timeout_s <= 0:
             return deliveries
-        if self._waiter is None:
-            self._waiter = _ChangeWaiter(self._client, self._client_name)
-        try:
-            woken = self._waiter.wait([key for key, _ in keys], timeout_s)
-        except CONNECTION_ERRORS as exc:
-            self._waiter.close()
-            self._waiter = None
-            raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
+        woken = self._wait_for_change([key for key, _ in keys], timeout_s)
         return self._fetch_now(keys, max_count) if woken else []
+
+    def _wait_for_change(self, keys: list[str], timeout_s: float) -> bool:
+        """Sleep until a watched key changes. The waiter's two connections are not pooled:
+        after Redis restarts they are dead while the pool's own reconnect, so a failure on
+        them gets one fresh waiter before it counts as losing the broker."""
+        for attempt in (1, 2):
+            try:
+                if self._waiter is None:
+                    self._waiter = _ChangeWaiter(self._client, self._client_name)
+                return self._waiter.wait(keys, timeout_s)
+            except CONNECTION_ERRORS as exc:
+                if self._waiter is not None:
+                    self._waiter.close()
+                    self._waiter = None
+                if attempt == 2:
+                    raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
+                logger.debug("wake-up connections lost (%s); opening new ones", exc)
+        return False
 
     def _fetch_now(
         self, keys: list[tuple[str, str]], max_count: int, acks: Sequence[str] = ()
@@ -172,6 +201,7 @@ class RedisBroker:
             raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
         return [Delivery(queue.decode(), tag.decode(), raw) for queue, tag, raw in rows]
 
+    @_broker_errors
     def ack(self, receipts: Sequence[str]) -> None:
         receipts = [r for r in receipts if r]
         if not receipts:
@@ -183,11 +213,13 @@ class RedisBroker:
         pipe.hdel(LOSSES, *receipts)
         pipe.execute()
 
+    @_broker_errors
     def requeue(self, receipts: Sequence[str], *, to_front: bool = True) -> int:
         """Put unacked messages back on their queues (RPUSH: next to be taken, as kombu does)."""
         restored, _ = self._restore(receipts, to_front=to_front, max_losses=None)
         return restored
 
+    @_broker_errors
     def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]:
         """Put back messages whose worker died; a message lost more than *max_losses* times
         goes to the dead-letter list instead, so a task that kills its worker cannot loop.
@@ -252,6 +284,7 @@ class RedisBroker:
         pipe.hdel(LOSSES, tag)
 
     # liveness and recovery
+    @_broker_errors
     def heartbeat(self, owners: Sequence[str]) -> None:
         """Mark *owners* alive now and keep the messages they hold from looking stale."""
         if owners:
@@ -259,6 +292,7 @@ class RedisBroker:
                 keys=[HEARTBEATS, UNACKED_INDEX], args=[repr(time.time()), *owners]
             )
 
+    @_broker_errors
     def retire(self, owner: str | None = None) -> None:
         """Forget an owner that stopped cleanly (after it put back what it held)."""
         owner = owner or self.owner
@@ -267,6 +301,7 @@ class RedisBroker:
         pipe.delete(OWNED_PREFIX + owner)
         pipe.execute()
 
+    @_broker_errors
     def recover_owner(self, owner: str, max_losses: int) -> tuple[int, int]:
         """Put back everything a dead owner held, and forget the owner."""
         tags = [_text(t) for t in self._client.smembers(OWNED_PREFIX + owner)]
@@ -274,6 +309,7 @@ class RedisBroker:
         self.retire(owner)
         return counts
 
+    @_broker_errors
     def recover(
         self, dead_after_s: float, visibility_timeout_s: float | None, max_losses: int
     ) -> tuple[int, int]:
@@ -315,6 +351,7 @@ class RedisBroker:
         return restored, dead
 
     # revoked task ids, kept broker-side so every worker (and one started later) knows them
+    @_broker_errors
     def add_revoked(self, task_ids: Sequence[str], ttl_s: float) -> None:
         if not task_ids:
             return
@@ -325,12 +362,15 @@ class RedisBroker:
         pipe.incr(REVOKED_VERSION)
         pipe.execute()
 
+    @_broker_errors
     def revoked_version(self) -> int:
         return int(self._client.get(REVOKED_VERSION) or 0)
 
+    @_broker_errors
     def revoked_ids(self) -> set[str]:
         return {_text(t) for t in self._client.zrangebyscore(REVOKED, time.time(), "+inf")}
 
+    @_broker_errors
     def defer(self, delivery: Delivery, due_s: float) -> None:
         """Park a message due later broker-side (not in worker memory) until *due_s*."""
         self._defer_script(
@@ -347,6 +387,7 @@ class RedisBroker:
             raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
         return float(nxt) if nxt else None
 
+    @_broker_errors
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         pipe = self._client.pipeline(transaction=True)
         pipe.lpush(dead_key(delivery.queue), _dead_record(delivery.queue, reason, delivery.raw))
@@ -393,12 +434,14 @@ class RedisBroker:
             f"check that redis-server is running and that broker_url is right"
         )
 
+    @_broker_errors
     def queue_length(self, queue: str) -> int:
         pipe = self._client.pipeline(transaction=False)
         for step in PRIORITY_STEPS:
             pipe.llen(priority_key(queue, step))
         return sum(pipe.execute())
 
+    @_broker_errors
     def purge(self, queues: Sequence[str]) -> int:
         removed = 0
         for queue in queues:

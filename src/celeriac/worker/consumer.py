@@ -27,7 +27,7 @@ from .runtime import StopFlags
 
 logger = logging.getLogger(__name__)
 
-MAX_WAIT_S = 1.0
+MAX_WAIT_S = 0.5  # longest idle wait between checks: bounds shutdown and ETA latency
 MAX_PENDING_ACKS = 256
 
 

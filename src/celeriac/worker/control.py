@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import pidbox
+from ..brokers.redis import CONNECTION_ERRORS
 from ..control import REVOKE_TTL_S
 from ..protocol import new_id
 from . import revoked
@@ -73,20 +74,31 @@ class ControlListener:
 
     def _run(self, client: Any) -> None:
         db = int(client.connection_pool.connection_kwargs.get("db", 0))
+        lost = False
         while not self._stopped:
+            pubsub = client.pubsub()
             try:
-                pubsub = client.pubsub()
                 pubsub.subscribe(pidbox.channel(db))
                 while not self._stopped:
                     message = pubsub.get_message(timeout=0.5)
                     kind = message.get("type") if message else None
                     if kind == "subscribe":
                         self._subscribed.set()
+                        if lost:
+                            logger.info("remote control listener: subscribed again")
+                            lost = False
                     elif kind == "message":
                         self.handle(message["data"], client)
-            except Exception as exc:  # broker gone: retry, never take the worker down
+            except CONNECTION_ERRORS as exc:  # broker gone: say it once, retry each second
+                if not lost:
+                    logger.warning("remote control listener lost the broker: %s; retrying", exc)
+                lost = True
+                time.sleep(1.0)
+            except Exception as exc:  # never take the worker down
                 logger.warning("remote control listener: %s; retrying", exc, exc_info=True)
                 time.sleep(1.0)
+            finally:
+                _close_quietly(pubsub)
 
     def handle(self, raw: bytes, client: Any) -> None:
         try:
@@ -156,6 +168,13 @@ class ControlListener:
         logger.warning("remote shutdown requested")
         self.runtime.stop.warm.set()
         return {"ok": "shutting down"}
+
+
+def _close_quietly(pubsub: Any) -> None:
+    try:
+        pubsub.close()
+    except CONNECTION_ERRORS:  # its socket is already dead
+        logger.debug("error closing the control subscription", exc_info=True)
 
 
 def _signal_number(value: Any) -> int:

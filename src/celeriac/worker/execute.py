@@ -261,11 +261,16 @@ def run_coroutine(coro: Any) -> Any:
 def invoke(ctx: ExecContext, job: Job) -> Outcome:
     """Call the task in the current slot (thread, greenlet or process)."""
     place = current_place(ctx.place_base, ctx.place_extras)
-    request = make_request(ctx, job, place)
-    job.request = request
-    token = push_request(request)
     started = time.monotonic()
     place["started_at"] = time.time()
+    try:
+        request = make_request(ctx, job, place)
+    except Exception as exc:  # a message that parsed but cannot describe its request
+        outcome = Outcome(states.FAILURE, exc=exc, traceback=traceback.format_exc(), place=place)
+        place["finished_at"] = time.time()
+        return outcome
+    job.request = request
+    token = push_request(request)
     try:
         value = job.task(*job.message.args, **job.message.kwargs)
         if job.task.is_async or asyncio.iscoroutine(value):
@@ -348,9 +353,21 @@ def finish(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
     if not job.acked:
         ctx.ack_now_or_later(job.delivery.receipt)
         job.acked = True
-    logger.debug(
-        "task %s[%s] %s in %.4fs", message.task, message.id, outcome.state, outcome.runtime_s
-    )
+    if logger.isEnabledFor(logging.DEBUG):
+        place = outcome.place
+        logger.debug(
+            "task %s[%s] %s in %.4fs; ran in pid %s (ppid %s) thread %s%s%s%s",
+            message.task,
+            message.id,
+            outcome.state,
+            outcome.runtime_s,
+            place.get("pid"),
+            place.get("ppid"),
+            place.get("thread_name"),
+            f" child {place['child_index']}" if place.get("child_index") is not None else "",
+            f" greenlet {place['greenlet']}" if place.get("greenlet") else "",
+            f" asyncio task {place['asyncio_task']}" if place.get("asyncio_task") else "",
+        )
 
 
 def _meta_for(job: Job, state: str, result: Any, outcome: Outcome) -> dict[str, Any]:

@@ -32,6 +32,8 @@ class Liveness:
         options = dict(conf.broker_transport_options or {})
         self.visibility_timeout_s = float(options.get("visibility_timeout", 3600))
         self._next_beat = 0.0
+        # monotonic time from which sweeping is safe; None while the broker is unreachable
+        self._sweep_after: float | None = 0.0
         self._stopped = False
         self._thread: threading.Thread | None = None
 
@@ -44,9 +46,25 @@ class Liveness:
         broker = self.app.broker
         try:
             broker.heartbeat(list(self.owners()))
-            broker.recover(self.dead_after_s, self.visibility_timeout_s, self.max_losses)
         except Exception as exc:  # the broker may be down; the consumer reports that too
-            logger.warning("heartbeat/recovery failed: %s", exc)
+            if self._sweep_after is not None:
+                logger.warning("heartbeat failed: %s; will retry", exc)
+            self._sweep_after = None
+            return
+        if self._sweep_after is None:
+            # back after an outage: nobody could beat while the broker was gone, so every
+            # other live worker looks dead until its next beat; sweeping now would hand out
+            # the messages they are running. Give them worker_dead_after to beat first.
+            logger.info(
+                "heartbeat works again; sweeping for dead workers in %gs", self.dead_after_s
+            )
+            self._sweep_after = now + self.dead_after_s
+        if now < self._sweep_after:
+            return
+        try:
+            broker.recover(self.dead_after_s, self.visibility_timeout_s, self.max_losses)
+        except Exception as exc:
+            logger.warning("recovery of dead workers' messages failed: %s", exc)
 
     def start_thread(self) -> None:
         """Beat from a thread of its own, so a long task in the consumer cannot stop it."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...brokers.base import owner_id
+from ...errors import BrokerError
 from ..liveness import Liveness
 from .prefork_child import child_main
 from .prefork_lost import handle_lost_task, store_terminated
@@ -136,7 +137,15 @@ class PreforkPool:
         self._recover_held(child)
         if not stopping:
             self._spawn(child.index)
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        """Open the manager's connection again (the fork closed it); with the broker down,
+        the liveness tick keeps trying, and a raise here would take the whole worker down."""
+        try:
             self.runtime.app.broker.ping()
+        except BrokerError as exc:
+            logger.warning("manager: %s; will retry", exc)
 
     def terminate_task(self, task_id: str, signum: int) -> bool:
         """Stop the child running *task_id* (revoke with terminate=True).
