@@ -11,6 +11,33 @@ from tests.support.redis_server import RedisServer, cleanup, start_redis
 from tests.support.workers import WorkerProcess, start_celeriac_worker, start_celery_worker
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "brokers(*kinds): run a broker/backend contract test only for these kinds "
+        "(memory, sqlite, redis); the others are not collected",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the parametrizations a ``brokers(...)`` marker excludes: a test that cannot
+    apply to a broker (memory:// has no second process) is not a skipped feature."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("brokers")
+        callspec = getattr(item, "callspec", None)
+        kind = None
+        if callspec is not None:
+            kind = callspec.params.get("broker_url") or callspec.params.get("backend_url_for")
+        if marker is not None and kind is not None and kind not in marker.args:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server on a free loopback port, for the whole session."""

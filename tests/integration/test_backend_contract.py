@@ -167,11 +167,10 @@ def _wait_in_child(url: str, ready: Any, out: Connection) -> None:
     backend.close()
 
 
+@pytest.mark.brokers("sqlite", "redis")
 def test_wait_for_in_another_process_wakes_when_the_result_is_stored(
     backend_url_for: str, backend: Backend
 ) -> None:
-    if backend_url_for.startswith("memory://"):
-        pytest.skip("memory:// lives in one process")
     ready = FORK.Event()
     reader, writer = FORK.Pipe(duplex=False)
     child = FORK.Process(target=_wait_in_child, args=(backend_url_for, ready, writer), daemon=True)
@@ -190,11 +189,10 @@ def test_wait_for_in_another_process_wakes_when_the_result_is_stored(
     assert woke_at - stored_at < 2.0
 
 
+@pytest.mark.brokers("sqlite", "redis")
 def test_result_stored_by_another_process_is_read_here(
     backend_url_for: str, backend: Backend
 ) -> None:
-    if backend_url_for.startswith("memory://"):
-        pytest.skip("memory:// lives in one process")
     go = FORK.Event()
     child = FORK.Process(target=_store_in_child, args=(backend_url_for, go, "t1"), daemon=True)
     child.start()

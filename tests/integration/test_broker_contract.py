@@ -72,14 +72,8 @@ def broker(open_broker: OpenBroker) -> Broker:
     return open_broker()
 
 
-def needs_processes(broker_url: str) -> None:
-    if broker_url.startswith("memory://"):
-        pytest.skip("memory:// lives in one process; there is no second process to race")
-
-
-def needs_owners(broker_url: str) -> None:
-    if broker_url.startswith("memory://"):
-        pytest.skip("memory:// lives in one process: every owner is alive, nothing to recover")
+# memory:// lives in one process: there is no second process to race and every owner is
+# alive, so tests marked brokers("sqlite", "redis") are not collected for it (tests/conftest.py).
 
 
 def let_time_pass(seconds: float) -> None:
@@ -200,8 +194,8 @@ def _drain_in_child(url: str, start: Any, out: Connection) -> None:
     broker.close()
 
 
+@pytest.mark.brokers("sqlite", "redis")
 def test_racing_processes_get_every_message_exactly_once(broker_url: str, broker: Broker) -> None:
-    needs_processes(broker_url)
     count, racers = 300, 3
     broker.publish_many([("q", envelope(f"m{i}"), 0) for i in range(count)])
     start = FORK.Event()
@@ -390,10 +384,10 @@ def _fetch_in_child(url: str, ready: Any, out: Connection) -> None:
     broker.close()
 
 
+@pytest.mark.brokers("sqlite", "redis")
 def test_fetch_in_another_process_wakes_when_a_message_arrives(
     broker_url: str, broker: Broker
 ) -> None:
-    needs_processes(broker_url)
     ready = FORK.Event()
     reader, writer = FORK.Pipe(duplex=False)
     child = run_forked(_fetch_in_child, broker_url, ready, writer)
@@ -416,12 +410,10 @@ def _claim_and_hang(url: str, claimed: Connection) -> None:
     threading.Event().wait()  # hold the claim until SIGKILL
 
 
+@pytest.mark.brokers("sqlite")
 def test_message_of_a_killed_claimer_comes_back_after_the_visibility_timeout(
     broker_url: str, open_broker: OpenBroker
 ) -> None:
-    needs_processes(broker_url)
-    if broker_url.startswith("redis"):
-        pytest.skip("on Redis a dead worker's claims come back through the worker's recovery loop")
     broker = open_broker(visibility_timeout=1)
     broker.publish("q", envelope("a"))
     reader, writer = FORK.Pipe(duplex=False)
@@ -443,10 +435,10 @@ def test_restore_lost_puts_the_message_back(broker: Broker) -> None:
     assert labels(broker.fetch(["q"], 1, 0)) == ["a"]
 
 
+@pytest.mark.brokers("sqlite", "redis")
 def test_message_lost_more_than_max_losses_goes_to_dead_letters(
     broker_url: str, broker: Broker
 ) -> None:
-    needs_owners(broker_url)
     broker.publish("q", envelope("a"))
     for _ in range(2):
         [held] = broker.fetch(["q"], 1, 0)
@@ -456,10 +448,10 @@ def test_message_lost_more_than_max_losses_goes_to_dead_letters(
     assert "died 3 times" in broker.dead_letters("q")[0].reason
 
 
+@pytest.mark.brokers("sqlite", "redis")
 def test_recover_owner_puts_back_everything_the_owner_holds(
     broker_url: str, open_broker: OpenBroker
 ) -> None:
-    needs_owners(broker_url)
     doomed, survivor = open_broker("doomed"), open_broker("survivor")
     doomed.publish_many([("q", envelope("a"), 0), ("q", envelope("b"), 0)])
     doomed.fetch(["q"], 2, 0)
@@ -467,10 +459,10 @@ def test_recover_owner_puts_back_everything_the_owner_holds(
     assert sorted(labels(survivor.fetch(["q"], 10, 0))) == ["a", "b"]  # Redis: any order
 
 
+@pytest.mark.brokers("sqlite", "redis")
 def test_recover_puts_back_only_the_claims_of_silent_owners(
     broker_url: str, open_broker: OpenBroker
 ) -> None:
-    needs_owners(broker_url)
     silent, alive = open_broker("silent"), open_broker("alive")
     silent.publish_many([("q", envelope("silent's"), 0), ("q", envelope("alive's"), 0)])
     silent.fetch(["q"], 1, 0)
@@ -483,10 +475,10 @@ def test_recover_puts_back_only_the_claims_of_silent_owners(
     assert alive.requeue([kept.receipt]) == 1
 
 
+@pytest.mark.brokers("sqlite", "redis")
 def test_recover_puts_back_a_claim_older_than_the_visibility_timeout(
     broker_url: str, broker: Broker
 ) -> None:
-    needs_owners(broker_url)
     broker.publish("q", envelope("a"))
     broker.fetch(["q"], 1, 0)
     let_time_pass(0.3)
@@ -494,10 +486,10 @@ def test_recover_puts_back_a_claim_older_than_the_visibility_timeout(
     assert labels(broker.fetch(["q"], 1, 0)) == ["a"]
 
 
+@pytest.mark.brokers("sqlite", "redis")
 def test_heartbeat_keeps_a_long_claim_from_the_visibility_sweep(
     broker_url: str, broker: Broker
 ) -> None:
-    needs_owners(broker_url)
     broker.publish("q", envelope("a"))
     [held] = broker.fetch(["q"], 1, 0)
     let_time_pass(0.3)
