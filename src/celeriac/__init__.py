@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AsyncResult": "celeriac.result",
     "EagerResult": "celeriac.result",
+    "GroupResult": "celeriac.result",
     "Celeriac": "celeriac.app",
     "Celery": "celeriac.app",
     "shared_task": "celeriac.app",
@@ -29,6 +30,11 @@ _EXPORTS = {
     "TaskRevokedError": "celeriac.errors",
     "TimeLimitExceeded": "celeriac.errors",
     "states": "celeriac.states",
+    "signature": "celeriac.canvas",
+    "chain": "celeriac.canvas",
+    "group": "celeriac.canvas",
+    "chord": "celeriac.canvas",
+    "chunks": "celeriac.canvas",
 }
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "CeleriacError",
     "Celery",
     "EagerResult",
+    "GroupResult",
     "MaxRetriesExceededError",
     "NotRegistered",
     "Reject",
@@ -46,13 +53,19 @@ __all__ = [
     "TaskRevokedError",
     "TimeLimitExceeded",
     "__version__",
+    "chain",
+    "chord",
+    "chunks",
+    "group",
     "shared_task",
+    "signature",
     "states",
 ]
 
 if TYPE_CHECKING:
     from . import states
     from .app import Celeriac, Celery, shared_task
+    from .canvas import chain, chord, chunks, group, signature
     from .errors import (
         CeleriacError,
         MaxRetriesExceededError,
@@ -63,7 +76,7 @@ if TYPE_CHECKING:
         TaskRevokedError,
         TimeLimitExceeded,
     )
-    from .result import AsyncResult, EagerResult
+    from .result import AsyncResult, EagerResult, GroupResult
     from .task import Task
 
 

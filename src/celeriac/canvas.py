@@ -355,7 +355,7 @@ class Signature(dict[str, Any]):
 
 
 @_registered("chain")
-class chain(Signature):  # noqa: N801 - Celery's name
+class chain(Signature):
     """Run tasks one after another, each getting the previous one's result in front of its
     args. ``chain(a.s(1), b.s(), c.s())`` is the same as ``a.s(1) | b.s() | c.s()``; its
     result is the last task's, with ``.parent`` leading back to the first."""
@@ -363,7 +363,7 @@ class chain(Signature):  # noqa: N801 - Celery's name
     def __init__(self, *tasks: Any, app: Celeriac | None = None, **options: Any) -> None:
         if len(tasks) == 1 and _is_iterable(tasks[0]):
             tasks = tuple(tasks[0])
-        steps = [_as_signature(task, app) for task in tasks]
+        steps = _chain_shape([_as_signature(task, app) for task in tasks], app)
         super().__init__(
             "celery.chain", (), {"tasks": steps}, options, subtask_type="chain", app=app
         )
@@ -467,7 +467,7 @@ class chain(Signature):  # noqa: N801 - Celery's name
 
 
 @_registered("group")
-class group(Signature):  # noqa: N801 - Celery's name
+class group(Signature):
     """Run tasks in parallel; the result is a GroupResult whose ``get()`` lists their values
     in order. ``group(...) | task`` is a chord."""
 
@@ -476,7 +476,7 @@ class group(Signature):  # noqa: N801 - Celery's name
             only = tasks[0]
             if isinstance(only, group):
                 tasks = tuple(only.tasks)
-            elif isinstance(only, Signature) or isinstance(only, Mapping):
+            elif isinstance(only, Signature | Mapping):
                 tasks = (only,)
             elif _is_iterable(only):
                 tasks = tuple(only)
@@ -603,7 +603,7 @@ class group(Signature):  # noqa: N801 - Celery's name
 
 
 @_registered("chord")
-class chord(Signature):  # noqa: N801 - Celery's name
+class chord(Signature):
     """Run the header group, then the body with the list of header results (in order) in
     front of its args: ``chord(header)(body)`` or ``chord(header, body).delay()``."""
 
@@ -619,12 +619,15 @@ class chord(Signature):  # noqa: N801 - Celery's name
     ) -> None:
         extra = dict(kwargs) if kwargs else {"kwargs": {}}
         header_group = _as_group(header, app)
+        # Celery keeps a plain list of the header's tasks; a group with options of its own
+        # (a frozen one, with its id) stays a group, as Celery's is once frozen
+        header_value: Any = header_group if header_group.options else list(header_group.tasks)
         super().__init__(
             task,
             args,
             {
                 **extra,
-                "header": header_group,
+                "header": header_value,
                 "body": _as_signature(body, app) if body is not None else None,
             },
             options,
@@ -649,8 +652,11 @@ class chord(Signature):  # noqa: N801 - Celery's name
 
     @property
     def header(self) -> group:
-        header: group = self.kwargs["header"]
-        return header
+        """The header as a group (a plain list of tasks becomes one here, for good)."""
+        value = self.kwargs["header"]
+        if not isinstance(value, group):
+            value = self.kwargs["header"] = group(list(value), app=self._app)
+        return value
 
     @header.setter
     def header(self, value: group) -> None:
@@ -658,7 +664,9 @@ class chord(Signature):  # noqa: N801 - Celery's name
 
     @property
     def tasks(self) -> list[Signature]:
-        return self.header.tasks
+        value = self.kwargs["header"]
+        tasks: list[Signature] = value.tasks if isinstance(value, group) else value
+        return tasks
 
     @property
     def body(self) -> Signature | None:
@@ -686,7 +694,11 @@ class chord(Signature):  # noqa: N801 - Celery's name
         **options: Any,
     ) -> chord:
         copied = super().clone(args, kwargs, **options)
-        copied.header = copied.header.clone()
+        header = copied.kwargs["header"]
+        if isinstance(header, group):
+            copied.header = header.clone()
+        else:
+            copied.kwargs["header"] = [task.clone() for task in header]
         if copied.body is not None:
             copied.body = copied.body.clone()
         return copied
@@ -763,7 +775,7 @@ class chord(Signature):  # noqa: N801 - Celery's name
         return f"chord({self.header!r}, {self.body!r})"
 
 
-class _basemap(Signature):  # noqa: N801 - Celery's name
+class _basemap(Signature):
     builtin = ""
 
     def __init__(
@@ -775,7 +787,7 @@ class _basemap(Signature):  # noqa: N801 - Celery's name
             (),
             {"task": _as_signature(task, app), "it": list(it)},
             options,
-            subtask_type=type(self).__name__,
+            subtask_type=None,  # as Celery's: the dict is a plain call of the built-in
             immutable=True,
             app=app,
         )
@@ -806,7 +818,7 @@ class _basemap(Signature):  # noqa: N801 - Celery's name
 
 
 @_registered("xmap")
-class xmap(_basemap):  # noqa: N801 - Celery's name
+class xmap(_basemap):
     """``task.map(it)``: one message; the worker calls the task on each item in turn."""
 
     builtin = "celery.map"
@@ -816,7 +828,7 @@ class xmap(_basemap):  # noqa: N801 - Celery's name
 
 
 @_registered("xstarmap")
-class xstarmap(_basemap):  # noqa: N801 - Celery's name
+class xstarmap(_basemap):
     """``task.starmap(it)``: like map, with each item unpacked as the arguments."""
 
     builtin = "celery.starmap"
@@ -826,7 +838,7 @@ class xstarmap(_basemap):  # noqa: N801 - Celery's name
 
 
 @_registered("chunks")
-class chunks(Signature):  # noqa: N801 - Celery's name
+class chunks(Signature):
     """``task.chunks(it, n)``: a group of starmap messages, *n* items each."""
 
     def __init__(
@@ -840,7 +852,7 @@ class chunks(Signature):  # noqa: N801 - Celery's name
             (),
             {"task": _as_signature(task, app), "it": list(it), "n": int(n)},
             options,
-            subtask_type="chunks",
+            subtask_type=None,  # as Celery's
             immutable=True,
             app=app,
         )
@@ -968,3 +980,47 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _chain_shape(steps: list[Signature], app: Celeriac | None) -> list[Signature]:
+    """The steps as Celery's ``|`` puts them (so the dict form is Celery's): nested chains
+    spliced, a one-task group unrolled, ``group, step`` made a chord, and a step after a
+    chord moved into the chord's body. Sending re-splits a chord body (canvas_apply)."""
+    shaped: list[Signature] = []
+    for step in steps:
+        inner = step.unchain_tasks() if isinstance(step, chain) else [step]
+        for task in inner:
+            _shape_append(shaped, task, app)
+    return shaped
+
+
+def _shape_append(shaped: list[Signature], step: Signature, app: Celeriac | None) -> None:
+    if isinstance(step, group):
+        unrolled = step.unrolled()
+        if unrolled is not None and not isinstance(unrolled, group):
+            _shape_append(shaped, unrolled, app)
+            return
+        if not _absorb_into_chord(shaped, step):
+            shaped.append(step)
+        return
+    last = shaped[-1] if shaped else None
+    if isinstance(last, group) and last.tasks:
+        shaped.pop()
+        upgraded = chord(last, step, app=app)
+        if not _absorb_into_chord(shaped, upgraded):
+            shaped.append(upgraded)
+        return
+    if not _absorb_into_chord(shaped, step):
+        shaped.append(step)
+
+
+def _absorb_into_chord(shaped: list[Signature], step: Signature) -> bool:
+    """A step after a chord joins the chord's body (Celery's rule); False if none."""
+    last = shaped[-1] if shaped else None
+    if not isinstance(last, chord) or last.body is None:
+        return False
+    extended = last.clone()
+    assert extended.body is not None
+    extended.body = extended.body | step
+    shaped[-1] = extended
+    return True

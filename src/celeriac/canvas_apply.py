@@ -14,6 +14,7 @@ do not each carry the whole remainder.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -131,7 +132,7 @@ def _freeze_steps(
             result = steps[position].freeze(root_id=root_id)
         results.append(result)
     results.reverse()
-    for earlier, later in zip(results, results[1:]):
+    for earlier, later in itertools.pairwise(results):
         top = _top(later)
         if top is not earlier and top.parent is None:
             top.parent = earlier

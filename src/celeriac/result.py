@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from . import states
 from .backends.base import Meta, decode_exception
@@ -374,7 +374,7 @@ class GroupResult:
         return GroupResult(id, [restored], app=app)
 
 
-AnyResult = Union[AsyncResult, GroupResult]
+AnyResult = AsyncResult | GroupResult
 
 
 def result_from_tuple(value: Any, app: Celeriac | None = None) -> AnyResult:

@@ -16,7 +16,12 @@ def test_sqlite_fds_opened_after_fork_are_the_child_s_own(monkeypatch: pytest.Mo
         2: {3: "db", 4: "db-wal", 6: "db", 7: "db-wal"},
         3: {3: "db", 4: "db-wal"},
     }
+    # pid 3 kept the parent's open files; pid 2 opened its own on fds 6 and 7
+    shared = {(3, 3, 1, 3), (3, 4, 1, 4), (2, 3, 1, 3), (2, 4, 1, 4)}
     monkeypatch.setattr(observe, "_db_fds", lambda pid, target: fds[pid])
+    monkeypatch.setattr(
+        observe, "_same_open_file", lambda p1, f1, p2, f2: (p1, f1, p2, f2) in shared
+    )
     procs = [ProcInfo(1, 0, "m", 1), ProcInfo(2, 1, "c", 1), ProcInfo(3, 1, "c", 1)]
     conns = observe.sqlite_connections("/tmp/db", procs)
     own = {c.pid for c in conns if c.own}

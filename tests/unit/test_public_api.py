@@ -12,6 +12,7 @@ EXPECTED_ALL = [
     "Celery",
     "CeleriacError",
     "EagerResult",
+    "GroupResult",
     "MaxRetriesExceededError",
     "NotRegistered",
     "Reject",
@@ -21,7 +22,12 @@ EXPECTED_ALL = [
     "TaskRevokedError",
     "TimeLimitExceeded",
     "__version__",
+    "chain",
+    "chord",
+    "chunks",
+    "group",
     "shared_task",
+    "signature",
     "states",
 ]
 

@@ -80,6 +80,7 @@ class PreforkPool:
         app.close()  # no socket of the manager's may live on in a child
         sys.stdout.flush()
         sys.stderr.flush()
+        self.table.reset(index)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
             code = 1

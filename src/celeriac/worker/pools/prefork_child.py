@@ -53,8 +53,9 @@ def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
     multiplier = max(1, runtime.prefetch_multiplier)
 
     def prefetch_target() -> int:
-        # hold more than the running one only while no sibling is asking for work
-        return 1 if table.sibling_waiting(index) else multiplier
+        # hold more than the running one only while every sibling is busy: never while
+        # one is idle or still starting (it would find the queue empty and sit idle)
+        return multiplier if table.siblings_consuming(index) else 1
 
     try:
         serve_in_process(

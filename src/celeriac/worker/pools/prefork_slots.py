@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 _FORMAT = "=ddB7x64s200s64s"  # started_at, hard_limit_s, acks_late, task_id, task_name, receipt
 _SIZE = struct.calcsize(_FORMAT)
+_STARTING, _WAITING, _CONSUMING = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +38,24 @@ class SlotTable:
     def __init__(self, count: int) -> None:
         self.count = count
         self._map = mmap.mmap(-1, max(1, count) * _SIZE)
-        self._waiting = mmap.mmap(-1, max(1, count))  # 1 byte a child: idle, asking for work
+        # 1 byte a child: 0 not consuming yet, 1 idle and asking for work, 2 consuming
+        self._waiting = mmap.mmap(-1, max(1, count))
+
+    def reset(self, index: int) -> None:
+        """A (re)spawned child has not fetched anything yet."""
+        self._waiting[index] = _STARTING
 
     def set_waiting(self, index: int, waiting: bool) -> None:
-        self._waiting[index] = 1 if waiting else 0
+        self._waiting[index] = _WAITING if waiting else _CONSUMING
 
     def sibling_waiting(self, index: int) -> bool:
         """Is another child idle and asking the broker for work?"""
-        return any(self._waiting[i] for i in range(self.count) if i != index)
+        return any(self._waiting[i] == _WAITING for i in range(self.count) if i != index)
+
+    def siblings_consuming(self, index: int) -> bool:
+        """Is every other child busy with work of its own (none idle, none still starting)?
+        Only then may a child hold more messages than the one it runs."""
+        return all(self._waiting[i] == _CONSUMING for i in range(self.count) if i != index)
 
     def start(
         self,
