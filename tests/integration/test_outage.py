@@ -100,9 +100,10 @@ def run_through_outage(
     client: Celery,
     server: RedisServer,
     records: redis.Redis,
+    down_s: float = 0.0,
 ) -> Outage:
     """Publish TASKS tasks, stop Redis once a few are done, start it again once the worker
-    has logged the loss, and return when Redis is back."""
+    has logged the loss (and *down_s* more), and return when Redis is back."""
     worker = start_worker("-P", pool, "-c", "2", "-l", "info")
     run = f"outage-{uuid.uuid4().hex[:8]}"
     for index in range(TASKS):
@@ -110,6 +111,7 @@ def run_through_outage(
     wait_until(lambda: records.scard(f"{run}:done") >= 5, 20, "the first tasks to complete")
     server.stop()
     worker.wait_for_log(OUTAGE_LOG, timeout_s=20)
+    time.sleep(down_s)  # the outage itself, not a synchronisation
     server.restart()
     return Outage(run, time.time(), worker)
 
@@ -194,13 +196,15 @@ def test_two_workers_run_no_task_twice_across_an_outage_longer_than_dead_after(
     assert {label: n for label, n in runs.items() if n > 1} == {}
 
 
+@pytest.mark.parametrize("down_s", [0.0, DEAD_AFTER_S + 2.0], ids=["brief", "long"])
 def test_first_task_completes_soon_after_redis_is_back(
+    down_s: float,
     start_worker: Callable[..., WorkerProcess],
     client: Celery,
     aof_server: RedisServer,
     records: redis.Redis,
 ) -> None:
-    outage = run_through_outage("prefork", start_worker, client, aof_server, records)
+    outage = run_through_outage("prefork", start_worker, client, aof_server, records, down_s)
     wait_until(lambda: outage.done(records) == TASKS, 30, "every task to complete")
     done_times = [
         float(raw.split()[3])
@@ -208,8 +212,8 @@ def test_first_task_completes_soon_after_redis_is_back(
         if raw.startswith(b"D ")
     ]
     recovery_s = min(t for t in done_times if t > outage.back_at) - outage.back_at
-    print(f"\noutage recovery time (Redis back to first task done): {recovery_s:.3f}s")
-    assert recovery_s < 6.0  # the consumer's backoff is capped at 5 s
+    print(f"\noutage recovery time after {down_s:g}s down: {recovery_s:.3f}s")
+    assert recovery_s < 6.0  # the consumer's reconnect backoff is capped at 5 s
 
 
 # the client side

@@ -193,3 +193,13 @@ def test_chunks_split_the_items_into_starmap_calls(ours: CanvasTasks) -> None:
     assert [task.kwargs["it"] for task in parts.tasks] == [[(1, 2), (3, 4)], [(5, 6)]]
     with pytest.raises(ValueError, match="at least 1"):
         ours.add.chunks([(1, 2)], 0)
+
+
+def test_app_signature_binds_the_app_and_matches_celery_s_dict() -> None:
+    app = celeriac.Celery("unit-sig", broker="memory://", backend="memory://")
+    theirs = celery.Celery("unit-sig", set_as_current=False)
+    ours_sig = app.signature("tasks.add", (2, 2), {"z": 1}, countdown=3)
+    assert ours_sig.app is app
+    assert json.loads(json.dumps(dict(ours_sig))) == json.loads(
+        json.dumps(dict(theirs.signature("tasks.add", (2, 2), {"z": 1}, countdown=3)))
+    )

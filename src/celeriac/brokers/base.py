@@ -29,6 +29,15 @@ def owner_id(client_name: str) -> str:
     return f"{client_name}@{socket.gethostname()}"
 
 
+def owner_pid_here(owner: str) -> int | None:
+    """The pid of *owner* when it is a process of this host (``<name>.<pid>@<host>``)."""
+    name, _, host = owner.rpartition("@")
+    if host != socket.gethostname():
+        return None
+    _, _, pid = name.rpartition(".")
+    return int(pid) if pid.isdigit() else None
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One message taken from a queue and held until ack or reject."""
@@ -112,6 +121,10 @@ class Broker(Protocol):
     def retire(self, owner: str | None = None) -> None: ...
 
     def recover_owner(self, owner: str, max_losses: int) -> tuple[int, int]: ...
+
+    def silent_owners(self, silent_for_s: float) -> list[str]:
+        """Owners whose last heartbeat is at least *silent_for_s* old."""
+        ...
 
     def recover(
         self, dead_after_s: float, visibility_timeout_s: float | None, max_losses: int

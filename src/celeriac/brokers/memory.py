@@ -181,6 +181,9 @@ class MemoryBroker:
     def recover_owner(self, owner: str, max_losses: int) -> tuple[int, int]:
         return (0, 0)
 
+    def silent_owners(self, silent_for_s: float) -> list[str]:
+        return []
+
     def recover(
         self, dead_after_s: float, visibility_timeout_s: float | None, max_losses: int
     ) -> tuple[int, int]:

@@ -9,8 +9,12 @@ client-side tracking on, and sleeps until Redis says one of those keys changed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -24,12 +28,21 @@ from ..config import Settings
 from ..errors import BrokerError
 from ..protocol import mark_redelivered
 from ..urls import safe_url
-from .base import PRIORITY_SEP, PRIORITY_STEPS, DeadLetter, Delivery, owner_id, priority_key
+from .base import (
+    PRIORITY_SEP,
+    PRIORITY_STEPS,
+    DeadLetter,
+    Delivery,
+    message_priority,
+    owner_id,
+    priority_key,
+)
 from .redis_scripts import DEFER, FETCH, HEARTBEAT, PROMOTE, RELEASE, REQUEUE_DEAD
 
 logger = logging.getLogger(__name__)
 
 UNACKED = "unacked"
+PUBLISH_CHUNK = 1000  # messages per LPUSH in publish_many
 UNACKED_INDEX = "unacked_index"
 DEAD_PREFIX = "celeriac.dead."
 DELAYED = "celeriac.delayed"
@@ -104,10 +117,35 @@ class RedisBroker:
         self._requeue_dead_script = self._client.register_script(REQUEUE_DEAD)
         self._declared: set[str] = set()
         self._waiter: _ChangeWaiter | None = None
+        self._publish_lock = threading.Lock()
+        self._publish_conn: Any = None
+        self._publish_pid = os.getpid()
 
     # producing
     def publish(self, queue: str, envelope: bytes, priority: int = 0) -> None:
+        if queue in self._declared and self._publish_lock.acquire(blocking=False):
+            # the fast path: one LPUSH on a connection of our own, without redis-py's
+            # per-command pool checkout; any trouble goes the pipelined way, with retries
+            try:
+                if self._publish_direct(priority_key(queue, priority), envelope):
+                    return
+            finally:
+                self._publish_lock.release()
         self.publish_many([(queue, envelope, priority)])
+
+    def _publish_direct(self, key: str, envelope: bytes) -> bool:
+        conn = self._publish_conn
+        if conn is None or self._publish_pid != os.getpid():
+            conn = self._publish_conn = self._client.connection_pool.make_connection()
+            self._publish_pid = os.getpid()
+        try:
+            conn.send_packed_command(conn.pack_command("LPUSH", key, envelope))
+            conn.read_response()
+        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError, OSError):
+            conn.disconnect()
+            self._publish_conn = None
+            return False
+        return True
 
     def publish_many(self, items: Sequence[tuple[str, bytes, int]]) -> None:
         def send() -> None:
@@ -117,8 +155,22 @@ class RedisBroker:
                     # kombu resolves named exchanges through this set; Celery clients write it too
                     member = f"{queue}{PRIORITY_SEP}{PRIORITY_SEP}{queue}"
                     pipe.sadd(f"_kombu.binding.{queue}", member)
+            # one LPUSH per run of messages for the same list: the list ends up as after one
+            # LPUSH per message, at a fraction of the cost
+            run_key: str | None = None
+            run: list[bytes] = []
+            last: tuple[str, int] | None = None
+            key = ""
             for queue, envelope, priority in items:
-                pipe.lpush(priority_key(queue, priority), envelope)
+                if (queue, priority) != last:
+                    last, key = (queue, priority), priority_key(queue, priority)
+                if key != run_key or len(run) >= PUBLISH_CHUNK:
+                    if run_key is not None:
+                        pipe.lpush(run_key, *run)
+                    run_key, run = key, []
+                run.append(envelope)
+            if run_key is not None:
+                pipe.lpush(run_key, *run)
             pipe.execute()
             self._declared.update(queue for queue, _, _ in items)
 
@@ -253,13 +305,16 @@ class RedisBroker:
             return None
         try:
             envelope, _exchange, routing_key = orjson.loads(stored)
-            queue = routing_key or "celery"
-            priority = int((envelope.get("properties") or {}).get("priority") or 0)
-            raw = mark_redelivered(orjson.dumps(envelope))
-        except (ValueError, TypeError, AttributeError) as exc:
+            queue = routing_key if isinstance(routing_key, str) and routing_key else "celery"
+            raw = orjson.dumps(envelope)
+        except (ValueError, TypeError) as exc:
             logger.error("unacked entry %s is not kombu's [envelope, exchange, key]: %s", tag, exc)
             self._dead_in(pipe, tag, "celery", f"corrupt unacked entry: {exc}", stored)
             return "dead"
+        priority = message_priority(raw)
+        # a malformed envelope goes back as it was; the worker that takes it rejects it
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            raw = mark_redelivered(raw)
         if max_losses is not None and losses > max_losses:
             reason = (
                 f"its worker died {losses} times while holding it "
@@ -310,6 +365,11 @@ class RedisBroker:
         return counts
 
     @_broker_errors
+    def silent_owners(self, silent_for_s: float) -> list[str]:
+        cutoff = time.time() - silent_for_s
+        return [_text(o) for o in self._client.zrangebyscore(HEARTBEATS, "-inf", cutoff)]
+
+    @_broker_errors
     def recover(
         self, dead_after_s: float, visibility_timeout_s: float | None, max_losses: int
     ) -> tuple[int, int]:
@@ -317,7 +377,9 @@ class RedisBroker:
         unacked message older than the visibility timeout. One worker at a time does it.
         Returns (restored, dead-lettered)."""
         token = uuid.uuid4().hex
-        if not self._client.set(RESTORE_MUTEX, token, nx=True, px=60_000):
+        # short: a sweeper killed while holding it must not stop the others for long, and two
+        # sweeps at once are safe (each restore is a WATCHed transaction)
+        if not self._client.set(RESTORE_MUTEX, token, nx=True, px=5_000):
             return (0, 0)
         restored = dead = 0
         try:
@@ -470,6 +532,9 @@ class RedisBroker:
         if self._waiter is not None:
             self._waiter.close()
             self._waiter = None
+        conn, self._publish_conn = self._publish_conn, None
+        if conn is not None and self._publish_pid == os.getpid():
+            conn.disconnect()
         self._client.close()
 
 
@@ -491,18 +556,31 @@ def _dead_letter_from(item: bytes | str, queue: str) -> DeadLetter:
     try:
         record = orjson.loads(item)
     except orjson.JSONDecodeError:
-        record = None
+        record = _lenient_record(item)
     if not isinstance(record, dict):
         raw = item.encode() if isinstance(item, str) else bytes(item)
         return DeadLetter(queue, "unreadable dead-letter record", 0.0, raw)
     raw = record.get("message", "")
+    if isinstance(raw, str):
+        # bytes that were not UTF-8 come back as they were (see _lenient_record)
+        raw = raw.encode("utf-8", "surrogateescape")
     moment = record.get("time")
     return DeadLetter(
         queue=str(record.get("queue") or queue),
         reason=str(record.get("reason") or ""),
         time=float(moment) if isinstance(moment, (int, float)) else 0.0,
-        raw=raw.encode() if isinstance(raw, str) else orjson.dumps(raw),
+        raw=raw if isinstance(raw, bytes) else orjson.dumps(raw),
     )
+
+
+def _lenient_record(item: bytes | str) -> Any:
+    """A record the fetch script wrote for a queue item that was not UTF-8: Redis's cjson
+    copies such bytes into the JSON string as they are. Read them back byte for byte."""
+    text = item if isinstance(item, str) else bytes(item).decode("utf-8", "surrogateescape")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _dead_record(queue: str, reason: str, raw: bytes | str) -> bytes:

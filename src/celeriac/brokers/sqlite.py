@@ -260,6 +260,10 @@ class SqliteBroker:
         self._after_restore(counts)
         return counts
 
+    def silent_owners(self, silent_for_s: float) -> list[str]:
+        with self._db.read() as conn:
+            return recovery.silent_owners(conn, time.time() - silent_for_s)
+
     def recover(
         self, dead_after_s: float, visibility_timeout_s: float | None, max_losses: int
     ) -> tuple[int, int]:

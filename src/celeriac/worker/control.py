@@ -60,9 +60,17 @@ class ControlListener:
         }
 
     def start(self) -> bool:
-        client = getattr(self.runtime.app.broker, "client", None)
-        if client is None:
+        shared = getattr(self.runtime.app.broker, "client", None)
+        if shared is None:
             return False  # no broadcast channel on this broker; revokes are read from storage
+        # a client of its own: the prefork manager closes the app's connections before every
+        # fork (a child must not inherit them), which would pull this thread's socket away
+        pool = shared.connection_pool
+        client = type(shared)(
+            connection_pool=type(pool)(
+                connection_class=pool.connection_class, **pool.connection_kwargs
+            )
+        )
         self._thread = threading.Thread(
             target=self._run, args=(client,), daemon=True, name="celeriac-control"
         )
@@ -99,6 +107,10 @@ class ControlListener:
                 time.sleep(1.0)
             finally:
                 _close_quietly(pubsub)
+        try:
+            client.close()
+        except CONNECTION_ERRORS:
+            logger.debug("error closing the control client", exc_info=True)
 
     def handle(self, raw: bytes, client: Any) -> None:
         try:

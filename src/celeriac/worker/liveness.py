@@ -10,10 +10,13 @@ workers died more than ``task_max_redeliveries`` times goes to the dead-letter l
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from ..brokers.base import owner_pid_here
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -62,9 +65,33 @@ class Liveness:
         if now < self._sweep_after:
             return
         try:
+            self._recover_gone_here(broker)
             broker.recover(self.dead_after_s, self.visibility_timeout_s, self.max_losses)
         except Exception as exc:
             logger.warning("recovery of dead workers' messages failed: %s", exc)
+
+    def _recover_gone_here(self, broker: Any) -> None:
+        """Recover at once the owners that were processes of this host and no longer exist
+        (a worker restarted after a SIGKILL or an OOM kill), rather than after
+        ``worker_dead_after``. Only owners that also missed two beats: a live process with
+        the same host name in another pid namespace keeps beating and is never taken."""
+        quick_after_s = min(self.dead_after_s, 2.0 * self.interval_s + 0.5)
+        if quick_after_s >= self.dead_after_s:
+            return
+        for owner in broker.silent_owners(quick_after_s):
+            pid = owner_pid_here(owner)
+            if pid is None or pid == os.getpid() or _alive(pid):
+                continue
+            restored, dead = broker.recover_owner(owner, self.max_losses)
+            if restored or dead:
+                logger.warning(
+                    "owner %s is gone (no process %d here): restored %d message(s), "
+                    "dead-lettered %d",
+                    owner,
+                    pid,
+                    restored,
+                    dead,
+                )
 
     def start_thread(self) -> None:
         """Beat from a thread of its own, so a long task in the consumer cannot stop it."""
@@ -80,3 +107,13 @@ class Liveness:
         self._stopped = True
         if self._thread is not None:
             self._thread.join(5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, someone else's
+        return True
+    return True
