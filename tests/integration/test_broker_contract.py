@@ -460,6 +460,23 @@ def test_recover_owner_puts_back_everything_the_owner_holds(
 
 
 @pytest.mark.brokers("sqlite", "redis")
+def test_recover_owner_without_max_losses_counts_no_loss(
+    broker_url: str, open_broker: OpenBroker
+) -> None:
+    # a dead prefork child's prefetched messages never ran: they must not creep towards
+    # the dead letters when a poison task keeps killing the child next to them
+    survivor = open_broker("survivor")
+    survivor.publish("q", envelope("innocent"))
+    for round_ in range(4):
+        doomed = open_broker(f"doomed{round_}")
+        doomed.fetch(["q"], 1, 0)
+        assert survivor.recover_owner(doomed.owner, max_losses=None) == (1, 0)
+    [held] = survivor.fetch(["q"], 1, 0)
+    assert survivor.restore_lost([held.receipt], max_losses=1) == (1, 0)  # a first loss
+    assert survivor.dead_letters("q") == []
+
+
+@pytest.mark.brokers("sqlite", "redis")
 def test_recover_puts_back_only_the_claims_of_silent_owners(
     broker_url: str, open_broker: OpenBroker
 ) -> None:

@@ -120,7 +120,10 @@ class Broker(Protocol):
 
     def retire(self, owner: str | None = None) -> None: ...
 
-    def recover_owner(self, owner: str, max_losses: int) -> tuple[int, int]: ...
+    def recover_owner(self, owner: str, max_losses: int | None) -> tuple[int, int]:
+        """Put back everything a dead *owner* held and forget it; with *max_losses*, each
+        message counts a loss (None: the owner is known not to have started them)."""
+        ...
 
     def silent_owners(self, silent_for_s: float) -> list[str]:
         """Owners whose last heartbeat is at least *silent_for_s* old."""

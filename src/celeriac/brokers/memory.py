@@ -178,7 +178,7 @@ class MemoryBroker:
     def retire(self, owner: str | None = None) -> None:
         return None
 
-    def recover_owner(self, owner: str, max_losses: int) -> tuple[int, int]:
+    def recover_owner(self, owner: str, max_losses: int | None) -> tuple[int, int]:
         return (0, 0)
 
     def silent_owners(self, silent_for_s: float) -> list[str]:

@@ -357,10 +357,10 @@ class RedisBroker:
         pipe.execute()
 
     @_broker_errors
-    def recover_owner(self, owner: str, max_losses: int) -> tuple[int, int]:
+    def recover_owner(self, owner: str, max_losses: int | None) -> tuple[int, int]:
         """Put back everything a dead owner held, and forget the owner."""
         tags = [_text(t) for t in self._client.smembers(OWNED_PREFIX + owner)]
-        counts = self.restore_lost(tags, max_losses)
+        counts = self._restore(tags, to_front=True, max_losses=max_losses)
         self.retire(owner)
         return counts
 

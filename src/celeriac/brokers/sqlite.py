@@ -249,7 +249,7 @@ class SqliteBroker:
         with self._db.write() as conn:
             recovery.forget_owner(conn, owner or self.owner)
 
-    def recover_owner(self, owner: str, max_losses: int) -> tuple[int, int]:
+    def recover_owner(self, owner: str, max_losses: int | None) -> tuple[int, int]:
         """Put back everything a dead owner holds, and forget the owner."""
         with self._db.write() as conn:
             rows = recovery.rows_of_owner(conn, owner)
