@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import threading
@@ -13,14 +14,16 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from . import protocol, serialization
 from .backends import Backend, make_backend
 from .brokers import Broker, make_broker
+from .canvas_builtins import register_builtins
 from .config import DEFAULT_BROKER_URL, Settings, load_object
 from .errors import ImproperlyConfigured, InvalidTaskOptions, NotRegistered
 from .result import AsyncResult
 from .routing import Router
 from .task import Task as TaskBase
-from .task import _current_request
+from .task import _current_request, add_to_parent_trail
 
 if TYPE_CHECKING:
+    from .canvas import Signature
     from .control import Control
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,6 +32,8 @@ _apps: weakref.WeakSet[Celeriac] = weakref.WeakSet()
 _default: list[Celeriac] = []
 _shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
 _lock = threading.Lock()
+
+SEND_MANY_BATCH = 1000  # messages per pipelined publish in send_many
 
 SEND_OPTIONS = frozenset(
     {
@@ -121,6 +126,7 @@ class Celeriac:
         self._broker: Broker | None = None
         self._backend: Backend | None = None
         self._router: Router | None = None
+        self._factories: dict[str, tuple[tuple[Any, ...], protocol.EnvelopeFactory]] = {}
         self._autodiscover: list[tuple[Sequence[str], str]] = []
         self._pid = os.getpid()
         with _lock:
@@ -131,6 +137,7 @@ class Celeriac:
             shared = list(_shared)
         for fun, options in shared:
             self._register(fun, options)
+        register_builtins(self)  # celery.map, celery.starmap, celery.chunks
 
     def __repr__(self) -> str:
         return f"<Celeriac {self.main or '__main__'} at {id(self):#x}>"
@@ -297,27 +304,120 @@ class Celeriac:
         if not isinstance(name, str) or not name:
             raise InvalidTaskOptions(f"task name must be a non-empty string, got {name!r}")
         args, kwargs = _check_call(name, args, kwargs)
-        unknown = set(options) - SEND_OPTIONS
-        if unknown:
-            raise InvalidTaskOptions(
-                f"unknown option(s) {sorted(unknown)} for {name!r}; "
-                f"apply_async takes {', '.join(sorted(SEND_OPTIONS - {'task'}))}"
-            )
+        if options:
+            _check_options(name, options)
         task: TaskBase | None = options.pop("task", None) or self.tasks.get(name)
         if task is not None:
-            try:
-                task.check_arguments(args, kwargs)
-            except TypeError as exc:
-                raise TypeError(f"{name}() called with arguments that do not fit: {exc}") from None
+            _check_arguments(task, name, args, kwargs)
         task_id = options.get("task_id") or protocol.new_id()
-        queue, send = self._send_options(name, args, kwargs, options, task, task_id)
-        serializer = options.get("serializer") or (task.serializer if task else None)
-        content_type = serialization.content_type_for(serializer or self.conf.task_serializer)
-        envelope = protocol.build_envelope(
-            name, task_id, args, kwargs, send, content_type=content_type
-        )
-        self.broker.publish(queue, envelope, send.priority)
+        factory = self._plain_factory(name, task) if not options else None
+        if factory is not None:  # delay(): routing and options worked out once per task
+            send = factory.options
+        else:
+            _, send = self._send_options(name, args, kwargs, options, task, task_id)
+            factory = protocol.EnvelopeFactory(name, send, self._content_type(task, options))
+        self.broker.publish(send.queue, factory.build(task_id, args, kwargs), send.priority)
         return AsyncResult(task_id, app=self, task_name=name)
+
+    def send_many(
+        self,
+        name: str,
+        calls: Iterable[Sequence[Any]],
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> list[AsyncResult]:
+        """Send one message per item of *calls* (each the positional args of one call, like
+        ``starmap``), all with the same *kwargs* and options, in pipelined batches: the bulk
+        path. Returns the AsyncResults in order. Each message is the one ``send_task`` would
+        send; only the round trips are shared."""
+        if not isinstance(name, str) or not name:
+            raise InvalidTaskOptions(f"task name must be a non-empty string, got {name!r}")
+        _check_options(name, options)
+        if options.get("task_id"):
+            raise InvalidTaskOptions("send_many gives each message its own id; drop task_id")
+        add_to_parent = bool(options.pop("add_to_parent", True))
+        task: TaskBase | None = options.pop("task", None) or self.tasks.get(name)
+        results: list[AsyncResult] = []
+        batch: list[tuple[str, bytes, int]] = []
+        shared: protocol.EnvelopeFactory | None = None
+        per_call = not (
+            self.router.cacheable or options.get("queue") or (task is not None and task.queue)
+        )
+        parent = _current_request.get()
+        _, shared_kwargs = _check_call(name, (), kwargs)  # one copy, read by every call
+        for call in calls:
+            if type(call) is tuple:  # the common case: no copy, nothing to check
+                args, call_kwargs = call, shared_kwargs
+            else:
+                args, call_kwargs = _check_call(name, call, shared_kwargs)
+            if task is not None:
+                _check_arguments(task, name, args, call_kwargs)
+            task_id = protocol.new_id()
+            factory = shared
+            if factory is None:
+                factory = self._many_factory(name, args, call_kwargs, options, task, parent)
+                if not per_call:
+                    shared = factory
+            send = factory.options
+            batch.append((send.queue, factory.build(task_id, args, call_kwargs), send.priority))
+            results.append(AsyncResult(task_id, app=self, task_name=name))
+            if len(batch) >= SEND_MANY_BATCH:
+                self.broker.publish_many(batch)
+                batch = []
+        if batch:
+            self.broker.publish_many(batch)
+        if add_to_parent and parent is not None:
+            for result in results:
+                add_to_parent_trail(result)
+        return results
+
+    def _many_factory(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: Mapping[str, Any],
+        task: TaskBase | None,
+        parent: Any,
+    ) -> protocol.EnvelopeFactory:
+        _, send = self._send_options(name, args, kwargs, options, task, "")
+        if not options.get("root_id") and parent is None:
+            send = dataclasses.replace(send, root_id=None)  # each message is its own root
+        return protocol.EnvelopeFactory(name, send, self._content_type(task, options))
+
+    def _content_type(self, task: TaskBase | None, options: Mapping[str, Any]) -> str:
+        serializer = options.get("serializer") or (task.serializer if task else None)
+        return serialization.content_type_for(serializer or self.conf.task_serializer)
+
+    def _plain_factory(self, name: str, task: TaskBase | None) -> protocol.EnvelopeFactory | None:
+        """The envelope factory for a call with no options from outside any task, cached
+        per task; None when something makes each call different (a router that reads the
+        arguments, a relative ``expires``, a parent task)."""
+        if task is None or task.expires is not None or _current_request.get() is not None:
+            return None
+        conf = self.conf
+        router = self.router
+        key = (
+            router,
+            conf.version,
+            task.queue,
+            task.priority,
+            task.ignore_result,
+            task.time_limit,
+            task.soft_time_limit,
+            task.serializer,
+        )
+        cached = self._factories.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if not (router.cacheable or task.queue):
+            return None
+        _, send = self._send_options(name, (), {}, {}, task, "")
+        factory = protocol.EnvelopeFactory(
+            name, dataclasses.replace(send, root_id=None), self._content_type(task, {})
+        )
+        self._factories[name] = (key, factory)
+        return factory
 
     def _send_options(
         self,
@@ -388,6 +488,13 @@ class Celeriac:
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
         return AsyncResult(task_id, app=self, **kwargs)
 
+    def signature(self, varies: Any, *args: Any, **kwargs: Any) -> Signature:
+        """``app.signature('tasks.add', (2, 2))``: a signature bound to this app."""
+        from .canvas import signature
+
+        kwargs["app"] = self
+        return signature(varies, *args, **kwargs)
+
 
 Celery = Celeriac
 
@@ -441,9 +548,27 @@ def _check_call(
         kwargs = {}
     if not isinstance(kwargs, Mapping):
         raise InvalidTaskOptions(f"kwargs for {name!r} must be a dict, got {type(kwargs).__name__}")
-    if not all(isinstance(key, str) for key in kwargs):
+    if kwargs and not all(isinstance(key, str) for key in kwargs):
         raise InvalidTaskOptions(f"kwargs keys for {name!r} must be strings")
     return tuple(args), dict(kwargs)
+
+
+def _check_options(name: str, options: Mapping[str, Any]) -> None:
+    if not SEND_OPTIONS.issuperset(options):
+        unknown = set(options) - SEND_OPTIONS
+        raise InvalidTaskOptions(
+            f"unknown option(s) {sorted(unknown)} for {name!r}; "
+            f"apply_async takes {', '.join(sorted(SEND_OPTIONS - {'task'}))}"
+        )
+
+
+def _check_arguments(
+    task: TaskBase, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> None:
+    try:
+        task.check_arguments(args, kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{name}() called with arguments that do not fit: {exc}") from None
 
 
 def _as_queue_name(queue: Any) -> str:

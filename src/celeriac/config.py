@@ -6,7 +6,6 @@ closest known name, because a mistyped setting that is silently ignored is worse
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import warnings
@@ -114,6 +113,8 @@ ENV_SETTINGS = {
 
 
 def closest_setting(name: str) -> str | None:
+    import difflib  # only for error messages
+
     match = difflib.get_close_matches(name.lower(), DEFAULTS, n=1, cutoff=0.6)
     return match[0] if match else None
 
@@ -121,8 +122,11 @@ def closest_setting(name: str) -> str | None:
 class Settings(MutableMapping[str, Any]):
     """The app's configuration: attribute and item access, Celery's names."""
 
+    version: int
+
     def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "_values", {})
+        object.__setattr__(self, "version", 0)  # bumped on every change: caches key on it
         if initial:
             self.update(initial)
 
@@ -145,9 +149,11 @@ class Settings(MutableMapping[str, Any]):
                 stacklevel=3,
             )
         self._values[name] = value
+        object.__setattr__(self, "version", self.version + 1)
 
     def __delitem__(self, name: str) -> None:
         del self._values[name]
+        object.__setattr__(self, "version", self.version + 1)
 
     def __iter__(self) -> Iterator[str]:
         return iter({**DEFAULTS, **self._values})

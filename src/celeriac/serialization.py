@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime
-import decimal
 import json
-import pickle
 import uuid
 from collections.abc import Callable, Collection
 from typing import Any
@@ -30,7 +28,19 @@ NAMES = {v: k for k, v in CONTENT_TYPES.items()}
 
 # datetimes go through _default too, so they get kombu's markers rather than bare strings
 _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
-_TYPED = (datetime.date, datetime.time, decimal.Decimal, bytes)  # datetime is a date
+# decimal and pickle are imported on first use: an idle worker never needs them
+
+
+def _decimal(text: Any) -> Any:
+    import decimal
+
+    return decimal.Decimal(text)
+
+
+def _typed() -> tuple[type, ...]:
+    import decimal
+
+    return (datetime.date, datetime.time, decimal.Decimal, bytes)  # datetime is a date
 
 
 def _tagged(marker: str, value: Any) -> dict[str, Any]:
@@ -45,8 +55,11 @@ def _default(value: Any) -> Any:
         return _tagged("date", value.isoformat())
     if isinstance(value, datetime.time):
         return _tagged("time", value.isoformat())
-    if isinstance(value, decimal.Decimal):
-        return _tagged("decimal", str(value))
+    if type(value).__name__ == "Decimal":
+        import decimal
+
+        if isinstance(value, decimal.Decimal):
+            return _tagged("decimal", str(value))
     if isinstance(value, bytes):
         try:
             return _tagged("bytes", value.decode("utf-8"))
@@ -61,7 +74,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "datetime": datetime.datetime.fromisoformat,
     "date": lambda text: datetime.datetime.fromisoformat(text).date(),
     "time": datetime.time.fromisoformat,
-    "decimal": decimal.Decimal,
+    "decimal": lambda text: _decimal(text),
     "uuid": lambda fields: uuid.UUID(hex=fields["hex"]),
     "bytes": lambda text: text.encode("utf-8"),
     "base64": lambda text: base64.b64decode(text.encode("ascii")),
@@ -80,7 +93,7 @@ def _untag(value: Any) -> Any:
         return {key: _untag(item) for key, item in value.items()}
     try:
         return decoder(value["__value__"])
-    except (TypeError, ValueError, KeyError, AttributeError, decimal.InvalidOperation) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as exc:
         raise SerializationError(f"bad {marker!r} value in JSON: {exc}") from exc
 
 
@@ -118,7 +131,7 @@ def _offending_type(value: Any) -> str:
             stack.extend(k for k in item if not isinstance(k, (str, int, float, bool)))
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
-        elif not (item is None or isinstance(item, (str, int, float, bool, *_TYPED))):
+        elif not (item is None or isinstance(item, (str, int, float, bool, *_typed()))):
             return type(item).__name__
     return type(value).__name__
 
@@ -169,6 +182,8 @@ def dumps(value: Any, content_type: str) -> bytes:
         return dumps_json(value)
     if content_type == PICKLE:
         try:
+            import pickle
+
             return pickle.dumps(value, protocol=4)
         except Exception as exc:
             raise SerializationError(f"cannot pickle value: {exc}") from exc
@@ -180,6 +195,8 @@ def loads(data: bytes, content_type: str, accept: Collection[str]) -> Any:
     if content_type == JSON:
         return loads_json(data)
     try:
+        import pickle
+
         return pickle.loads(data)
     except Exception as exc:
         raise SerializationError(f"cannot unpickle value: {exc}") from exc

@@ -10,6 +10,7 @@ started by a Celery 5.6 client (``.s``/``.j``/``.t`` only) completes the same wa
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -167,6 +168,10 @@ class RedisBackend:
         self._chord_ordered = chord_ordered(settings)
         self._part_script = self._client.register_script(PART_RETURN_LUA)
         self._finish_script = self._client.register_script(FINISH_LUA)
+        self._deferred_lock = threading.Lock()
+        self._deferred_conn: Any = None
+        self._deferred_pid = os.getpid()
+        self._deferred_ids: list[str] = []
 
     @property
     def client(self) -> redis.Redis:
@@ -188,6 +193,61 @@ class RedisBackend:
                 f"cannot store the result of {task_id} at {safe_url(self.url)}: {exc}"
             ) from exc
 
+    def store_deferred(self, task_id: str, meta: Meta, expires_s: float | None) -> None:
+        """``store`` without waiting for Redis's answer: the commands go out now (the result
+        is visible and published as soon as Redis reads them) and the answer is read by
+        ``confirm_stored``, which the worker's one-at-a-time consumers call before their
+        next fetch carries any ack. They run the next task instead of waiting a round trip."""
+        payload = dumps_json(meta)
+        key = meta_key(task_id)
+        set_cmd: tuple[Any, ...] = ("SET", key, payload)
+        if expires_s:
+            set_cmd = (*set_cmd, "PX", max(1, int(expires_s * 1000)))
+        with self._deferred_lock:
+            try:
+                conn = self._deferred_conn
+                if conn is None or self._deferred_pid != os.getpid():
+                    # checked out of the pool for good: closing the client closes it too
+                    conn = self._deferred_conn = self._client.connection_pool.get_connection()
+                    self._deferred_pid = os.getpid()
+                    self._deferred_ids = []
+                conn.send_packed_command(
+                    conn.pack_commands([("MULTI",), set_cmd, ("PUBLISH", key, payload), ("EXEC",)])
+                )
+            except (*CONNECTION_ERRORS, OSError) as exc:
+                self._drop_deferred()
+                raise BackendError(
+                    f"cannot store the result of {task_id} at {safe_url(self.url)}: {exc}"
+                ) from exc
+            self._deferred_ids.append(task_id)
+
+    def confirm_stored(self) -> None:
+        """Read the answers to every deferred store; BackendError names those that failed."""
+        with self._deferred_lock:
+            ids, self._deferred_ids = self._deferred_ids, []
+            conn = self._deferred_conn
+            if not ids or conn is None:
+                return
+            failed: list[str] = []
+            try:
+                for task_id in ids:
+                    if not _read_transaction(conn, 4):  # MULTI, SET, PUBLISH, EXEC
+                        failed.append(task_id)
+            except (*CONNECTION_ERRORS, OSError) as exc:
+                self._drop_deferred()
+                raise BackendError(
+                    f"results of {len(ids)} task(s) may not be stored at {safe_url(self.url)}: "
+                    f"{exc}"
+                ) from exc
+        if failed:
+            raise BackendError(f"Redis refused to store the results of {', '.join(failed)}")
+
+    def _drop_deferred(self) -> None:
+        conn, self._deferred_conn = self._deferred_conn, None
+        self._deferred_ids = []
+        if conn is not None:
+            conn.disconnect()
+
     def get_meta(self, task_id: str) -> Meta | None:
         try:
             data = self._client.get(meta_key(task_id))
@@ -203,7 +263,11 @@ class RedisBackend:
             values = self._client.mget([meta_key(task_id) for task_id in task_ids])
         except CONNECTION_ERRORS as exc:
             raise BackendError(f"cannot read results at {safe_url(self.url)}: {exc}") from exc
-        return {tid: _decode(data) for tid, data in zip(task_ids, values) if data is not None}
+        return {
+            tid: _decode(data)
+            for tid, data in zip(task_ids, values, strict=True)
+            if data is not None
+        }
 
     def forget(self, task_id: str) -> None:
         self._client.delete(meta_key(task_id))
@@ -381,7 +445,24 @@ class RedisBackend:
 
     def close(self) -> None:
         self._reset_pubsub()
+        if self._deferred_pid == os.getpid():
+            with self._deferred_lock:
+                self._drop_deferred()
         self._client.close()
+
+
+def _read_transaction(conn: Any, count: int) -> bool:
+    """Read *count* answers of a MULTI ... EXEC sent earlier; False if any was an error."""
+    ok = True
+    for _ in range(count):
+        try:
+            reply = conn.read_response(disable_decoding=True)
+        except redis.exceptions.ResponseError:
+            ok = False
+            continue
+        if isinstance(reply, list) and any(isinstance(item, Exception) for item in reply):
+            ok = False
+    return ok
 
 
 def _remaining(deadline: float | None, task_id: str) -> float:

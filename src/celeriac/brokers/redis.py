@@ -134,16 +134,18 @@ class RedisBroker:
         self.publish_many([(queue, envelope, priority)])
 
     def _publish_direct(self, key: str, envelope: bytes) -> bool:
-        conn = self._publish_conn
-        if conn is None or self._publish_pid != os.getpid():
-            conn = self._publish_conn = self._client.connection_pool.make_connection()
-            self._publish_pid = os.getpid()
         try:
+            conn = self._publish_conn
+            if conn is None or self._publish_pid != os.getpid():
+                # checked out of the pool for good, so closing the client closes it too
+                conn = self._publish_conn = self._client.connection_pool.get_connection()
+                self._publish_pid = os.getpid()
             conn.send_packed_command(conn.pack_command("LPUSH", key, envelope))
             conn.read_response()
         except (*CONNECTION_ERRORS, redis.exceptions.ResponseError, OSError):
-            conn.disconnect()
-            self._publish_conn = None
+            conn, self._publish_conn = self._publish_conn, None
+            if conn is not None:
+                conn.disconnect()
             return False
         return True
 

@@ -85,7 +85,18 @@ class Consumer:
             acks, self._pending_acks = self._pending_acks, []
         return acks
 
+    def confirm_stores(self) -> None:
+        """Read the answers to results sent without waiting, before any ack goes out."""
+        if not self.ctx.defer_stores:
+            return
+        try:
+            backend: Any = self.ctx.app.backend  # one with store_deferred: see serve.py
+            backend.confirm_stored()
+        except Exception as exc:  # as for a store that fails outright: logged, not fatal
+            logger.error("storing results: %s", exc)
+
     def flush_acks(self) -> None:
+        self.confirm_stores()
         acks = self._take_acks()
         if acks:
             try:
@@ -155,6 +166,7 @@ class Consumer:
         want = max(self.slots.free(), self.prefetch_target() - holding)
         self._refresh_revoked(broker)
         timeout_s = self._promote(broker)
+        self.confirm_stores()
         acks = self._take_acks()
         try:
             deliveries = broker.fetch(self.queues, want, 0, acks=acks)

@@ -22,7 +22,7 @@ from ..backends.base import build_meta, encode_exception
 from ..brokers.base import Delivery
 from ..errors import InvalidMessage, NotRegistered, Reject, Retry, TaskRevokedError
 from ..task import Request, Task, pop_request, push_request
-from . import revoked
+from . import revoked, workflow
 from .place import Place, current_place
 
 if TYPE_CHECKING:
@@ -45,6 +45,9 @@ class ExecContext:
     on_defer: Callable[[float], None] | None = None
     ack: Callable[[Sequence[str]], None] | None = None  # the consumer defers acks
     processed: int = 0
+    # results of plain tasks are sent without waiting for Redis's answer; the consumer
+    # reads the answers (backend.confirm_stored) before its next fetch carries any ack
+    defer_stores: bool = False
 
     def ack_now_or_later(self, receipt: str) -> None:
         (self.ack or self.app.broker.ack)([receipt])
@@ -95,6 +98,7 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
             message.id,
         )
         _store_failure(ctx, message.id, exc, traceback_text=None, message=message)
+        workflow.on_not_run(ctx.app, message, states.FAILURE, exc)
         broker.dead_letter(delivery, f"unregistered task {message.task!r}")
         return None
     if message.id in ctx.revoked or revoked.is_revoked(message.id):
@@ -140,6 +144,7 @@ def _discard(ctx: ExecContext, delivery: Delivery, message: protocol.TaskMessage
         parent_id=message.headers.get("parent_id"),
     )
     _store(ctx, message.id, meta)
+    workflow.on_not_run(ctx.app, message, states.REVOKED, TaskRevokedError(why))
     ctx.ack_now_or_later(delivery.receipt)
 
 
@@ -167,6 +172,22 @@ def _store(ctx: ExecContext, task_id: str, meta: dict[str, Any]) -> None:
         ctx.app.backend.store(task_id, meta, result_expires_s(ctx.app))
     except Exception:  # the backend being down must not kill the consumer
         logger.exception("could not store state %s of task %s", meta.get("status"), task_id)
+
+
+def _store_deferred(ctx: ExecContext, task_id: str, meta: dict[str, Any]) -> None:
+    try:
+        backend: Any = ctx.app.backend  # a RedisBackend: serve_in_process checked
+        backend.store_deferred(task_id, meta, result_expires_s(ctx.app))
+    except Exception:  # the backend being down must not kill the consumer
+        logger.exception("could not store state %s of task %s", meta.get("status"), task_id)
+
+
+def _plain(message: protocol.TaskMessage) -> bool:
+    """No workflow hangs on this task, so nothing reads its result in this worker."""
+    embed = message.embed
+    return not (
+        embed.get("chain") or embed.get("chord") or embed.get("callbacks") or embed.get("errbacks")
+    )
 
 
 def result_expires_s(app: Celeriac) -> float | None:
@@ -370,13 +391,16 @@ def finish(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
         )
 
 
-def _meta_for(job: Job, state: str, result: Any, outcome: Outcome) -> dict[str, Any]:
+def _meta_for(
+    job: Job, state: str, result: Any, outcome: Outcome, children: list[Any] | None = None
+) -> dict[str, Any]:
     headers = job.message.headers
     return build_meta(
         job.message.id,
         state,
         result,
         traceback=outcome.traceback,
+        children=children,
         group_id=headers.get("group"),
         parent_id=headers.get("parent_id"),
         place=outcome.place,
@@ -384,8 +408,14 @@ def _meta_for(job: Job, state: str, result: Any, outcome: Outcome) -> dict[str, 
 
 
 def _finish_success(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
+    children = workflow.send_followers(ctx.app, job, outcome.value)
     if not _ignores_result(ctx, job):
-        _store(ctx, job.message.id, _meta_for(job, states.SUCCESS, outcome.value, outcome))
+        meta = _meta_for(job, states.SUCCESS, outcome.value, outcome, children)
+        if ctx.defer_stores and _plain(job.message):
+            _store_deferred(ctx, job.message.id, meta)
+        else:
+            _store(ctx, job.message.id, meta)
+    workflow.chord_part_succeeded(ctx.app, job.message, outcome.value)
     _call_hook(
         job.task.on_success, outcome.value, job.message.id, job.message.args, job.message.kwargs
     )
@@ -405,6 +435,7 @@ def _finish_failure(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
     )
     if not _ignores_result(ctx, job) or job.task.store_errors_even_if_ignored:
         _store(ctx, job.message.id, _meta_for(job, states.FAILURE, encode_exception(exc), outcome))
+    workflow.on_failure(ctx.app, job, exc, outcome.traceback)
     _call_hook(
         job.task.on_failure,
         exc,

@@ -59,6 +59,13 @@ def vouched_for(runtime: WorkerRuntime, enabled: bool = True) -> Iterator[None]:
             _retire(runtime)
 
 
+def _can_defer_stores(ctx: ExecContext) -> bool:
+    try:
+        return hasattr(ctx.app.backend, "store_deferred")
+    except Exception:  # a backend that cannot even be built fails at the first store instead
+        return False
+
+
 def settle(consumer: Consumer) -> None:
     """At shutdown: send the acks still pending, then put back what was never finished."""
     try:
@@ -80,6 +87,8 @@ def serve_in_process(
 ) -> int:
     """Consume until stopped; warm: let running jobs end; cold: stop now. Returns 0."""
     ctx = ctx or make_context(runtime, slots, pool_name, child_index)
+    if getattr(slots, "inline", False):
+        ctx.defer_stores = _can_defer_stores(ctx)  # one task at a time here: see ExecContext
     consumer_options.setdefault(
         "prefetch_target", lambda: slots.capacity * max(1, runtime.prefetch_multiplier)
     )

@@ -10,6 +10,7 @@ supervises: it replaces dead children, enforces hard time limits, and relays shu
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -60,6 +61,10 @@ class PreforkPool:
 
     # the manager's loop
     def run(self) -> int:
+        # what the manager has loaded stays out of the collector's reach, so no child's
+        # collection writes to (and so copies) the pages they share with the manager
+        gc.collect()
+        gc.freeze()
         for index in range(self.runtime.concurrency):
             self._spawn(index)
         self.runtime.app.broker.ping()  # the manager's own connection, opened after the forks
@@ -165,12 +170,13 @@ class PreforkPool:
 
     def _recover_held(self, child: Child) -> None:
         """Put back what a child held but never started: it is dead for sure, no need to
-        wait for its heartbeat to go stale."""
+        wait for its heartbeat to go stale. The one it was running has been settled by the
+        ack policy (and counted a loss); the others were only prefetched, so they do not
+        count towards ``task_max_redeliveries`` and an innocent message never follows a
+        poison one into the dead letters."""
         owner = owner_id(f"celeriac.child{child.index}.{child.pid}")
         try:
-            restored, dead = self.runtime.app.broker.recover_owner(
-                owner, int(self.runtime.app.conf.task_max_redeliveries)
-            )
+            restored, dead = self.runtime.app.broker.recover_owner(owner, None)
         except Exception as exc:
             logger.warning("could not recover the messages of child %d: %s", child.index, exc)
             return

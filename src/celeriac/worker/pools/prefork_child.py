@@ -43,6 +43,7 @@ def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
     slots = InlineSlots()
     ctx = make_context(runtime, slots, "prefork", child_index=index)
     limits = _Limits(runtime, index, table)
+    _announce(runtime)
 
     def should_stop() -> bool:
         return limits.exhausted(ctx)
@@ -75,6 +76,18 @@ def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
     return 0
+
+
+def _announce(runtime: WorkerRuntime) -> None:
+    """Beat once for this child's own owner id before it takes any message. The manager
+    beats for its children, but only every interval: a worker killed whole before it names
+    a new child would leave what that child took to the visibility timeout, since the sweeps
+    only know owners that beat at least once."""
+    broker = runtime.app.broker
+    try:
+        broker.heartbeat([broker.owner])
+    except Exception as exc:  # the broker may be down; the consumer reports that too
+        logger.warning("child could not announce itself: %s", exc)
 
 
 def _die_with_parent() -> None:

@@ -19,6 +19,7 @@ class InlineSlots:
     """One slot: the caller's own thread. ``submit`` runs the job before returning."""
 
     capacity = 1
+    inline = True  # jobs run in the consumer's own thread
 
     def __init__(self) -> None:
         self._busy = False

@@ -1,0 +1,1 @@
+"""Task modules, one per library, each with the same no-op task that counts itself."""
