@@ -182,3 +182,19 @@ def test_result_that_is_not_an_exception_mapping_decodes_to_a_remote_task_error(
     exc = decode_exception("something odd")
     assert isinstance(exc, RemoteTaskError)
     assert "something odd" in str(exc)
+
+
+@pytest.mark.parametrize("name", ["ChordError", "TaskRevokedError", "MaxRetriesExceededError"])
+def test_celery_named_errors_are_caught_by_either_package_s_class_when_both_are_loaded(
+    name: str,
+) -> None:
+    import celery.exceptions
+
+    import celeriac.errors
+
+    exc = decode_exception(
+        {"exc_type": name, "exc_message": ["x"], "exc_module": "celery.exceptions"}
+    )
+    assert isinstance(exc, getattr(celeriac.errors, name))
+    assert isinstance(exc, getattr(celery.exceptions, name))
+    assert exc.args == ("x",)

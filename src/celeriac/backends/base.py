@@ -19,7 +19,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .. import errors, states
 
@@ -250,10 +250,7 @@ def decode_exception(value: Any) -> BaseException:
 
 def _find_exception_class(exc_type: str, module: str) -> type[BaseException] | None:
     if module == "celery.exceptions" and exc_type in CELERY_EXCEPTION_NAMES:
-        mod = sys.modules.get("celery.exceptions")
-        found = getattr(mod, exc_type, None) if mod else None
-        chosen = found if isinstance(found, type) else CELERY_EXCEPTION_NAMES[exc_type]
-        return chosen if issubclass(chosen, BaseException) else None
+        return _celery_named(exc_type)
     if module == "builtins":
         found = getattr(builtins, exc_type, None)
     else:
@@ -269,6 +266,31 @@ def _find_exception_class(exc_type: str, module: str) -> type[BaseException] | N
     if isinstance(found, type) and issubclass(found, BaseException):
         return found
     return None
+
+
+_BOTH: dict[str, type[BaseException]] = {}
+
+
+def _celery_named(exc_type: str) -> type[BaseException]:
+    """Our class for one of Celery's exceptions. When the process has also loaded Celery's
+    (both packages installed side by side), a class deriving from both, so that
+    ``except celeriac.errors.X`` and ``except celery.exceptions.X`` each catch it."""
+    ours = cast("type[BaseException]", CELERY_EXCEPTION_NAMES[exc_type])
+    mod = sys.modules.get("celery.exceptions")
+    theirs = getattr(mod, exc_type, None) if mod else None
+    if not (isinstance(theirs, type) and issubclass(theirs, BaseException)) or issubclass(
+        ours, theirs
+    ):
+        return ours
+    both = _BOTH.get(exc_type)
+    if both is None:
+        try:
+            made = type(exc_type, (ours, theirs), {"__module__": ours.__module__})
+            both = cast("type[BaseException]", made)
+        except TypeError:  # incompatible layouts: ours alone
+            return ours
+        _BOTH[exc_type] = both
+    return both
 
 
 def decode_meta(data: bytes | str) -> Meta:
