@@ -24,7 +24,7 @@ def handle_lost_task(app: Celeriac, running: Running, reason: str, killed_for: s
     ``task_acks_on_failure_or_timeout`` (default) else put back.
     Otherwise (SIGKILL, OOM, crash): with ``acks_late`` and ``task_reject_on_worker_lost``
     the message goes back to the queue and no failure is stored; else FAILURE WorkerLostError
-    and the message is acked (an early-acked message already is).
+    and the message is acked (an early ack may still have been waiting in the child).
     """
     conf = app.conf
     if killed_for is not None:
@@ -53,8 +53,9 @@ def handle_lost_task(app: Celeriac, running: Running, reason: str, killed_for: s
                 )
         meta = build_meta(running.task_id, states.FAILURE, encode_exception(exc))
         app.backend.store(running.task_id, meta, result_expires_s(app))
-        if running.acks_late:
-            app.broker.ack([running.receipt])
+        # always: an early ack is deferred to ride the next fetch, so the child may have
+        # died before sending it, and the message must not come back (acking twice is a no-op)
+        app.broker.ack([running.receipt])
     except Exception:
         logger.exception(
             "could not settle the lost task %s[%s]", running.task_name, running.task_id
