@@ -35,8 +35,8 @@ def recorder() -> redis.Redis:
 
 
 def event(kind: str, label: str) -> str:
-    """One line of a run's event list: kind (S = started, D = done), label, pid, time."""
-    return f"{kind} {label} {os.getpid()} {time.time():.6f}"
+    """One line of a run's event list: kind (S = started, D = done), label, pid, time, ppid."""
+    return f"{kind} {label} {os.getpid()} {time.time():.6f} {os.getppid()}"
 
 
 @app.task(name="chaos.record")

@@ -199,14 +199,16 @@ class KillLoop:
         expected = [f"t{index:05d}" for index in range(self.config.tasks)]
         starts: dict[str, list[tuple[int, float]]] = {}
         finished: set[tuple[str, int]] = set()
-        first_done_pid: dict[str, int] = {}
+        first_done_pid: dict[str, tuple[int, int]] = {}
         for raw in self.records.lrange(f"{run}:events", 0, -1):
-            kind, label, pid, moment = _text(raw).split()
+            kind, label, pid, moment, ppid = _text(raw).split()
             if kind == "S":
                 starts.setdefault(label, []).append((int(pid), float(moment)))
             else:
                 finished.add((label, int(pid)))
-                first_done_pid.setdefault(label, int(pid))
+                first_done_pid.setdefault(label, (int(pid), int(ppid)))
+        # a child the manager forked just before the whole worker was killed is not in the
+        # kill's list (it died with its manager): its manager's pid explains its lost acks
         killed_pids = {pid for kill in self.kills for pid in kill.pids}
         restore_s, unrestored = self._restores(starts, finished)
         for key in (f"{run}:done", f"{run}:runs", f"{run}:events"):
@@ -219,7 +221,7 @@ class KillLoop:
             unexplained_duplicates=sorted(
                 label
                 for label, count in runs.items()
-                if count > 1 and first_done_pid.get(label) not in killed_pids
+                if count > 1 and not killed_pids & set(first_done_pid.get(label, ()))
             ),
             kills=list(self.kills),
             restore_s=restore_s,
