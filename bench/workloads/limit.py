@@ -1,7 +1,8 @@
 """The Redis limit: what raw redis-py + hiredis does on the same server.
 
 LPUSH of N messages of celeriac's envelope size, one by one and pipelined; a naive consumer
-that takes one message per BRPOP; and a two-process BRPOP/LPUSH ping-pong. The client
+that takes one message per BRPOP and runs the bench task's body (its INCR + SET) on it, and
+the same BRPOP loop without the body; and a two-process BRPOP/LPUSH ping-pong. The client
 actions run in ``bench.client raw ...``; the ping-pong responder is
 ``python -m bench.workloads.limit responder URL COUNT``.
 """
@@ -48,16 +49,8 @@ def client_action(action: str, args: argparse.Namespace) -> dict[str, Any]:
             pipe.lpush(QUEUE, payload)
         pipe.execute()
         return {"seconds": time.perf_counter() - start}
-    if action == "brpop":
-        pipe = r.pipeline(transaction=False)
-        for _ in range(n):
-            pipe.lpush(QUEUE, payload)
-        pipe.execute()
-        start = time.perf_counter()
-        for _ in range(n):
-            if r.brpop([QUEUE], timeout=5) is None:
-                raise RuntimeError("queue ran dry")
-        return {"seconds": time.perf_counter() - start}
+    if action in ("brpop", "naive"):
+        return {"seconds": _consume(r, payload, n, with_body=action == "naive")}
     if action == "ping":
         return {"latencies": _ping(r, n, args.budget)}
     if action == "hiredis":
@@ -65,6 +58,24 @@ def client_action(action: str, args: argparse.Namespace) -> dict[str, Any]:
 
         return {"hiredis": bool(HIREDIS_AVAILABLE)}
     raise SystemExit(f"unknown raw action {action!r}")
+
+
+def _consume(r: redis.Redis, payload: bytes, n: int, with_body: bool) -> float:
+    """One BRPOP per message; *with_body*: then the bench task's body (its INCR + SET), as
+    the issue's naive baseline consumer does. Returns the seconds the n messages took."""
+    from ..apps.counter import record
+
+    pipe = r.pipeline(transaction=False)
+    for _ in range(n):
+        pipe.lpush(QUEUE, payload)
+    pipe.execute()
+    start = time.perf_counter()
+    for _ in range(n):
+        if r.brpop([QUEUE], timeout=5) is None:
+            raise RuntimeError("queue ran dry")
+        if with_body:
+            record(time.time())
+    return time.perf_counter() - start
 
 
 def _bare_lpush(r: redis.Redis, payload: bytes, n: int) -> float:
@@ -119,6 +130,7 @@ def run(h: Harness, entrant: Entrant, results: Results) -> None:
         ("conn", "L conn"),
         ("pipe", "L pipe"),
         ("brpop", "L brpop"),
+        ("naive", "L naive"),
     ):
         h.flush()
         config = f"{n} x {size}-byte messages, redis-py + {parser}"

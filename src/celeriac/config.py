@@ -104,6 +104,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_heartbeat_interval": 1.0,
     "worker_dead_after": 5.0,
     "task_max_redeliveries": 5,
+    "worker_prefetch_window": 0.01,  # seconds of short tasks a consumer may hold beyond the count
 }
 
 ENV_SETTINGS = {

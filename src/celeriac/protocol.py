@@ -392,6 +392,8 @@ def _split_body(decoded: Any, task_id: str) -> tuple[list[Any], dict[str, Any], 
         task_id,
     )
     args, kwargs, embed = decoded
+    if type(args) is list and type(kwargs) is dict and type(embed) is dict:
+        return args, kwargs, embed  # the common case: nothing to explain
     _require(isinstance(args, list), f"args is {type(args).__name__}, not a list", task_id)
     _require(isinstance(kwargs, dict), f"kwargs is {type(kwargs).__name__}, not a dict", task_id)
     if embed is None:

@@ -50,6 +50,15 @@ class Request:
         self.children: list[AsyncResult | GroupResult] = []  # what the task sent (Celery's trail)
         self.__dict__.update(fields)  # plain attributes: no descriptor to go through
 
+    @classmethod
+    def of(cls, **fields: Any) -> Request:
+        """A worker's request: every field given, so the defaults need not be set first."""
+        request = cls.__new__(cls)
+        request.is_eager = False
+        request.children = []
+        request.__dict__.update(fields)
+        return request
+
     def __repr__(self) -> str:
         return f"<Request {self.task}[{self.id}]>"
 

@@ -5,6 +5,7 @@ No timings here: these check that the fast paths keep every promise of the slow 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -103,3 +104,57 @@ def test_delay_and_send_many_run_and_store_results(
         time.sleep(0.05)
     assert broker.hlen("unacked") == 0
     client.close()
+
+
+def _envelope(tag: str, *, properties_last: bool = True, spaced: bool = True) -> bytes:
+    """A task envelope as Celery (json.dumps, spaced) or celeriac (orjson, compact) writes it."""
+    headers = {"task": "core.add", "id": f"id-{tag}", "delivery_tag": "a header, not the tag"}
+    properties = {
+        "correlation_id": f"id-{tag}",
+        "delivery_info": {"exchange": "", "routing_key": "tags"},
+        "priority": 0,
+        "body_encoding": "base64",
+        "delivery_tag": tag,
+    }
+    parts: list[tuple[str, object]] = [("body", "W1syLCAzXSwge30sIHt9XQ=="), ("content-type", "x")]
+    if properties_last:
+        parts += [("headers", headers), ("properties", properties)]
+    else:
+        parts += [("properties", properties), ("headers", headers)]
+    separators = (", ", ": ") if spaced else (",", ":")
+    return json.dumps(dict(parts), separators=separators).encode()
+
+
+def test_fetch_records_each_envelope_under_its_own_delivery_tag(redis_url: str) -> None:
+    broker = RedisBroker(redis_url, Settings())
+    client = broker._client
+    envelopes = {
+        "celery-spaced": _envelope("celery-spaced"),
+        "compact": _envelope("compact", spaced=False),
+        "props-first": _envelope("props-first", properties_last=False),
+        "odd tag with spaces": _envelope("odd tag with spaces"),
+    }
+    for raw in envelopes.values():
+        client.lpush("tags", raw)
+    deliveries = broker.fetch(["tags"], 10, 0)
+    assert sorted(d.receipt for d in deliveries) == sorted(envelopes)
+    for delivery in deliveries:
+        assert delivery.raw == envelopes[delivery.receipt]
+        entry = json.loads(client.hget("unacked", delivery.receipt))
+        assert entry[0] == json.loads(envelopes[delivery.receipt])  # kombu's layout
+        assert entry[1:] == ["", "tags"]  # back to the queue it was popped from
+        assert client.zscore("unacked_index", delivery.receipt) is not None
+    broker.close()
+
+
+def test_more_than_a_thousand_acks_ride_one_fetch(redis_url: str) -> None:
+    broker = RedisBroker(redis_url, Settings())
+    client = broker._client
+    client.lpush("many", *[_envelope(f"t{i}") for i in range(1500)])
+    taken = broker.fetch(["many"], 1500, 0)
+    assert len(taken) == 1500 and client.hlen("unacked") == 1500
+    assert broker.fetch(["many"], 10, 0, acks=[d.receipt for d in taken]) == []
+    assert client.hlen("unacked") == 0
+    assert client.zcard("unacked_index") == 0
+    assert client.scard(broker._owned_key) == 0
+    broker.close()

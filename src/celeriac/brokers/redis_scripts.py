@@ -9,7 +9,14 @@ from __future__ import annotations
 # A queue item that is not a JSON envelope with a delivery tag cannot be tracked in
 # `unacked`; it goes straight to the queue's dead-letter list and comes back with an empty tag.
 #
-# Acks the consumer deferred ride along: they are applied first, in the same call.
+# The tag is read without decoding the whole envelope when the envelope ends the way Celery
+# and celeriac write it (`"delivery_tag": "<tag>"}}`: the last key of `properties`, the last
+# key of the envelope); anything else is decoded. The `unacked` entry is kombu's
+# [envelope, exchange, routing key] with the queue it was popped from as the routing key,
+# so a restore by kombu or by us puts it back where it was.
+#
+# Acks the consumer deferred ride along: they are applied first, in the same call. Writes go
+# out as one variadic command per key, not one per message.
 #
 # KEYS: unacked, unacked_index, owned, losses, queue keys...
 # ARGV: max_count, now, ack count n, n acked tags..., queue name per queue key...
@@ -18,36 +25,46 @@ local out = {}
 local max_count = tonumber(ARGV[1])
 local now = ARGV[2]
 local acks = tonumber(ARGV[3])
-for a = 4, 3 + acks do
-  local tag = ARGV[a]
-  redis.call('HDEL', KEYS[1], tag)
-  redis.call('ZREM', KEYS[2], tag)
-  redis.call('SREM', KEYS[3], tag)
-  redis.call('HDEL', KEYS[4], tag)
+if acks > 0 then
+  for first = 4, 3 + acks, 1000 do
+    local last = math.min(first + 999, 3 + acks)
+    redis.call('HDEL', KEYS[1], unpack(ARGV, first, last))
+    redis.call('ZREM', KEYS[2], unpack(ARGV, first, last))
+    redis.call('SREM', KEYS[3], unpack(ARGV, first, last))
+    redis.call('HDEL', KEYS[4], unpack(ARGV, first, last))
+  end
 end
+local function tag_of(raw)
+  local n = #raw
+  if n > 20 and string.sub(raw, -3) == '"}}' then
+    local at = string.find(raw, '"delivery_tag":', math.max(1, n - 100), true)
+    if at then
+      local tag = string.match(raw, '^ ?"([%w%-_.:]+)"}}$', at + 15)
+      if tag then return tag end
+    end
+  end
+  local ok, env = pcall(cjson.decode, raw)
+  if ok and type(env) == 'table' and type(env.properties) == 'table' then
+    local tag = env.properties.delivery_tag
+    if type(tag) == 'string' and tag ~= '' then return tag end
+  end
+  return nil
+end
+local hset, zadd, tags = {}, {}, {}
 local first_queue_arg = 4 + acks
 for i = 5, #KEYS do
   local queue = ARGV[first_queue_arg + i - 5]
+  local suffix = ',"",' .. cjson.encode(queue) .. ']'
   while #out < max_count do
     local raw = redis.call('RPOP', KEYS[i])
     if not raw then break end
-    local ok, env = pcall(cjson.decode, raw)
-    local tag, exchange, rkey
-    if ok and type(env) == 'table' and type(env.properties) == 'table' then
-      tag = env.properties.delivery_tag
-      local info = env.properties.delivery_info
-      if type(info) == 'table' then
-        exchange = info.exchange
-        rkey = info.routing_key
-      end
-    end
-    if type(tag) == 'string' and tag ~= '' then
-      if type(exchange) ~= 'string' then exchange = '' end
-      if type(rkey) ~= 'string' or exchange == '' then rkey = queue end
-      redis.call('HSET', KEYS[1], tag,
-        '[' .. raw .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(rkey) .. ']')
-      redis.call('ZADD', KEYS[2], now, tag)
-      redis.call('SADD', KEYS[3], tag)
+    local tag = tag_of(raw)
+    if tag then
+      hset[#hset + 1] = tag
+      hset[#hset + 1] = '[' .. raw .. suffix
+      zadd[#zadd + 1] = now
+      zadd[#zadd + 1] = tag
+      tags[#tags + 1] = tag
       out[#out + 1] = {queue, tag, raw}
     else
       local reason = 'envelope is not a JSON object with properties.delivery_tag'
@@ -57,6 +74,11 @@ for i = 5, #KEYS do
     end
   end
   if #out >= max_count then break end
+end
+if #tags > 0 then
+  redis.call('HSET', KEYS[1], unpack(hset))
+  redis.call('ZADD', KEYS[2], unpack(zadd))
+  redis.call('SADD', KEYS[3], unpack(tags))
 end
 return out
 """

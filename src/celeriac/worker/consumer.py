@@ -23,6 +23,7 @@ from ..errors import BrokerError
 from ..urls import safe_url
 from .execute import ExecContext, handle
 from .pools.base import Slots
+from .prefetch import PrefetchWindow
 from .runtime import StopFlags
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Consumer:
         prefetch_target: Callable[[], int] | None = None,
         should_hand_back: Callable[[], bool] | None = None,
         on_waiting: Callable[[bool], None] | None = None,
+        prefetch_window_s: float = 0.0,
     ) -> None:
         self.ctx = ctx
         self.queues = list(queues)
@@ -56,6 +58,7 @@ class Consumer:
         self.prefetch_target = prefetch_target or (lambda: slots.capacity)
         self.should_hand_back = should_hand_back
         self.on_waiting = on_waiting
+        self.window = PrefetchWindow(prefetch_window_s)
         self._pending_acks: list[str] = []
         self._acks_lock = threading.Lock()
         ctx.ack = self._ack_later
@@ -163,7 +166,8 @@ class Consumer:
     def _fetch(self, broker: Any) -> None:
         with self._held_lock:
             holding = len(self.held)
-        want = max(self.slots.free(), self.prefetch_target() - holding)
+        want = max(self.slots.free(), self.window.target(self.prefetch_target()) - holding)
+        started = time.monotonic()
         self._refresh_revoked(broker)
         timeout_s = self._promote(broker)
         self.confirm_stores()
@@ -179,6 +183,10 @@ class Consumer:
             with self._acks_lock:  # not applied: send them with the next fetch
                 self._pending_acks[:0] = acks
             raise
+        if deliveries:
+            self.window.fetched(len(deliveries), started, time.monotonic())
+        else:
+            self.window.idle()
         if deliveries and self.on_waiting is not None:
             self.on_waiting(False)
         self.last_fetch_at = time.time()

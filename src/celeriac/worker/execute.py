@@ -104,6 +104,9 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
     if message.id in ctx.revoked or revoked.is_revoked(message.id):
         _discard(ctx, delivery, message, "revoked")
         return None
+    headers = message.headers
+    if not (headers.get("expires") or headers.get("eta")):
+        return Job(delivery, message, task)  # the common case: nothing to compare with now
     now = datetime.now(timezone.utc)
     expires = message.expires
     if expires is not None and expires <= now:
@@ -236,7 +239,7 @@ def begin(ctx: ExecContext, job: Job) -> None:
 def make_request(ctx: ExecContext, job: Job, place: Place) -> Request:
     message = job.message
     headers = message.headers
-    return Request(
+    return Request.of(
         id=message.id,
         task=message.task,
         args=message.args,
@@ -415,10 +418,12 @@ def _finish_success(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
             _store_deferred(ctx, job.message.id, meta)
         else:
             _store(ctx, job.message.id, meta)
-    workflow.chord_part_succeeded(ctx.app, job.message, outcome.value)
-    _call_hook(
-        job.task.on_success, outcome.value, job.message.id, job.message.args, job.message.kwargs
-    )
+    if job.message.embed.get("chord"):
+        workflow.chord_part_succeeded(ctx.app, job.message, outcome.value)
+    if _has_hook(job.task, "on_success"):
+        _call_hook(
+            job.task.on_success, outcome.value, job.message.id, job.message.args, job.message.kwargs
+        )
     _after_return(job, states.SUCCESS, outcome.value)
 
 
@@ -510,7 +515,14 @@ def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
         logger.exception("task hook %s raised", getattr(hook, "__name__", hook))
 
 
+def _has_hook(task: Task, name: str) -> bool:
+    """Whether *task* has its own *name* hook (a base class's or an option), not the no-op."""
+    return name in task.__dict__ or getattr(type(task), name) is not getattr(Task, name)
+
+
 def _after_return(job: Job, state: str, value: Any) -> None:
+    if not _has_hook(job.task, "after_return"):
+        return
     _call_hook(
         job.task.after_return,
         state,

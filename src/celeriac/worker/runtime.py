@@ -66,4 +66,5 @@ class WorkerRuntime:
     time_limit_s: float | None = None
     soft_time_limit_s: float | None = None
     prefetch_multiplier: int = 4
+    prefetch_window_s: float = 0.0  # see prefetch.py
     warm_grace_s: float | None = None

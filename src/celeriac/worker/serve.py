@@ -92,6 +92,8 @@ def serve_in_process(
     consumer_options.setdefault(
         "prefetch_target", lambda: slots.capacity * max(1, runtime.prefetch_multiplier)
     )
+    if runtime.prefetch_multiplier > 1:  # 1 is Celery's "fair" setting: hold exactly that
+        consumer_options.setdefault("prefetch_window_s", runtime.prefetch_window_s)
     consumer = Consumer(
         ctx,
         runtime.queues,

@@ -84,6 +84,7 @@ class Worker:
                 if prefetch_multiplier is not None
                 else conf.worker_prefetch_multiplier
             ),
+            prefetch_window_s=_window_setting(conf.worker_prefetch_window),
         )
         self._interrupts = 0
 
@@ -168,3 +169,16 @@ class Worker:
         if self.runtime.pool_name == "solo":
             raise ColdShutdown()
         return None
+
+
+def _window_setting(value: Any) -> float:
+    try:
+        window = float(value or 0.0)
+    except (TypeError, ValueError):
+        window = -1.0
+    if window < 0 or window != window:
+        raise ValueError(
+            f"worker_prefetch_window must be a number of seconds >= 0, got {value!r}; "
+            "use 0 to hold exactly concurrency x worker_prefetch_multiplier messages"
+        )
+    return window

@@ -66,9 +66,12 @@ def send_followers(app: Celeriac, job: Job, value: Any) -> list[Any]:
     """Send the callbacks and the next chain step; returns the ``children`` to store
     (with what the task itself sent), as Celery's result tuples."""
     message = job.message
-    origin = Origin.of(message)
     sent: list[AsyncResult | GroupResult] = list(job.request.children if job.request else [])
     callbacks = message.embed.get("callbacks") or []
+    steps = message.embed.get("chain") or []
+    if not (callbacks or steps):  # the common case: nothing follows this task
+        return [result.as_tuple() for result in sent]
+    origin = Origin.of(message)
     if callbacks:
         try:
             sent += _send_callbacks(app, callbacks, value, origin)
@@ -76,7 +79,6 @@ def send_followers(app: Celeriac, job: Job, value: Any) -> list[Any]:
             logger.exception(
                 "task %s[%s]: could not send its link callbacks", message.task, message.id
             )
-    steps = message.embed.get("chain") or []
     if steps:
         try:
             step = maybe_signature(steps[-1], app=app)
