@@ -74,6 +74,7 @@ def print_report(kind: str, report: KillLoopReport) -> None:
     print(f"interrupted tasks:      {len(report.restore_s) + len(report.unrestored)}")
     print(f"kill-to-restore median: {report.restore_median_s:.3f} s")
     print(f"kill-to-restore max:    {report.restore_max_s:.3f} s")
+    print(f"  max from the last worker kill: {report.restore_settled_max_s:.3f} s")
     print(f"orphaned children:      {len(report.orphans)}")
     print(f"elapsed:                {report.elapsed_s:.1f} s")
     if report.lost:

@@ -63,7 +63,9 @@ def test_kill_loop_interrupts_running_tasks(report: KillLoopReport) -> None:
 
 
 def test_kill_loop_restores_killed_work_within_ten_seconds(report: KillLoopReport) -> None:
-    assert report.restore_max_s < RESTORE_BOUND_S, report.summary()
+    # counted from the last whole-worker kill before the restart: the loop sometimes kills
+    # two or three freshly started workers in a row, before any could restore anything
+    assert report.restore_settled_max_s < RESTORE_BOUND_S, report.summary()
 
 
 def test_kill_loop_leaves_no_child_alive_after_its_worker_is_killed(
@@ -72,8 +74,8 @@ def test_kill_loop_leaves_no_child_alive_after_its_worker_is_killed(
     assert report.orphans == [], report.summary()
 
 
-# Not asserted here (printed in every summary, investigated separately): "unexplained"
-# duplicates and interrupted tasks never seen starting again. Both come from this loop's
-# own bookkeeping of which pids a kill took (a child forked just before its manager was
-# killed is not in the kill's list) and flickered in about one CI-sized run in four;
-# the guarantees above (nothing lost, restore bound, no orphans) held in every run.
+# Not asserted here, printed in every summary: "unexplained" duplicates and interrupted
+# tasks never seen starting again. Both depend on this loop's own bookkeeping of which pids a
+# kill took (a child forked just before its manager was killed is not in the kill's list);
+# they flickered in about one CI-sized run in four before the ppid was recorded, and did not
+# appear in the runs investigated since. The guarantees above held in every run.

@@ -70,6 +70,10 @@ class KillLoopReport:
     # worker's message handed out twice (a bug), not an ack lost with a killed process
     unexplained_duplicates: list[str]
     restore_s: list[float]  # per interrupted task: kill to its next start
+    # the same, counted from the last whole-worker kill before that start: a worker killed
+    # while it was still starting never had the chance to restore anything, and every such
+    # kill starts the clock again (the raw figure above grows with each one in a row)
+    restore_settled_s: list[float]
     unrestored: list[str]  # interrupted tasks that never started again
     worker_starts: int
     elapsed_s: float
@@ -83,6 +87,10 @@ class KillLoopReport:
     def restore_max_s(self) -> float:
         return max(self.restore_s, default=0.0)
 
+    @property
+    def restore_settled_max_s(self) -> float:
+        return max(self.restore_settled_s, default=0.0)
+
     def summary(self) -> str:
         kinds = [k.kind for k in self.kills]
         return (
@@ -92,7 +100,9 @@ class KillLoopReport:
             f"(child={kinds.count('child')}, worker={kinds.count('worker')}) "
             f"interrupted={len(self.restore_s) + len(self.unrestored)} "
             f"kill-to-restore median={self.restore_median_s:.3f}s "
-            f"max={self.restore_max_s:.3f}s worker_starts={self.worker_starts} "
+            f"max={self.restore_max_s:.3f}s "
+            f"(from the last worker kill: max={self.restore_settled_max_s:.3f}s) "
+            f"worker_starts={self.worker_starts} "
             f"elapsed={self.elapsed_s:.1f}s"
         )
 
@@ -210,7 +220,7 @@ class KillLoop:
         # a child the manager forked just before the whole worker was killed is not in the
         # kill's list (it died with its manager): its manager's pid explains its lost acks
         killed_pids = {pid for kill in self.kills for pid in kill.pids}
-        restore_s, unrestored = self._restores(starts, finished)
+        restore_s, restore_settled_s, unrestored = self._restores(starts, finished)
         for key in (f"{run}:done", f"{run}:runs", f"{run}:events"):
             self.records.delete(key)
         return KillLoopReport(
@@ -225,6 +235,7 @@ class KillLoop:
             ),
             kills=list(self.kills),
             restore_s=restore_s,
+            restore_settled_s=restore_settled_s,
             unrestored=unrestored,
             worker_starts=len(self.workers),
             elapsed_s=elapsed_s,
@@ -233,11 +244,14 @@ class KillLoop:
 
     def _restores(
         self, starts: dict[str, list[tuple[int, float]]], finished: set[tuple[str, int]]
-    ) -> tuple[list[float], list[str]]:
+    ) -> tuple[list[float], list[float], list[str]]:
         """For each task a kill interrupted (started in a killed process before the kill and
-        never done there), the time from the kill to its next start anywhere."""
+        never done there), the time from the kill to its next start anywhere, and the time
+        from the last whole-worker kill before that start."""
         restore_s: list[float] = []
+        settled_s: list[float] = []
         unrestored: list[str] = []
+        worker_kills = [k.at for k in self.kills if k.kind == "worker"]
         for kill in self.kills:
             killed = set(kill.pids)
             for label, label_starts in starts.items():
@@ -249,10 +263,13 @@ class KillLoop:
                     continue
                 later = [at for _, at in label_starts if at > kill.at]
                 if later:
-                    restore_s.append(min(later) - kill.at)
+                    restart = min(later)
+                    restore_s.append(restart - kill.at)
+                    last = max([at for at in worker_kills if kill.at <= at < restart], default=0)
+                    settled_s.append(restart - max(kill.at, last))
                 else:
                     unrestored.append(label)
-        return restore_s, unrestored
+        return restore_s, settled_s, unrestored
 
 
 def _sigkill(pid: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -47,12 +48,21 @@ class RedisServer:
         _wait_ready(self.port, self.process)
 
 
+DEBIAN_REDIS = "/usr/bin/redis-server"  # where Debian's package puts it, if not on PATH
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server") or (DEBIAN_REDIS if os.path.exists(DEBIAN_REDIS) else None)
+    if found is None:
+        raise RuntimeError(
+            "redis-server is not installed: apt-get install redis-server (.ci/run does)"
+        )
+    return found
+
+
 def _spawn(port: int, workdir: str, extra_args: list[str]) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed; .ci/run installs it with apt-get")
     args = [
-        binary,
+        redis_binary(),
         "--port",
         str(port),
         "--bind",
@@ -69,7 +79,11 @@ def _spawn(port: int, workdir: str, extra_args: list[str]) -> subprocess.Popen[b
         "warning",
         *extra_args,
     ]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # its own session: a Ctrl-C meant for the test or benchmark run does not reach it; it is
+    # stopped by PID like every other process we start
+    return subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
@@ -102,4 +116,4 @@ def cleanup(server: RedisServer) -> None:
     shutil.rmtree(server.workdir, ignore_errors=True)
 
 
-__all__ = ["RedisServer", "cleanup", "free_port", "start_redis"]
+__all__ = ["RedisServer", "cleanup", "free_port", "redis_binary", "start_redis"]
