@@ -117,6 +117,7 @@ class RedisBroker:
         self._requeue_dead_script = self._client.register_script(REQUEUE_DEAD)
         self._declared: set[str] = set()
         self._waiter: _ChangeWaiter | None = None
+        self._found_empty_at = 0.0  # monotonic time a fetch last came back empty
         self._publish_lock = threading.Lock()
         self._publish_conn: Any = None
         self._publish_pid = os.getpid()
@@ -218,8 +219,16 @@ class RedisBroker:
         """Take up to *max_count* messages (acking *acks* in the same call); when there are
         none, wait up to *timeout_s* for one to arrive."""
         keys = queue_keys(queues)
-        deliveries = self._fetch_now(keys, max_count, acks)
+        found_empty_at, self._found_empty_at = self._found_empty_at, 0.0
+        if timeout_s > 0 and not acks and time.monotonic() - found_empty_at < 0.05:
+            # the caller's fetch found nothing a moment ago: go straight to waiting, whose
+            # first step reads the queue lengths and so sees anything that came since
+            deliveries = []
+        else:
+            deliveries = self._fetch_now(keys, max_count, acks)
         if deliveries or timeout_s <= 0:
+            if not deliveries:
+                self._found_empty_at = time.monotonic()
             return deliveries
         woken = self._wait_for_change([key for key, _ in keys], timeout_s)
         return self._fetch_now(keys, max_count) if woken else []
