@@ -22,6 +22,7 @@ import redis
 from celeriac import Celeriac, protocol
 
 from .apps.counter import DONE, FIRST, LAST
+from .peers.celeriac import worker_command
 from .procs import Started, child_env
 from .redis_proc import RedisServer
 
@@ -63,21 +64,7 @@ def drain_once(
             "CELERIAC_RESULT_BACKEND": broker_url,
         }
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "celeriac",
-        "-A",
-        "bench.apps.celeriac_app",
-        "worker",
-        "-P",
-        pool,
-        "-c",
-        str(slots),
-        "-l",
-        "warning",
-        "--without-banner",
-    ]
+    cmd = worker_command(sys.executable, pool, slots)
     worker = Started(f"{pool}-{slots}", cmd, env, logs / f"{pool}-{slots}.log")
     try:
         deadline = time.monotonic() + 180

@@ -9,7 +9,6 @@ last finished, as the tasks count themselves; a pool that is not available yet s
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from pathlib import Path
 
 from .harness import Failed, Harness, NotApplicable, Options, log_dir
 from .peers import load
-from .procs import Registry
+from .peers.celeriac import worker_command
+from .procs import Registry, end_run
 from .redis_proc import RedisServer
 from .report import md_table, text_table
 from .run import _terminate
@@ -55,21 +55,7 @@ def measure(h: Harness, case: Case, n: int) -> float:
     """Seconds from the first task started to the last finished."""
     h.flush()
     h.client("celeriac", "fill_task", n=n, extra=["--task", case.task, "--arg", str(case.arg)])
-    cmd = [
-        sys.executable,
-        "-m",
-        "celeriac",
-        "-A",
-        "bench.apps.celeriac_app",
-        "worker",
-        "-P",
-        case.pool,
-        "-c",
-        str(case.concurrency),
-        "-l",
-        "warning",
-        "--without-banner",
-    ]
+    cmd = worker_command(sys.executable, case.pool, case.concurrency)
     env = h.env(load("celeriac"), results=False, tuned=False)
     worker = h.registry.spawn(f"pools-{case.pool}-{case.group}", cmd, env)
     try:
@@ -149,14 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: stopping every process started", file=sys.stderr)
     finally:
-        registry.stop_all()
-        if server is not None:
-            server.stop()
-        if ok and not args.keep_logs:
-            shutil.rmtree(logs, ignore_errors=True)
-        else:
-            print(f"process logs kept in {logs}", file=sys.stderr)
-    return 0 if ok else 130
+        code = end_run(registry, server, logs, ok, args.keep_logs)
+    return code
 
 
 if __name__ == "__main__":

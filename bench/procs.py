@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -116,3 +119,17 @@ class Registry:
     def stop_all(self) -> None:
         while self.started:
             self.stop(self.started[-1])
+
+
+def end_run(registry: Registry, server: Any, logs: Path, ok: bool, keep_logs: bool) -> int:
+    """A benchmark command's last step: stop every process it started (workers, then its
+    redis-server), keep the logs only when asked or when something failed, return the exit
+    code (130 after an interrupt)."""
+    registry.stop_all()
+    if server is not None:
+        server.stop()
+    if ok and not keep_logs:
+        shutil.rmtree(logs, ignore_errors=True)
+    else:
+        print(f"process logs kept in {logs}", file=sys.stderr)
+    return 0 if ok else 130

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import signal
 import sys
 import time
@@ -20,7 +19,7 @@ from types import FrameType
 from . import report
 from .harness import Entrant, Failed, Harness, NotApplicable, Options, log_dir
 from .peers import ORDER, load
-from .procs import ROOT, Registry
+from .procs import ROOT, Registry, end_run
 from .redis_proc import RedisServer
 from .workloads import WORKLOADS, runner
 
@@ -178,14 +177,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: stopping every process started", file=sys.stderr)
     finally:
-        registry.stop_all()
-        if server is not None:
-            server.stop()
-        if ok and not args.keep_logs:
-            shutil.rmtree(logs, ignore_errors=True)
-        else:
-            print(f"process logs kept in {logs}", file=sys.stderr)
-    return 0 if ok else 130
+        code = end_run(registry, server, logs, ok, args.keep_logs)
+    return code
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

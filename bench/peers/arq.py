@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .base import FIRST_RESULT_TIMEOUT_S, Peer
+from .base import FIRST_RESULT_TIMEOUT_S, Peer, timed_loop_async
 
 TUNED_POLL_DELAY_S = 0.001
 DEFAULT_POLL_DELAY_S = 0.5
@@ -76,17 +76,7 @@ async def _roundtrip(n: int, budget_s: float, poll_delay_s: float) -> list[float
             return await job.result(timeout=timeout_s, poll_delay=poll_delay_s)
 
         await call(0, FIRST_RESULT_TIMEOUT_S)
-        for i in range(5):
-            await call(-1 - i)
-        latencies: list[float] = []
-        deadline = time.perf_counter() + budget_s
-        for i in range(n):
-            start = time.perf_counter()
-            await call(i)
-            latencies.append(time.perf_counter() - start)
-            if start > deadline:
-                break
-        return latencies
+        return await timed_loop_async(call, n, budget_s)
     finally:
         await pool.aclose()
 

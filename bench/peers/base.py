@@ -9,7 +9,7 @@ and the adapters import with the standard library alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 # Worker configurations the workloads ask for:
 #   one    one process, one task at a time (Celery --pool=solo)
@@ -67,6 +67,23 @@ def timed_loop(
     for i in range(n):
         start = time.perf_counter()
         call(i)
+        latencies.append(time.perf_counter() - start)
+        if start > deadline:
+            break
+    return latencies
+
+
+async def timed_loop_async(
+    call: Callable[[int], Awaitable[object]], n: int, budget_s: float, warmup: int = 5
+) -> list[float]:
+    """``timed_loop`` for an asyncio client."""
+    for i in range(warmup):
+        await call(-1 - i)
+    latencies: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    for i in range(n):
+        start = time.perf_counter()
+        await call(i)
         latencies.append(time.perf_counter() - start)
         if start > deadline:
             break

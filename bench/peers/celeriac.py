@@ -6,31 +6,39 @@ import time
 
 from .base import FIRST_RESULT_TIMEOUT_S, Peer, timed_loop
 
+APP_MODULE = "bench.apps.celeriac_app"
+
+
+def worker_command(python: str, pool: str, concurrency: int) -> list[str]:
+    """A celeriac worker on the bench tasks, logging at WARNING (every bench command line)."""
+    return [
+        python,
+        "-m",
+        "celeriac",
+        "-A",
+        APP_MODULE,
+        "worker",
+        "-P",
+        pool,
+        "-c",
+        str(concurrency),
+        "-l",
+        "warning",
+        "--without-banner",
+    ]
+
 
 class CeleriacPeer(Peer):
     name = "celeriac"
     dist = "celeriac"
-    app_module = "bench.apps.celeriac_app"
+    app_module = APP_MODULE
     bulk_note = "noop.delay_many(calls): one LPUSH per 1,000 messages, pipelined"
 
     def worker_cmd(self, python: str, mode: str, tuned: bool) -> list[str] | None:
         # best on 2 cores: two children per core, since each task waits on Redis; -c 2
         # drains about 1.6x slower on this machine (prefork -c 3 is as good as -c 4)
-        pool = {"one": ["-P", "solo", "-c", "1"], "best2": ["-P", "prefork", "-c", "4"]}.get(
-            mode, ["-P", "prefork", "-c", "4"]
-        )
-        return [
-            python,
-            "-m",
-            "celeriac",
-            "-A",
-            self.app_module,
-            "worker",
-            *pool,
-            "-l",
-            "warning",
-            "--without-banner",
-        ]
+        pool, slots = {"one": ("solo", 1), "best2": ("prefork", 4)}.get(mode, ("prefork", 4))
+        return worker_command(python, pool, slots)
 
     def enqueue(self, n: int, bulk: bool) -> float | None:
         from bench.apps.celeriac_app import app, noop

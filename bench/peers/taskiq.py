@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .base import FIRST_RESULT_TIMEOUT_S, Peer
+from .base import FIRST_RESULT_TIMEOUT_S, Peer, timed_loop_async
 
 TUNED_CHECK_INTERVAL_S = 0.001
 DEFAULT_CHECK_INTERVAL_S = 0.2  # taskiq's default for wait_result
@@ -70,17 +70,7 @@ async def _roundtrip(n: int, budget_s: float, interval_s: float) -> list[float]:
             return result.return_value
 
         await call(0, FIRST_RESULT_TIMEOUT_S)
-        for i in range(5):
-            await call(-1 - i)
-        latencies: list[float] = []
-        deadline = time.perf_counter() + budget_s
-        for i in range(n):
-            start = time.perf_counter()
-            await call(i)
-            latencies.append(time.perf_counter() - start)
-            if start > deadline:
-                break
-        return latencies
+        return await timed_loop_async(call, n, budget_s)
     finally:
         await broker.shutdown()
 

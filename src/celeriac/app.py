@@ -412,10 +412,7 @@ class Celeriac:
             return cached[1]
         if not (router.cacheable or task.queue):
             return None
-        _, send = self._send_options(name, (), {}, {}, task, "")
-        factory = protocol.EnvelopeFactory(
-            name, dataclasses.replace(send, root_id=None), self._content_type(task, {})
-        )
+        factory = self._many_factory(name, (), {}, {}, task, None)  # each call its own root
         self._factories[name] = (key, factory)
         return factory
 
