@@ -48,6 +48,7 @@ DEAD_PREFIX = "celeriac.dead."
 DELAYED = "celeriac.delayed"
 HEARTBEATS = "celeriac.heartbeats"
 OWNED_PREFIX = "celeriac.owned."
+FETCHING_PREFIX = "celeriac.fetching."  # each consumer's last fetch, for a lost answer
 LOSSES = "celeriac.losses"
 RESTORE_MUTEX = "celeriac.restore_mutex"
 REVOKED = "celeriac.revoked"
@@ -109,6 +110,11 @@ class RedisBroker:
             raise BrokerError(f"invalid Redis broker URL {safe_url(url)!r}: {exc}") from exc
         self.owner = owner_id(client_name)
         self._owned_key = OWNED_PREFIX + self.owner
+        self._fetching_key = FETCHING_PREFIX + self.owner
+        self._unanswered: str | None = None  # id of a fetch whose answer was lost
+        self._fetch_conn: Any = None
+        self._fetch_pid = os.getpid()
+        self._ahead_call: tuple[list[str], list[Any]] | None = None  # sent, answer not read
         self._fetch_script = self._client.register_script(FETCH)
         self._heartbeat_script = self._client.register_script(HEARTBEAT)
         self._release_script = self._client.register_script(RELEASE)
@@ -251,18 +257,97 @@ class RedisBroker:
                 logger.debug("wake-up connections lost (%s); opening new ones", exc)
         return False
 
+    def _fetch_call(
+        self, keys: list[tuple[str, str]], max_count: int, acks: Sequence[str]
+    ) -> tuple[list[str], list[Any]]:
+        """The fetch script's keys and arguments. A fetch whose answer was lost is asked
+        again under its own id first: the script then hands back what that one took."""
+        acks = [a for a in acks if a]
+        request = self._unanswered or os.urandom(8).hex()
+        self._unanswered = request  # until its answer is read
+        return (
+            [UNACKED, UNACKED_INDEX, self._owned_key, LOSSES, self._fetching_key]
+            + [k for k, _ in keys],
+            [max_count, repr(time.time()), request, len(acks), *acks, *(q for _, q in keys)],
+        )
+
     def _fetch_now(
         self, keys: list[tuple[str, str]], max_count: int, acks: Sequence[str] = ()
     ) -> list[Delivery]:
-        acks = [a for a in acks if a]
+        # a fetch sent ahead shares the connection: its answer comes first (the consumer
+        # always reads it itself before fetching again, so this is only a safety net)
+        pending = self.take_ahead() if self._ahead_call is not None else []
+        call = self._fetch_call(keys, max_count, acks)
+        for attempt in (1, 2):
+            try:
+                self._send_fetch(call)
+                return pending + self._read_fetch(call)
+            except (*CONNECTION_ERRORS, OSError) as exc:
+                # a stale connection (Redis restarted) gets one fresh one; the same request
+                # id makes asking again safe even if the first one ran
+                self._drop_fetch_conn()
+                if attempt == 2:
+                    raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
+        return []
+
+    def fetch_ahead(self, queues: Sequence[str], max_count: int, acks: Sequence[str]) -> bool:
+        """Send a fetch (acking *acks*) whose answer ``take_ahead`` reads later, so the caller
+        runs a task while Redis works. False if it could not be sent: nothing was done."""
+        if self._ahead_call is not None or self._unanswered is not None:
+            return False
+        call = self._fetch_call(queue_keys(queues), max_count, acks)
         try:
-            rows = self._fetch_script(
-                keys=[UNACKED, UNACKED_INDEX, self._owned_key, LOSSES, *(k for k, _ in keys)],
-                args=[max_count, repr(time.time()), len(acks), *acks, *(q for _, q in keys)],
-            )
-        except CONNECTION_ERRORS as exc:
+            self._send_fetch(call)
+        except (*CONNECTION_ERRORS, OSError) as exc:
+            self._drop_fetch_conn()
+            logger.debug("could not send a fetch ahead: %s", exc)
+            return False  # asked again (same id) by the next fetch, in case it got through
+        self._ahead_call = call
+        return True
+
+    def take_ahead(self) -> list[Delivery]:
+        """The messages of the fetch ``fetch_ahead`` sent. When its answer is lost the next
+        fetch asks again under the same id and gets them."""
+        call, self._ahead_call = self._ahead_call, None
+        if call is None:
+            return []
+        try:
+            return self._read_fetch(call)
+        except (*CONNECTION_ERRORS, OSError) as exc:
+            self._drop_fetch_conn()
             raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
-        return [Delivery(queue.decode(), tag.decode(), raw) for queue, tag, raw in rows]
+
+    def _send_fetch(self, call: tuple[list[str], list[Any]]) -> None:
+        """The fetch script goes out on a connection of its own, without redis-py's
+        per-command pool checkout: a fetch is on every task's path."""
+        conn = self._fetch_conn
+        if conn is None or self._fetch_pid != os.getpid():
+            # checked out of the pool for good, so closing the client closes it too
+            conn = self._fetch_conn = self._client.connection_pool.get_connection()
+            self._fetch_pid = os.getpid()
+        keys, args = call
+        conn.send_packed_command(
+            conn.pack_command("EVALSHA", self._fetch_script.sha, len(keys), *keys, *args)
+        )
+
+    def _read_fetch(self, call: tuple[list[str], list[Any]]) -> list[Delivery]:
+        try:
+            rows = self._fetch_conn.read_response()
+        except redis.exceptions.NoScriptError:
+            # not run: Redis has no copy of the script (new or restarted); redis-py loads it
+            rows = self._fetch_script(keys=call[0], args=call[1])
+        except redis.exceptions.ResponseError as exc:  # out of memory, say: not run
+            raise BrokerError(
+                f"the Redis broker at {safe_url(self.url)} refused a fetch: {exc}; "
+                f"check its log and memory (maxmemory)"
+            ) from exc
+        self._unanswered = None
+        return _deliveries(rows)
+
+    def _drop_fetch_conn(self) -> None:
+        conn, self._fetch_conn = self._fetch_conn, None
+        if conn is not None and self._fetch_pid == os.getpid():
+            conn.disconnect()
 
     @_broker_errors
     def ack(self, receipts: Sequence[str]) -> None:
@@ -279,7 +364,9 @@ class RedisBroker:
     @_broker_errors
     def requeue(self, receipts: Sequence[str], *, to_front: bool = True) -> int:
         """Put unacked messages back on their queues (RPUSH: next to be taken, as kombu does)."""
-        restored, _ = self._restore(receipts, to_front=to_front, max_losses=None)
+        restored, _ = self._restore(
+            receipts, to_front=to_front, max_losses=None, owned_key=self._owned_key
+        )
         return restored
 
     @_broker_errors
@@ -290,15 +377,25 @@ class RedisBroker:
         return self._restore(receipts, to_front=True, max_losses=max_losses)
 
     def _restore(
-        self, receipts: Sequence[str], *, to_front: bool, max_losses: int | None
+        self,
+        receipts: Sequence[str],
+        *,
+        to_front: bool,
+        max_losses: int | None,
+        owned_key: str | None = None,
     ) -> tuple[int, int]:
+        """Put each message back (or dead-letter it); *owned_key*: the holder's set of held
+        tags, which forgets them in the same transaction."""
         counts = {"restored": 0, "dead": 0}
         for tag in receipts:
             if not tag:
                 continue
 
             def restore(pipe: Any, tag: str = tag) -> Any:
-                return self._restore_one(pipe, tag, to_front, max_losses)
+                outcome = self._restore_one(pipe, tag, to_front, max_losses)
+                if owned_key is not None:
+                    pipe.srem(owned_key, tag)
+                return outcome
 
             outcome = self._client.transaction(restore, UNACKED, LOSSES, value_from_callable=True)
             if outcome in counts:
@@ -364,7 +461,7 @@ class RedisBroker:
         owner = owner or self.owner
         pipe = self._client.pipeline(transaction=True)
         pipe.zrem(HEARTBEATS, owner)
-        pipe.delete(OWNED_PREFIX + owner)
+        pipe.delete(OWNED_PREFIX + owner, FETCHING_PREFIX + owner)
         pipe.execute()
 
     @_broker_errors
@@ -546,7 +643,13 @@ class RedisBroker:
         conn, self._publish_conn = self._publish_conn, None
         if conn is not None and self._publish_pid == os.getpid():
             conn.disconnect()
+        self._ahead_call = None
+        self._drop_fetch_conn()
         self._client.close()
+
+
+def _deliveries(rows: list[list[bytes]]) -> list[Delivery]:
+    return [Delivery(queue.decode(), tag.decode(), raw) for queue, tag, raw in rows]
 
 
 def _priority_list(delivery: Delivery) -> str:

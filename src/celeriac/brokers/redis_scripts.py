@@ -18,16 +18,23 @@ from __future__ import annotations
 # Acks the consumer deferred ride along: they are applied first, in the same call. Writes go
 # out as one variadic command per key, not one per message.
 #
-# KEYS: unacked, unacked_index, owned, losses, queue keys...
-# ARGV: max_count, now, ack count n, n acked tags..., queue name per queue key...
+# Each call carries a request id, and a call that takes messages records them under it (KEYS[5],
+# one record per consumer). A call whose answer was lost (the connection dropped, or redis-py
+# sent it again after a timeout) is repeated with the same id: it then answers with the
+# messages it took the first time that this consumer still holds, and takes nothing new. So a
+# lost answer never leaves messages in `unacked` that a live consumer does not know it holds.
+#
+# KEYS: unacked, unacked_index, owned, losses, fetch record, queue keys...
+# ARGV: max_count, now, request id, ack count n, n acked tags..., queue name per queue key...
 FETCH = """
 local out = {}
 local max_count = tonumber(ARGV[1])
 local now = ARGV[2]
-local acks = tonumber(ARGV[3])
+local request = ARGV[3]
+local acks = tonumber(ARGV[4])
 if acks > 0 then
-  for first = 4, 3 + acks, 1000 do
-    local last = math.min(first + 999, 3 + acks)
+  for first = 5, 4 + acks, 1000 do
+    local last = math.min(first + 999, 4 + acks)
     redis.call('HDEL', KEYS[1], unpack(ARGV, first, last))
     redis.call('ZREM', KEYS[2], unpack(ARGV, first, last))
     redis.call('SREM', KEYS[3], unpack(ARGV, first, last))
@@ -50,10 +57,22 @@ local function tag_of(raw)
   end
   return nil
 end
-local hset, zadd, tags = {}, {}, {}
-local first_queue_arg = 4 + acks
-for i = 5, #KEYS do
-  local queue = ARGV[first_queue_arg + i - 5]
+local record = redis.call('GET', KEYS[5])
+if record and string.sub(record, 1, #request + 1) == request .. '\\n' then
+  for _, held in ipairs(cjson.decode(string.sub(record, #request + 2))) do
+    local tag, queue = held[1], held[2]
+    local entry = redis.call('HGET', KEYS[1], tag)
+    if entry and redis.call('SISMEMBER', KEYS[3], tag) == 1 then
+      local suffix = ',"",' .. cjson.encode(queue) .. ']'
+      out[#out + 1] = {queue, tag, string.sub(entry, 2, #entry - #suffix)}
+    end
+  end
+  return out
+end
+local hset, zadd, tags, taken = {}, {}, {}, {}
+local first_queue_arg = 5 + acks
+for i = 6, #KEYS do
+  local queue = ARGV[first_queue_arg + i - 6]
   local suffix = ',"",' .. cjson.encode(queue) .. ']'
   while #out < max_count do
     local raw = redis.call('RPOP', KEYS[i])
@@ -65,6 +84,7 @@ for i = 5, #KEYS do
       zadd[#zadd + 1] = now
       zadd[#zadd + 1] = tag
       tags[#tags + 1] = tag
+      taken[#taken + 1] = {tag, queue}
       out[#out + 1] = {queue, tag, raw}
     else
       local reason = 'envelope is not a JSON object with properties.delivery_tag'
@@ -79,6 +99,7 @@ if #tags > 0 then
   redis.call('HSET', KEYS[1], unpack(hset))
   redis.call('ZADD', KEYS[2], unpack(zadd))
   redis.call('SADD', KEYS[3], unpack(tags))
+  redis.call('SET', KEYS[5], request .. '\\n' .. cjson.encode(taken), 'EX', 3600)
 end
 return out
 """

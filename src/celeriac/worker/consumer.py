@@ -67,6 +67,13 @@ class Consumer:
         self._next_revoked_check = 0.0
         self._revoked_version = -1
         self.last_fetch_at = 0.0
+        # one-at-a-time consumers (solo, a prefork child) send the next fetch before running
+        # the last held task and read it after: Redis works while the task runs
+        self._can_fetch_ahead = bool(getattr(slots, "inline", False)) and hasattr(
+            ctx.app.broker, "fetch_ahead"
+        )
+        self._ahead: tuple[list[str], int] | None = None  # acks it carries, count asked
+        self._last_fetch_full = False
         ctx.on_defer = self._note_due
 
     def _note_due(self, due_s: float) -> None:
@@ -133,6 +140,7 @@ class Consumer:
                     backoff_s = 0.1
         finally:
             try:
+                self._take_ahead(self.ctx.app.broker)  # held, so put back at shutdown
                 self.flush_acks()
             except BrokerError as exc:
                 logger.warning(
@@ -150,8 +158,49 @@ class Consumer:
         delivery = self.buffer.popleft()
         if self.buffer and self.should_hand_back is not None and self.should_hand_back():
             self._hand_back()  # the rest; this free slot keeps the one it starts now
+        if not self.buffer and self._can_fetch_ahead and self._last_fetch_full:
+            self._fetch_ahead(self.ctx.app.broker)
         self.slots.submit(partial(self._run_one, delivery))
         return True
+
+    def _fetch_ahead(self, broker: Any) -> None:
+        """Ask for the next batch now; the answer is read once this task is done. Only while
+        the queue kept up with the last fetch, and only what the prefetch rules allow on top
+        of the task about to run."""
+        if self._ahead is not None or self.stop.stopping:
+            return
+        if self.should_hand_back is not None and self.should_hand_back():
+            return
+        with self._held_lock:
+            holding = len(self.held)
+        want = self.window.target(self.prefetch_target()) - holding
+        if want <= 0:
+            return
+        self._refresh_revoked(broker)
+        self._promote(broker)
+        self.confirm_stores()
+        acks = self._take_acks()
+        if broker.fetch_ahead(self.queues, want, acks):
+            self._ahead = (acks, want)
+        else:
+            with self._acks_lock:
+                self._pending_acks[:0] = acks
+
+    def _take_ahead(self, broker: Any) -> list[Delivery] | None:
+        """The answer of a fetch sent ahead (None when none was sent), now held."""
+        if self._ahead is None:
+            return None
+        acks, want = self._ahead
+        self._ahead = None
+        try:
+            deliveries: list[Delivery] = broker.take_ahead()
+        except BrokerError:
+            with self._acks_lock:  # maybe not applied: the next fetch sends them again
+                self._pending_acks[:0] = acks
+            raise
+        self._last_fetch_full = len(deliveries) >= want
+        self._hold(deliveries)
+        return deliveries
 
     def _hand_back(self) -> None:
         receipts = [d.receipt for d in self.buffer if d.receipt]
@@ -164,6 +213,13 @@ class Consumer:
             logger.debug("handed %d message(s) back for an idle sibling", len(receipts))
 
     def _fetch(self, broker: Any) -> None:
+        now = time.monotonic()
+        ahead = self._take_ahead(broker)
+        if ahead:
+            # the batch before ran until now: its pace counts up to here
+            self.window.fetched(len(ahead), now, time.monotonic())
+            self.last_fetch_at = time.time()
+            return
         with self._held_lock:
             holding = len(self.held)
         want = max(self.slots.free(), self.window.target(self.prefetch_target()) - holding)
@@ -190,6 +246,10 @@ class Consumer:
         if deliveries and self.on_waiting is not None:
             self.on_waiting(False)
         self.last_fetch_at = time.time()
+        self._last_fetch_full = len(deliveries) >= want
+        self._hold(deliveries)
+
+    def _hold(self, deliveries: list[Delivery]) -> None:
         with self._held_lock:
             for delivery in deliveries:
                 self.held[delivery.receipt] = delivery
