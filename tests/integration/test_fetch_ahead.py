@@ -19,8 +19,7 @@ from celeriac import Celery
 from celeriac.brokers.redis import RedisBroker
 from celeriac.config import Settings
 from celeriac.errors import BrokerError
-from celeriac.worker.pools.solo import SoloPool
-from celeriac.worker.runtime import WorkerRuntime
+from tests.support.workers import run_solo_pool
 
 
 def _envelope(tag: str) -> bytes:
@@ -153,16 +152,132 @@ def test_a_solo_worker_takes_the_next_batch_while_its_last_held_task_runs(
             done.set()
 
     app.send_many("ahead.probe", [(i,) for i in range(8)])
-    runtime = WorkerRuntime(
-        app, "ahead@host", "solo", 1, ["celery"], prefetch_multiplier=4, prefetch_window_s=0
-    )
-    runner = threading.Thread(target=SoloPool(runtime).run)
-    runner.start()
-    try:
-        assert done.wait(30), f"only {ran} ran"
-    finally:
-        runtime.stop.warm.set()
-        runner.join(10)
+    run_solo_pool(app, done, multiplier=4, window_s=0, what=lambda: f"only {ran} ran")
     assert ran == list(range(8)) and seen_taken_while_running == [True]
     assert client.hlen("unacked") == 0 and client.llen("celery") == 0
     app.close()
+
+
+def _wait_in_thread(broker: RedisBroker, timeout_s: float = 10.0) -> tuple[threading.Thread, list]:
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.extend(broker.wait_and_take(["q"], 4, timeout_s)))
+    waiter.start()
+    client = broker.client
+    _wait_for(
+        lambda: any(
+            c.get("name", "").endswith(":take") and c.get("cmd") == "blmove"
+            for c in client.client_list()
+        )
+    )
+    return waiter, got
+
+
+def test_an_idle_consumer_is_woken_with_the_message_already_in_unacked(
+    broker: RedisBroker,
+) -> None:
+    client = broker.client
+    waiter, got = _wait_in_thread(broker)
+    client.lpush("q", _envelope("late"))
+    waiter.join(10)
+    assert [(d.queue, d.receipt, d.raw) for d in got] == [("q", "late", _envelope("late"))]
+    assert client.hexists("unacked", "late") and client.sismember(broker._owned_key, "late")
+    assert client.zscore("unacked_index", "late") is not None  # where a Celery sweep looks
+    assert client.llen(broker._inbox_key) == 0
+    assert broker.fetch(["q"], 4, 0, acks=["late"]) == []
+    assert client.hlen("unacked") == 0 and client.scard(broker._owned_key) == 0
+
+
+def test_the_next_fetch_acks_a_woken_message_and_takes_the_rest(broker: RedisBroker) -> None:
+    client = broker.client
+    waiter, got = _wait_in_thread(broker)
+    client.lpush("q", _envelope("m1"), _envelope("m2"))  # m1 comes first
+    waiter.join(10)
+    assert [d.receipt for d in got] == ["m1"]
+    assert [d.receipt for d in broker.fetch(["q"], 4, 0, acks=["m1"])] == ["m2"]
+    assert client.hkeys("unacked") == [b"m2"] and client.llen(broker._inbox_key) == 0
+
+
+def test_an_ack_that_does_not_ride_a_fetch_comes_after_the_adoption(broker: RedisBroker) -> None:
+    client = broker.client
+    waiter, got = _wait_in_thread(broker)
+    client.lpush("q", _envelope("m"))
+    waiter.join(10)
+    assert [d.receipt for d in got] == ["m"]
+    broker.ack(["m"])
+    assert client.hlen("unacked") == 0 and client.llen(broker._inbox_key) == 0
+    assert broker.fetch(["q"], 4, 0) == []
+
+
+def test_a_message_at_another_priority_stops_the_blocking_move(broker: RedisBroker) -> None:
+    client = broker.client
+    waiter, got = _wait_in_thread(broker)
+    client.lpush("q\x06\x163", _envelope("urgent"))  # Celery's list for priorities 3-5
+    waiter.join(10)
+    assert [d.receipt for d in got] == ["urgent"]
+    client.lpush("q", _envelope("after"))  # nobody is blocked on the queue any more
+    assert client.llen("q") == 1 and client.llen(broker._inbox_key) == 0
+
+
+def test_quiet_until_the_timeout_returns_nothing(broker: RedisBroker) -> None:
+    assert broker.wait_and_take(["q"], 4, 0.2) == []
+    assert broker.client.llen(broker._inbox_key) == 0
+
+
+def test_a_message_left_in_the_inbox_is_adopted_by_the_next_fetch(broker: RedisBroker) -> None:
+    client = broker.client
+    assert broker.wait_and_take(["q"], 4, 0.05) == []  # the inbox is set up for "q"
+    client.lpush(broker._inbox_key, _envelope("moved"))  # a blocking move's answer was lost
+    got = broker.fetch(["q"], 4, 0)
+    assert [(d.queue, d.receipt) for d in got] == [("q", "moved")]
+    assert client.hexists("unacked", "moved") and client.llen(broker._inbox_key) == 0
+
+
+def test_a_dead_consumers_inbox_goes_back_to_its_queue(broker: RedisBroker) -> None:
+    client = broker.client
+    assert broker.wait_and_take(["q"], 4, 0.05) == []
+    client.lpush(broker._inbox_key, _envelope("orphan"))  # died before adopting it
+    survivor = RedisBroker(broker.url, Settings(), client_name="survivor")
+    try:
+        assert survivor.recover_owner(broker.owner, max_losses=5) == (1, 0)
+        (back,) = [json.loads(raw) for raw in client.lrange("q", 0, -1)]
+        assert back["properties"]["delivery_tag"] == "orphan"
+        assert back["headers"]["redelivered"] is True  # it may have started: said so
+        assert client.hget("celeriac.losses", "orphan") == b"1"  # counts toward the cap
+        assert client.llen(broker._inbox_key) == 0 and client.hlen("unacked") == 0
+        assert [d.receipt for d in survivor.fetch(["q"], 4, 0)] == ["orphan"]
+    finally:
+        survivor.close()
+
+
+def test_a_consumer_of_several_queues_waits_the_usual_way(broker: RedisBroker) -> None:
+    client = broker.client
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.extend(broker.wait_and_take(["a", "q"], 4, 10)))
+    waiter.start()
+    _wait_for(lambda: any(c.get("name", "").endswith(":watch") for c in client.client_list()))
+    client.lpush("q", _envelope("x"))
+    waiter.join(10)
+    assert [d.receipt for d in got] == ["x"]
+    assert not client.exists(broker._inbox_key)
+
+
+def _shaped(tag: str, *, headers_last: bool, spaced: bool) -> bytes:
+    headers = {"task": "t", "id": "i", "delivery_tag": "header-not-the-tag"}
+    properties = {"delivery_info": {"routing_key": "q"}, "delivery_tag": tag}
+    parts = [("body", ""), ("properties", properties), ("headers", headers)]
+    if not headers_last:
+        parts = [parts[0], parts[2], parts[1]]
+    separators = (", ", ": ") if spaced else (",", ":")
+    return json.dumps(dict(parts), separators=separators).encode()
+
+
+@pytest.mark.parametrize("headers_last", [False, True])
+@pytest.mark.parametrize("spaced", [False, True])
+@pytest.mark.parametrize("tag", ["plain-tag_1.2:3", "odd tag, with spaces"])
+def test_the_fetch_script_records_the_properties_tag_not_a_header_of_that_name(
+    broker: RedisBroker, headers_last: bool, spaced: bool, tag: str
+) -> None:
+    broker.client.lpush("q", _shaped(tag, headers_last=headers_last, spaced=spaced))
+    (fetched,) = broker.fetch(["q"], 1, 0)
+    assert fetched.receipt == tag
+    assert broker.client.hkeys("unacked") == [tag.encode()]

@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -143,3 +145,29 @@ def _start(
             worker.stop()
             raise
     return worker
+
+
+def run_solo_pool(
+    app: Any, done: threading.Event, *, multiplier: int, window_s: float, what: Any = ""
+) -> None:
+    """Run a solo pool in this process over *app*'s ``celery`` queue until *done* is set
+    (at most 30 s; the failure message shows ``what()``), then stop it warm."""
+    from celeriac.worker.pools.solo import SoloPool
+    from celeriac.worker.runtime import WorkerRuntime
+
+    runtime = WorkerRuntime(
+        app,
+        "solo@host",
+        "solo",
+        1,
+        ["celery"],
+        prefetch_multiplier=multiplier,
+        prefetch_window_s=window_s,
+    )
+    runner = threading.Thread(target=SoloPool(runtime).run)
+    runner.start()
+    try:
+        assert done.wait(30), f"timed out: {what() if callable(what) else what}"
+    finally:
+        runtime.stop.warm.set()
+        runner.join(10)

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from celeriac import Celery
-from celeriac.worker.pools.solo import SoloPool
 from celeriac.worker.prefetch import MAX_HELD, PrefetchWindow
-from celeriac.worker.runtime import WorkerRuntime
 from celeriac.worker.worker import Worker
+from tests.support.workers import run_solo_pool
 
 
 def paced(window: PrefetchWindow, per_task_s: float, batches: int, size: int) -> None:
@@ -115,22 +114,13 @@ def _drain(app: Celery, count: int, multiplier: int, window_s: float, pause_s: f
         return got
 
     broker.fetch = counting_fetch  # type: ignore[method-assign]
-    runtime = WorkerRuntime(
+    run_solo_pool(
         app,
-        "unit@host",
-        "solo",
-        1,
-        ["celery"],
-        prefetch_multiplier=multiplier,
-        prefetch_window_s=window_s,
+        done,
+        multiplier=multiplier,
+        window_s=window_s,
+        what=lambda: f"only {len(finished)} of {count} tasks ran",
     )
-    runner = threading.Thread(target=SoloPool(runtime).run)
-    runner.start()
-    try:
-        assert done.wait(30), f"only {len(finished)} of {count} tasks ran"
-    finally:
-        runtime.stop.warm.set()
-        runner.join(10)
     assert sorted(finished) == list(range(count))
     return asked
 

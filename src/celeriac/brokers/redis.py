@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import os
+import select
 import threading
 import time
 import uuid
@@ -49,6 +50,9 @@ DELAYED = "celeriac.delayed"
 HEARTBEATS = "celeriac.heartbeats"
 OWNED_PREFIX = "celeriac.owned."
 FETCHING_PREFIX = "celeriac.fetching."  # each consumer's last fetch, for a lost answer
+INBOX_PREFIX = "celeriac.inbox."  # where an idle consumer's blocking move puts a message
+INBOXES = "celeriac.inboxes"  # owner -> the queue its inbox takes from
+BLOCK_GRACE_S = 1.0  # a blocking move's answer later than its timeout plus this: a dead link
 LOSSES = "celeriac.losses"
 RESTORE_MUTEX = "celeriac.restore_mutex"
 REVOKED = "celeriac.revoked"
@@ -112,6 +116,10 @@ class RedisBroker:
         self._owned_key = OWNED_PREFIX + self.owner
         self._fetching_key = FETCHING_PREFIX + self.owner
         self._unanswered: str | None = None  # id of a fetch whose answer was lost
+        self._inbox_key = INBOX_PREFIX + self.owner
+        self._inbox_queue = ""  # the queue this consumer's inbox takes from, once it has one
+        self._stash: list[Delivery] = []  # read outside a fetch: the next fetch returns them
+        self._no_blocking_move = False  # set when Redis refuses BLMOVE (older than 6.2)
         self._fetch_conn: Any = None
         self._fetch_pid = os.getpid()
         self._ahead_call: tuple[list[str], list[Any]] | None = None  # sent, answer not read
@@ -226,7 +234,12 @@ class RedisBroker:
         none, wait up to *timeout_s* for one to arrive."""
         keys = queue_keys(queues)
         found_empty_at, self._found_empty_at = self._found_empty_at, 0.0
-        if timeout_s > 0 and not acks and time.monotonic() - found_empty_at < 0.05:
+        if (
+            timeout_s > 0
+            and not acks
+            and not self._stash
+            and time.monotonic() - found_empty_at < 0.05
+        ):
             # the caller's fetch found nothing a moment ago: go straight to waiting, whose
             # first step reads the queue lengths and so sees anything that came since
             deliveries = []
@@ -238,6 +251,71 @@ class RedisBroker:
             return deliveries
         woken = self._wait_for_change([key for key, _ in keys], timeout_s)
         return self._fetch_now(keys, max_count) if woken else []
+
+    def wait_and_take(
+        self, queues: Sequence[str], max_count: int, timeout_s: float
+    ) -> list[Delivery]:
+        """``fetch`` for a consumer that runs what it takes one at a time in its own thread.
+        Waiting for work on one queue, the wake-up itself carries the next message: a
+        blocking BLMOVE puts it in this consumer's inbox (in Redis, never only here) and the
+        fetch script queued behind it adopts it into ``unacked`` at once. Recovery adopts
+        whatever a dead consumer's inbox still holds, then puts it back as usual."""
+        if len(queues) != 1 or timeout_s <= 0:
+            return self.fetch(queues, max_count, timeout_s)
+        keys = queue_keys(queues)
+        found_empty_at, self._found_empty_at = self._found_empty_at, 0.0
+        if time.monotonic() - found_empty_at >= 0.05:  # else: see fetch
+            deliveries = self._fetch_now(keys, max_count)
+            if deliveries:
+                return deliveries
+        queue = queues[0]
+        if self._inbox_queue != queue:
+            try:  # before the first blocking move: recovery reads where to put it back
+                self._client.hset(INBOXES, self.owner, queue)
+            except CONNECTION_ERRORS as exc:
+                raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
+            self._inbox_queue = queue
+        # the script that adopts what the move takes goes out behind it on the same
+        # connection: Redis runs it as soon as the move is done, so the message sits in the
+        # inbox only for that instant, and both answers come back together
+        adopt = self._fetch_call([], 0, ())
+        got = self._take_or_wait(keys, timeout_s, adopt)
+        if isinstance(got, list):
+            self._unanswered = None
+            return _deliveries(got)
+        if got is True:  # another priority list has work (or the script was not loaded)
+            return self._fetch_now(keys, max_count)
+        self._unanswered = None
+        return []
+
+    def _take_or_wait(
+        self, keys: list[tuple[str, str]], timeout_s: float, adopt: tuple[list[str], list[Any]]
+    ) -> list[Any] | bool:
+        if self._no_blocking_move:
+            return self._wait_for_change([key for key, _ in keys], timeout_s)
+        command = ("EVALSHA", self._fetch_script.sha, len(adopt[0]), *adopt[0], *adopt[1])
+        for attempt in (1, 2):
+            try:
+                if self._waiter is None:
+                    self._waiter = _ChangeWaiter(self._client, self._client_name)
+                return self._waiter.take_or_wait(
+                    keys[0][0], self._inbox_key, [k for k, _ in keys[1:]], timeout_s, command
+                )
+            except redis.exceptions.ResponseError as exc:  # Redis before 6.2: no BLMOVE
+                logger.info("waiting for work the usual way: %s", exc)
+                self._no_blocking_move = True
+                if self._waiter is not None:
+                    self._waiter.close()
+                    self._waiter = None
+                return self._wait_for_change([key for key, _ in keys], timeout_s)
+            except CONNECTION_ERRORS as exc:  # a message it moved waits in the inbox
+                if self._waiter is not None:
+                    self._waiter.close()
+                    self._waiter = None
+                if attempt == 2:
+                    raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
+                logger.debug("wake-up connections lost (%s); opening new ones", exc)
+        return False
 
     def _wait_for_change(self, keys: list[str], timeout_s: float) -> bool:
         """Sleep until a watched key changes. The waiter's two connections are not pooled:
@@ -266,9 +344,17 @@ class RedisBroker:
         request = self._unanswered or os.urandom(8).hex()
         self._unanswered = request  # until its answer is read
         return (
-            [UNACKED, UNACKED_INDEX, self._owned_key, LOSSES, self._fetching_key]
+            [UNACKED, UNACKED_INDEX, self._owned_key, LOSSES, self._fetching_key, self._inbox_key]
             + [k for k, _ in keys],
-            [max_count, repr(time.time()), request, len(acks), *acks, *(q for _, q in keys)],
+            [
+                max_count,
+                repr(time.time()),
+                request,
+                self._inbox_queue,
+                len(acks),
+                *acks,
+                *(q for _, q in keys),
+            ],
         )
 
     def _fetch_now(
@@ -277,6 +363,7 @@ class RedisBroker:
         # a fetch sent ahead shares the connection: its answer comes first (the consumer
         # always reads it itself before fetching again, so this is only a safety net)
         pending = self.take_ahead() if self._ahead_call is not None else []
+        pending[:0], self._stash = self._stash, []
         call = self._fetch_call(keys, max_count, acks)
         for attempt in (1, 2):
             try:
@@ -344,6 +431,13 @@ class RedisBroker:
         self._unanswered = None
         return _deliveries(rows)
 
+    def _settle_fetches(self) -> None:
+        """Read the answer of a fetch still on its way, so whatever comes next (an ack, a
+        requeue) reaches Redis after it; what it brought is kept for the next fetch."""
+        if self._ahead_call is not None:
+            with contextlib.suppress(BrokerError):  # then the next fetch asks again
+                self._stash.extend(self.take_ahead())
+
     def _drop_fetch_conn(self) -> None:
         conn, self._fetch_conn = self._fetch_conn, None
         if conn is not None and self._fetch_pid == os.getpid():
@@ -354,6 +448,7 @@ class RedisBroker:
         receipts = [r for r in receipts if r]
         if not receipts:
             return
+        self._settle_fetches()
         pipe = self._client.pipeline(transaction=True)
         pipe.zrem(UNACKED_INDEX, *receipts)
         pipe.hdel(UNACKED, *receipts)
@@ -364,6 +459,7 @@ class RedisBroker:
     @_broker_errors
     def requeue(self, receipts: Sequence[str], *, to_front: bool = True) -> int:
         """Put unacked messages back on their queues (RPUSH: next to be taken, as kombu does)."""
+        self._settle_fetches()
         restored, _ = self._restore(
             receipts, to_front=to_front, max_losses=None, owned_key=self._owned_key
         )
@@ -459,14 +555,36 @@ class RedisBroker:
     def retire(self, owner: str | None = None) -> None:
         """Forget an owner that stopped cleanly (after it put back what it held)."""
         owner = owner or self.owner
+        if owner == self.owner and self._inbox_queue:
+            # whatever this consumer was never handed (a lost answer) goes back
+            self._settle_fetches()
+            stray, self._stash = self._fetch_now([], 0), []
+            self.requeue([d.receipt for d in stray if d.receipt])
         pipe = self._client.pipeline(transaction=True)
         pipe.zrem(HEARTBEATS, owner)
+        pipe.hdel(INBOXES, owner)
         pipe.delete(OWNED_PREFIX + owner, FETCHING_PREFIX + owner)
         pipe.execute()
 
     @_broker_errors
+    def adopt_inbox(self, owner: str) -> None:
+        """Record what a blocking move left in dead *owner*'s inbox as that owner's unacked
+        messages (the fetch script, run with its keys), so recovery treats them as the rest:
+        acked or put back by the lost-task policy, a loss counted, dead-lettered past
+        ``task_max_redeliveries``."""
+        queue = self._client.hget(INBOXES, owner)
+        if queue is None:
+            return
+        keys = [UNACKED, UNACKED_INDEX, OWNED_PREFIX + owner, LOSSES, FETCHING_PREFIX + owner]
+        self._fetch_script(
+            keys=[*keys, INBOX_PREFIX + owner],
+            args=[0, repr(time.time()), os.urandom(8).hex(), _text(queue), 0],
+        )
+
+    @_broker_errors
     def recover_owner(self, owner: str, max_losses: int | None) -> tuple[int, int]:
         """Put back everything a dead owner held, and forget the owner."""
+        self.adopt_inbox(owner)
         tags = [_text(t) for t in self._client.smembers(OWNED_PREFIX + owner)]
         counts = self._restore(tags, to_front=True, max_losses=max_losses)
         self.retire(owner)
@@ -543,6 +661,7 @@ class RedisBroker:
     @_broker_errors
     def defer(self, delivery: Delivery, due_s: float) -> None:
         """Park a message due later broker-side (not in worker memory) until *due_s*."""
+        self._settle_fetches()
         self._defer_script(
             keys=[UNACKED, UNACKED_INDEX, DELAYED],
             args=[delivery.receipt, repr(due_s), _priority_list(delivery), delivery.raw],
@@ -559,6 +678,7 @@ class RedisBroker:
 
     @_broker_errors
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self._settle_fetches()
         pipe = self._client.pipeline(transaction=True)
         pipe.lpush(dead_key(delivery.queue), _dead_record(delivery.queue, reason, delivery.raw))
         if delivery.receipt:
@@ -726,6 +846,8 @@ class _ChangeWaiter:
         self._watch.connect()
         self._watch.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", notify_id)
         self._watch.read_response()
+        self._block: Any = pool_class(**kwargs, client_name=f"{client_name}:take")
+        self._block_id: int | None = None  # connected on first use
 
     def wait(self, keys: Sequence[str], timeout_s: float) -> bool:
         """True when a watched key may have something; False after *timeout_s* of quiet."""
@@ -739,12 +861,69 @@ class _ChangeWaiter:
             return True
         return False
 
+    def take_or_wait(
+        self,
+        key: str,
+        inbox: str,
+        others: Sequence[str],
+        timeout_s: float,
+        then: tuple[Any, ...],
+    ) -> list[Any] | bool:
+        """Wait up to *timeout_s* for the next message of *key*, moved into *inbox* by the same
+        blocking command that wakes us (BLMOVE), with the command *then* (the script that
+        adopts the inbox) queued behind it on the same connection. Returns what *then*
+        answered when it took something; True when one of *others* (the queue's other
+        priority lists) may have work instead, or *then* could not run; False after
+        *timeout_s* of quiet."""
+        self._drain()
+        if self._block_id is None:
+            self._block.connect()
+            self._block.send_command("CLIENT", "ID")
+            self._block_id = int(self._block.read_response())
+        # (a timeout of 0 would block for good)
+        wait = f"{max(timeout_s, 0.01):.3f}"
+        self._block.send_packed_command(
+            self._block.pack_commands([("BLMOVE", key, inbox, "RIGHT", "LEFT", wait), then])
+        )
+        if others:  # read their lengths with tracking on: a push to one wakes the notifier
+            self._watch.send_packed_command(
+                self._watch.pack_commands([("LLEN", k) for k in others])
+            )
+            if any([self._watch.read_response() for _ in others]):
+                return self._stop_move()
+        deadline = time.monotonic() + timeout_s + BLOCK_GRACE_S
+        while True:
+            if self._block.can_read(timeout=0):
+                return self._answers(default=False)
+            if self._notify.can_read(timeout=0):
+                return self._stop_move()
+            left = deadline - time.monotonic()
+            if left <= 0:  # no answer in time: this connection is not to be trusted
+                raise redis.exceptions.TimeoutError("no answer to a blocking move")
+            select.select([self._block._sock, self._notify._sock], [], [], left)
+
+    def _stop_move(self) -> list[Any] | bool:
+        """Another priority list has work: stop the blocking move (it may just have taken a
+        message, which the script behind it then adopted)."""
+        self._drain()
+        self._watch.send_command("CLIENT", "UNBLOCK", self._block_id)
+        self._watch.read_response()
+        return self._answers(default=True)
+
+    def _answers(self, default: bool) -> list[Any] | bool:
+        self._block.read_response()  # the moved message, or None: the script answers for it
+        try:
+            rows = self._block.read_response()
+        except redis.exceptions.NoScriptError:
+            return True  # not run (Redis lost its scripts): a fetch loads it and adopts
+        return rows if rows else default
+
     def _drain(self) -> None:
         while self._notify.can_read(timeout=0):
             self._notify.read_response()
 
     def close(self) -> None:
-        for conn in (self._notify, self._watch):
+        for conn in (self._notify, self._watch, self._block):
             try:
                 conn.disconnect()
             except CONNECTION_ERRORS:  # closing a dead socket

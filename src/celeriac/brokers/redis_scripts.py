@@ -10,13 +10,13 @@ from __future__ import annotations
 # `unacked`; it goes straight to the queue's dead-letter list and comes back with an empty tag.
 #
 # The tag is read without decoding the whole envelope when the envelope ends the way Celery
-# and celeriac write it (`"delivery_tag": "<tag>"}}`: the last key of `properties`, the last
-# key of the envelope); anything else is decoded. The `unacked` entry is kombu's
-# [envelope, exchange, routing key] with the queue it was popped from as the routing key,
-# so a restore by kombu or by us puts it back where it was.
+# and celeriac write it (`"body_encoding": "base64", "delivery_tag": "<tag>"}}`: the last keys
+# of `properties`, the last key of the envelope); anything else is decoded. The `unacked`
+# entry is kombu's [envelope, exchange, routing key] with the queue it was popped from as the
+# routing key, so a restore by kombu or by us puts it back where it was.
 #
-# Acks the consumer deferred ride along: they are applied first, in the same call. Writes go
-# out as one variadic command per key, not one per message.
+# Acks the consumer deferred ride along, applied in the same call before anything is popped.
+# Writes go out as one variadic command per key, not one per message.
 #
 # Each call carries a request id, and a call that takes messages records them under it (KEYS[5],
 # one record per consumer). A call whose answer was lost (the connection dropped, or redis-py
@@ -24,28 +24,28 @@ from __future__ import annotations
 # messages it took the first time that this consumer still holds, and takes nothing new. So a
 # lost answer never leaves messages in `unacked` that a live consumer does not know it holds.
 #
-# KEYS: unacked, unacked_index, owned, losses, fetch record, queue keys...
-# ARGV: max_count, now, request id, ack count n, n acked tags..., queue name per queue key...
+# An idle consumer of one queue waits in a blocking move (BLMOVE) of the queue's next message
+# into its inbox (KEYS[6]), so the wake-up carries the message. Every call adopts whatever is
+# in the inbox first (before the acks: one may be for it), as if just popped from the queue
+# named in ARGV[4].
+#
+# KEYS: unacked, unacked_index, owned, losses, fetch record, inbox, queue keys...
+# ARGV: max_count, now, request id, inbox queue ('' if none), ack count n, n acked tags...,
+#       queue name per queue key...
 FETCH = """
 local out = {}
 local max_count = tonumber(ARGV[1])
 local now = ARGV[2]
 local request = ARGV[3]
-local acks = tonumber(ARGV[4])
-if acks > 0 then
-  for first = 5, 4 + acks, 1000 do
-    local last = math.min(first + 999, 4 + acks)
-    redis.call('HDEL', KEYS[1], unpack(ARGV, first, last))
-    redis.call('ZREM', KEYS[2], unpack(ARGV, first, last))
-    redis.call('SREM', KEYS[3], unpack(ARGV, first, last))
-    redis.call('HDEL', KEYS[4], unpack(ARGV, first, last))
-  end
-end
+local inbox_queue = ARGV[4]
+local acks = tonumber(ARGV[5])
 local function tag_of(raw)
   local n = #raw
   if n > 20 and string.sub(raw, -3) == '"}}' then
     local at = string.find(raw, '"delivery_tag":', math.max(1, n - 100), true)
-    if at then
+    -- properties' own tag (after its body_encoding), not a header of that name
+    if at and string.find(string.sub(raw, math.max(1, at - 30), at - 1),
+                          '"body_encoding": ?"base64", ?$') then
       local tag = string.match(raw, '^ ?"([%w%-_.:]+)"}}$', at + 15)
       if tag then return tag end
     end
@@ -57,25 +57,11 @@ local function tag_of(raw)
   end
   return nil
 end
-local record = redis.call('GET', KEYS[5])
-if record and string.sub(record, 1, #request + 1) == request .. '\\n' then
-  for _, held in ipairs(cjson.decode(string.sub(record, #request + 2))) do
-    local tag, queue = held[1], held[2]
-    local entry = redis.call('HGET', KEYS[1], tag)
-    if entry and redis.call('SISMEMBER', KEYS[3], tag) == 1 then
-      local suffix = ',"",' .. cjson.encode(queue) .. ']'
-      out[#out + 1] = {queue, tag, string.sub(entry, 2, #entry - #suffix)}
-    end
-  end
-  return out
-end
 local hset, zadd, tags, taken = {}, {}, {}, {}
-local first_queue_arg = 5 + acks
-for i = 6, #KEYS do
-  local queue = ARGV[first_queue_arg + i - 6]
+local function take(key, queue, limit)
   local suffix = ',"",' .. cjson.encode(queue) .. ']'
-  while #out < max_count do
-    local raw = redis.call('RPOP', KEYS[i])
+  while #out < limit do
+    local raw = redis.call('RPOP', key)
     if not raw then break end
     local tag = tag_of(raw)
     if tag then
@@ -93,12 +79,52 @@ for i = 6, #KEYS do
       out[#out + 1] = {queue, '', raw}
     end
   end
-  if #out >= max_count then break end
 end
-if #tags > 0 then
-  redis.call('HSET', KEYS[1], unpack(hset))
-  redis.call('ZADD', KEYS[2], unpack(zadd))
-  redis.call('SADD', KEYS[3], unpack(tags))
+-- the inbox first, so an ack of a message taken by a blocking move never comes before it
+if inbox_queue ~= '' then
+  take(KEYS[6], inbox_queue, math.huge)
+  if #tags > 0 then
+    redis.call('HSET', KEYS[1], unpack(hset))
+    redis.call('ZADD', KEYS[2], unpack(zadd))
+    redis.call('SADD', KEYS[3], unpack(tags))
+    hset, zadd, tags = {}, {}, {}
+  end
+end
+if acks > 0 then
+  for first = 6, 5 + acks, 1000 do
+    local last = math.min(first + 999, 5 + acks)
+    redis.call('HDEL', KEYS[1], unpack(ARGV, first, last))
+    redis.call('ZREM', KEYS[2], unpack(ARGV, first, last))
+    redis.call('SREM', KEYS[3], unpack(ARGV, first, last))
+    redis.call('HDEL', KEYS[4], unpack(ARGV, first, last))
+  end
+end
+local record = redis.call('GET', KEYS[5])
+if record and string.sub(record, 1, #request + 1) == request .. '\\n' then
+  -- asked again: what the first call took and this consumer still holds, nothing new
+  for _, held in ipairs(cjson.decode(string.sub(record, #request + 2))) do
+    local tag, queue = held[1], held[2]
+    local entry = redis.call('HGET', KEYS[1], tag)
+    if entry and redis.call('SISMEMBER', KEYS[3], tag) == 1 then
+      local suffix = ',"",' .. cjson.encode(queue) .. ']'
+      taken[#taken + 1] = held
+      out[#out + 1] = {queue, tag, string.sub(entry, 2, #entry - #suffix)}
+    end
+  end
+else
+  max_count = max_count + #out
+  local first_queue_arg = 6 + acks
+  for i = 7, #KEYS do
+    if #out >= max_count then break end
+    take(KEYS[i], ARGV[first_queue_arg + i - 7], max_count)
+  end
+  if #tags > 0 then
+    redis.call('HSET', KEYS[1], unpack(hset))
+    redis.call('ZADD', KEYS[2], unpack(zadd))
+    redis.call('SADD', KEYS[3], unpack(tags))
+  end
+end
+if #taken > 0 then
   redis.call('SET', KEYS[5], request .. '\\n' .. cjson.encode(taken), 'EX', 3600)
 end
 return out

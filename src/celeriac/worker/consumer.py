@@ -62,13 +62,16 @@ class Consumer:
         self._pending_acks: list[str] = []
         self._acks_lock = threading.Lock()
         ctx.ack = self._ack_later
+        ctx.late_ack = self._ack_after_result
+        self._late_acks = False  # a pending ack waits for a deferred result: confirm first
         self._next_due: float | None = 0.0
         self._next_promote = 0.0
         self._next_revoked_check = 0.0
         self._revoked_version = -1
         self.last_fetch_at = 0.0
-        # one-at-a-time consumers (solo, a prefork child) send the next fetch before running
-        # the last held task and read it after: Redis works while the task runs
+        # one-at-a-time consumers (solo, a prefork child) on Redis send the next fetch before
+        # running the last held task and read it after, so Redis works while the task runs,
+        # and wait for work in a blocking move that brings the message with the wake-up
         self._can_fetch_ahead = bool(getattr(slots, "inline", False)) and hasattr(
             ctx.app.broker, "fetch_ahead"
         )
@@ -90,13 +93,19 @@ class Consumer:
             except BrokerError as exc:  # kept pending; the next fetch carries them
                 logger.warning("could not send acks now: %s", exc)
 
+    def _ack_after_result(self, receipts: Sequence[str]) -> None:
+        self._late_acks = True
+        self._ack_later(receipts)
+
     def _take_acks(self) -> list[str]:
         with self._acks_lock:
             acks, self._pending_acks = self._pending_acks, []
         return acks
 
     def confirm_stores(self) -> None:
-        """Read the answers to results sent without waiting, before any ack goes out."""
+        """Read the answers to results sent without waiting, before a late ack goes out.
+        (An early ack went out before its task ran: it does not wait for the result.)"""
+        self._late_acks = False
         if not self.ctx.defer_stores:
             return
         try:
@@ -178,13 +187,15 @@ class Consumer:
             return
         self._refresh_revoked(broker)
         self._promote(broker)
-        self.confirm_stores()
+        if self._late_acks:
+            self.confirm_stores()
         acks = self._take_acks()
         if broker.fetch_ahead(self.queues, want, acks):
             self._ahead = (acks, want)
         else:
             with self._acks_lock:
                 self._pending_acks[:0] = acks
+        self.confirm_stores()
 
     def _take_ahead(self, broker: Any) -> list[Delivery] | None:
         """The answer of a fetch sent ahead (None when none was sent), now held."""
@@ -226,15 +237,20 @@ class Consumer:
         started = time.monotonic()
         self._refresh_revoked(broker)
         timeout_s = self._promote(broker)
-        self.confirm_stores()
+        if self._late_acks:
+            self.confirm_stores()
         acks = self._take_acks()
         try:
             deliveries = broker.fetch(self.queues, want, 0, acks=acks)
+            self.confirm_stores()  # read while the worker has nothing to run
             if not deliveries and timeout_s > 0:
                 # nothing ready: only now is this consumer idle and asking for work
                 if self.on_waiting is not None:
                     self.on_waiting(True)
-                deliveries = broker.fetch(self.queues, want, timeout_s)
+                if self._can_fetch_ahead:  # the wake-up brings the message (Redis)
+                    deliveries = broker.wait_and_take(self.queues, want, timeout_s)
+                else:
+                    deliveries = broker.fetch(self.queues, want, timeout_s)
         except BrokerError:
             with self._acks_lock:  # not applied: send them with the next fetch
                 self._pending_acks[:0] = acks

@@ -44,13 +44,17 @@ class ExecContext:
     on_task_end: Callable[[Job], None] | None = None
     on_defer: Callable[[float], None] | None = None
     ack: Callable[[Sequence[str]], None] | None = None  # the consumer defers acks
+    # a late ack (after the task and its result): the consumer confirms deferred results
+    # before it sends one
+    late_ack: Callable[[Sequence[str]], None] | None = None
     processed: int = 0
     # results of plain tasks are sent without waiting for Redis's answer; the consumer
-    # reads the answers (backend.confirm_stored) before its next fetch carries any ack
+    # reads the answers (backend.confirm_stored) before its next fetch carries a late ack
     defer_stores: bool = False
 
-    def ack_now_or_later(self, receipt: str) -> None:
-        (self.ack or self.app.broker.ack)([receipt])
+    def ack_now_or_later(self, receipt: str, after_result: bool = False) -> None:
+        ack = (self.late_ack if after_result else None) or self.ack or self.app.broker.ack
+        ack([receipt])
 
 
 @dataclass
@@ -375,7 +379,7 @@ def finish(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
         if ctx.on_task_end is not None:
             ctx.on_task_end(job)
     if not job.acked:
-        ctx.ack_now_or_later(job.delivery.receipt)
+        ctx.ack_now_or_later(job.delivery.receipt, after_result=True)
         job.acked = True
     if logger.isEnabledFor(logging.DEBUG):
         place = outcome.place

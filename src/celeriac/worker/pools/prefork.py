@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...brokers.base import owner_id
 from ...errors import BrokerError
@@ -57,7 +57,7 @@ class PreforkPool:
         self.liveness = Liveness(runtime.app, self._owners)
 
     def _owners(self) -> list[str]:
-        return [owner_id(f"celeriac.child{c.index}.{c.pid}") for c in self.children.values()]
+        return [_child_owner(c) for c in self.children.values()]
 
     # the manager's loop
     def run(self) -> int:
@@ -113,6 +113,12 @@ class PreforkPool:
             self._on_child_exit(child, status)
 
     def _on_child_exit(self, child: Child, status: int) -> None:
+        broker: Any = self.runtime.app.broker
+        if hasattr(broker, "adopt_inbox"):  # so the ack policy below finds the message
+            try:
+                broker.adopt_inbox(_child_owner(child))
+            except Exception as exc:
+                logger.warning("could not adopt the inbox of child %d: %s", child.index, exc)
         running = self.table.running(child.index)
         self.table.clear(child.index)
         reason = _describe_exit(status)
@@ -174,9 +180,8 @@ class PreforkPool:
         ack policy (and counted a loss); the others were only prefetched, so they do not
         count towards ``task_max_redeliveries`` and an innocent message never follows a
         poison one into the dead letters."""
-        owner = owner_id(f"celeriac.child{child.index}.{child.pid}")
         try:
-            restored, dead = self.runtime.app.broker.recover_owner(owner, None)
+            restored, dead = self.runtime.app.broker.recover_owner(_child_owner(child), None)
         except Exception as exc:
             logger.warning("could not recover the messages of child %d: %s", child.index, exc)
             return
@@ -224,6 +229,11 @@ class PreforkPool:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         self.children.clear()
+
+
+def _child_owner(child: Child) -> str:
+    """The owner id a child's broker uses (see prefork_child)."""
+    return owner_id(f"celeriac.child{child.index}.{child.pid}")
 
 
 def _kill(pid: int, signum: int) -> None:
