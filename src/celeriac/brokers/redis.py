@@ -294,46 +294,42 @@ class RedisBroker:
         if self._no_blocking_move:
             return self._wait_for_change([key for key, _ in keys], timeout_s)
         command = ("EVALSHA", self._fetch_script.sha, len(adopt[0]), *adopt[0], *adopt[1])
-        for attempt in (1, 2):
-            try:
-                if self._waiter is None:
-                    self._waiter = _ChangeWaiter(self._client, self._client_name)
-                return self._waiter.take_or_wait(
+        try:
+            return self._with_waiter(
+                lambda waiter: waiter.take_or_wait(
                     keys[0][0], self._inbox_key, [k for k, _ in keys[1:]], timeout_s, command
                 )
-            except redis.exceptions.ResponseError as exc:  # Redis before 6.2: no BLMOVE
-                logger.info("waiting for work the usual way: %s", exc)
-                self._no_blocking_move = True
-                if self._waiter is not None:
-                    self._waiter.close()
-                    self._waiter = None
-                return self._wait_for_change([key for key, _ in keys], timeout_s)
-            except CONNECTION_ERRORS as exc:  # a message it moved waits in the inbox
-                if self._waiter is not None:
-                    self._waiter.close()
-                    self._waiter = None
-                if attempt == 2:
-                    raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
-                logger.debug("wake-up connections lost (%s); opening new ones", exc)
-        return False
+            )  # after a lost connection, a message it moved waits in the inbox: adopted later
+        except redis.exceptions.ResponseError as exc:  # Redis before 6.2: no BLMOVE
+            logger.info("waiting for work the usual way: %s", exc)
+            self._no_blocking_move = True
+            self._close_waiter()
+            return self._wait_for_change([key for key, _ in keys], timeout_s)
 
     def _wait_for_change(self, keys: list[str], timeout_s: float) -> bool:
-        """Sleep until a watched key changes. The waiter's two connections are not pooled:
-        after Redis restarts they are dead while the pool's own reconnect, so a failure on
-        them gets one fresh waiter before it counts as losing the broker."""
+        """Sleep until a watched key changes."""
+        return self._with_waiter(lambda waiter: waiter.wait(keys, timeout_s))
+
+    def _with_waiter(self, action: Callable[[_ChangeWaiter], T]) -> T:
+        """Run *action* on the waiter. Its connections are not pooled: after Redis restarts
+        they are dead while the pool's own reconnect, so a failure on them gets one fresh
+        waiter before it counts as losing the broker."""
         for attempt in (1, 2):
             try:
                 if self._waiter is None:
                     self._waiter = _ChangeWaiter(self._client, self._client_name)
-                return self._waiter.wait(keys, timeout_s)
+                return action(self._waiter)
             except CONNECTION_ERRORS as exc:
-                if self._waiter is not None:
-                    self._waiter.close()
-                    self._waiter = None
+                self._close_waiter()
                 if attempt == 2:
                     raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
                 logger.debug("wake-up connections lost (%s); opening new ones", exc)
-        return False
+        raise AssertionError("unreachable")
+
+    def _close_waiter(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
 
     def _fetch_call(
         self, keys: list[tuple[str, str]], max_count: int, acks: Sequence[str]
@@ -757,9 +753,7 @@ class RedisBroker:
         return self._client
 
     def close(self) -> None:
-        if self._waiter is not None:
-            self._waiter.close()
-            self._waiter = None
+        self._close_waiter()
         conn, self._publish_conn = self._publish_conn, None
         if conn is not None and self._publish_pid == os.getpid():
             conn.disconnect()
