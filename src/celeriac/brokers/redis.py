@@ -232,6 +232,27 @@ class RedisBroker:
     ) -> list[Delivery]:
         """Take up to *max_count* messages (acking *acks* in the same call); when there are
         none, wait up to *timeout_s* for one to arrive."""
+        return self._fetch_or_wait(queues, max_count, timeout_s, acks, self._wait_then_fetch)
+
+    def wait_and_take(
+        self, queues: Sequence[str], max_count: int, timeout_s: float
+    ) -> list[Delivery]:
+        """``fetch`` for a consumer that runs what it takes one at a time in its own thread.
+        Waiting for work on one queue, the wake-up itself carries the next message: a
+        blocking BLMOVE puts it in this consumer's inbox (in Redis, never only here) and the
+        fetch script queued behind it adopts it into ``unacked`` at once. Recovery adopts
+        whatever a dead consumer's inbox still holds, then puts it back as usual."""
+        wait = self._take_on_wake if len(queues) == 1 else self._wait_then_fetch
+        return self._fetch_or_wait(queues, max_count, timeout_s, (), wait)
+
+    def _fetch_or_wait(
+        self,
+        queues: Sequence[str],
+        max_count: int,
+        timeout_s: float,
+        acks: Sequence[str],
+        wait: Callable[[list[tuple[str, str]], int, float], list[Delivery]],
+    ) -> list[Delivery]:
         keys = queue_keys(queues)
         found_empty_at, self._found_empty_at = self._found_empty_at, 0.0
         if (
@@ -249,26 +270,18 @@ class RedisBroker:
             if not deliveries:
                 self._found_empty_at = time.monotonic()
             return deliveries
+        return wait(keys, max_count, timeout_s)
+
+    def _wait_then_fetch(
+        self, keys: list[tuple[str, str]], max_count: int, timeout_s: float
+    ) -> list[Delivery]:
         woken = self._wait_for_change([key for key, _ in keys], timeout_s)
         return self._fetch_now(keys, max_count) if woken else []
 
-    def wait_and_take(
-        self, queues: Sequence[str], max_count: int, timeout_s: float
+    def _take_on_wake(
+        self, keys: list[tuple[str, str]], max_count: int, timeout_s: float
     ) -> list[Delivery]:
-        """``fetch`` for a consumer that runs what it takes one at a time in its own thread.
-        Waiting for work on one queue, the wake-up itself carries the next message: a
-        blocking BLMOVE puts it in this consumer's inbox (in Redis, never only here) and the
-        fetch script queued behind it adopts it into ``unacked`` at once. Recovery adopts
-        whatever a dead consumer's inbox still holds, then puts it back as usual."""
-        if len(queues) != 1 or timeout_s <= 0:
-            return self.fetch(queues, max_count, timeout_s)
-        keys = queue_keys(queues)
-        found_empty_at, self._found_empty_at = self._found_empty_at, 0.0
-        if time.monotonic() - found_empty_at >= 0.05:  # else: see fetch
-            deliveries = self._fetch_now(keys, max_count)
-            if deliveries:
-                return deliveries
-        queue = queues[0]
+        queue = keys[0][1]
         if self._inbox_queue != queue:
             try:  # before the first blocking move: recovery reads where to put it back
                 self._client.hset(INBOXES, self.owner, queue)
