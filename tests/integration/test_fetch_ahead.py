@@ -158,6 +158,31 @@ def test_a_solo_worker_takes_the_next_batch_while_its_last_held_task_runs(
     app.close()
 
 
+def test_a_fetch_ahead_that_fails_does_not_lose_the_task_about_to_start(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = Celery("ahead_fails", broker=redis_url)
+    app.conf.task_ignore_result = True
+    ran: list[int] = []
+    done = threading.Event()
+
+    @app.task(name="ahead.fails")
+    def probe(i: int) -> None:
+        ran.append(i)
+        if len(ran) == 8:
+            done.set()
+
+    def lost(*args: object, **kwargs: object) -> bool:
+        raise BrokerError("lost the broker (as during an outage)")
+
+    monkeypatch.setattr(app.broker, "fetch_ahead", lost)
+    app.send_many("ahead.fails", [(i,) for i in range(8)])
+    run_solo_pool(app, done, multiplier=4, window_s=0, what=lambda: f"only {ran} ran")
+    assert ran == list(range(8))
+    assert Redis.from_url(redis_url).hlen("unacked") == 0
+    app.close()
+
+
 def _wait_in_thread(broker: RedisBroker, timeout_s: float = 10.0) -> tuple[threading.Thread, list]:
     got: list = []
     waiter = threading.Thread(target=lambda: got.extend(broker.wait_and_take(["q"], 4, timeout_s)))
@@ -187,14 +212,77 @@ def test_an_idle_consumer_is_woken_with_the_message_already_in_unacked(
     assert client.hlen("unacked") == 0 and client.scard(broker._owned_key) == 0
 
 
-def test_the_next_fetch_acks_a_woken_message_and_takes_the_rest(broker: RedisBroker) -> None:
+def test_a_woken_consumer_takes_what_else_is_queued_up_to_its_count(
+    broker: RedisBroker,
+) -> None:
     client = broker.client
     waiter, got = _wait_in_thread(broker)
-    client.lpush("q", _envelope("m1"), _envelope("m2"))  # m1 comes first
+    client.lpush("q", *[_envelope(f"m{i}") for i in range(6)])  # m0 comes first
     waiter.join(10)
-    assert [d.receipt for d in got] == ["m1"]
-    assert [d.receipt for d in broker.fetch(["q"], 4, 0, acks=["m1"])] == ["m2"]
-    assert client.hkeys("unacked") == [b"m2"] and client.llen(broker._inbox_key) == 0
+    assert [d.receipt for d in got] == ["m0", "m1", "m2", "m3"]  # 4 asked for
+    assert client.llen("q") == 2 and client.llen(broker._inbox_key) == 0
+    assert sorted(client.smembers(broker._owned_key)) == [b"m0", b"m1", b"m2", b"m3"]
+    acks = [d.receipt for d in got]
+    assert [d.receipt for d in broker.fetch(["q"], 4, 0, acks=acks)] == ["m4", "m5"]
+    assert sorted(client.hkeys("unacked")) == [b"m4", b"m5"]
+
+
+def test_acks_go_out_with_the_blocking_move_and_apply_before_it_waits(
+    broker: RedisBroker,
+) -> None:
+    client = broker.client
+    _queue(client, 2)
+    held = [d.receipt for d in broker.fetch(["q"], 2, 0)]
+    got: list = []
+    waiter = threading.Thread(
+        target=lambda: got.extend(broker.wait_and_take(["q"], 4, 10, acks=held))
+    )
+    waiter.start()
+    _wait_for(lambda: client.hlen("unacked") == 0)  # acked while it still waits
+    assert waiter.is_alive() and client.scard(broker._owned_key) == 0
+    client.lpush("q", _envelope("next"))
+    waiter.join(10)
+    assert [d.receipt for d in got] == ["next"]
+
+
+def test_acks_refused_with_the_blocking_move_are_sent_again(broker: RedisBroker) -> None:
+    client = broker.client
+    _queue(client, 2)
+    held = [d.receipt for d in broker.fetch(["q"], 2, 0)]
+    client.script_flush()  # Redis restarted, say: the ack script is not run
+    client.lpush("q", _envelope("next"))
+    got = broker.wait_and_take(["q"], 4, 10, acks=held)
+    assert [d.receipt for d in got] == ["next"]
+    assert client.hkeys("unacked") == [b"next"] and client.llen(broker._inbox_key) == 0
+
+
+def test_meanwhile_runs_once_the_move_is_sent(broker: RedisBroker) -> None:
+    ran: list[bool] = []
+    assert broker.wait_and_take(["q"], 4, 0.05, meanwhile=lambda: ran.append(True)) == []
+    assert ran == [True]
+
+
+def test_the_other_priority_lists_are_read_again_only_after_a_change(
+    broker: RedisBroker,
+) -> None:
+    client = broker.client
+
+    def llen_calls() -> int:
+        return int(client.info("commandstats").get("cmdstat_llen", {}).get("calls", 0))
+
+    assert broker.wait_and_take(["q"], 4, 0.05) == []
+    first = llen_calls()
+    assert first >= 3  # q's three other priority lists, tracked from now on
+    assert broker.wait_and_take(["q"], 4, 0.05) == []
+    assert llen_calls() == first  # no change reported: known empty, not read again
+    client.lpush("q\x06\x163", _envelope("urgent"))
+    client.rpop("q\x06\x163")  # taken by someone else: still a change
+    assert broker.wait_and_take(["q"], 4, 0.05) == []
+    assert llen_calls() == first + 3
+    waiter, got = _wait_in_thread(broker)  # known empty again, and still watched
+    client.lpush("q\x06\x166", _envelope("later"))
+    waiter.join(10)
+    assert [d.receipt for d in got] == ["later"]
 
 
 def test_an_ack_that_does_not_ride_a_fetch_comes_after_the_adoption(broker: RedisBroker) -> None:

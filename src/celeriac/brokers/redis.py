@@ -235,15 +235,38 @@ class RedisBroker:
         return self._fetch_or_wait(queues, max_count, timeout_s, acks, self._wait_then_fetch)
 
     def wait_and_take(
-        self, queues: Sequence[str], max_count: int, timeout_s: float
+        self,
+        queues: Sequence[str],
+        max_count: int,
+        timeout_s: float,
+        acks: Sequence[str] = (),
+        meanwhile: Callable[[], None] | None = None,
     ) -> list[Delivery]:
-        """``fetch`` for a consumer that runs what it takes one at a time in its own thread.
-        Waiting for work on one queue, the wake-up itself carries the next message: a
-        blocking BLMOVE puts it in this consumer's inbox (in Redis, never only here) and the
-        fetch script queued behind it adopts it into ``unacked`` at once. Recovery adopts
-        whatever a dead consumer's inbox still holds, then puts it back as usual."""
+        """``fetch`` for a consumer that runs what it takes one at a time in its own thread
+        and whose last fetch found the queue drained. Waiting for work on one queue, the
+        wake-up itself carries the next message: a blocking BLMOVE puts it in this consumer's
+        inbox (in Redis, never only here) and the fetch script queued behind it adopts it
+        into ``unacked`` at once, with up to *max_count* - 1 more. *acks* go out first in the
+        same write, so acking, taking and waiting cost one round trip; *meanwhile* runs once
+        it is sent. Recovery adopts whatever a dead consumer's inbox still holds, then puts
+        it back as usual."""
+        keys = queue_keys(queues)
+        if (
+            len(queues) == 1
+            and timeout_s > 0
+            and not self._no_blocking_move
+            and not self._stash
+            and self._ahead_call is None
+            and self._unanswered is None
+        ):
+            return self._take_on_wake(keys, max_count, timeout_s, acks, meanwhile)
         wait = self._take_on_wake if len(queues) == 1 else self._wait_then_fetch
-        return self._fetch_or_wait(queues, max_count, timeout_s, (), wait)
+        found = self._fetch_or_wait(queues, max_count, 0, acks, wait)
+        if meanwhile is not None:
+            meanwhile()
+        if found or timeout_s <= 0:
+            return found
+        return wait(keys, max_count, timeout_s)
 
     def _fetch_or_wait(
         self,
@@ -279,7 +302,12 @@ class RedisBroker:
         return self._fetch_now(keys, max_count) if woken else []
 
     def _take_on_wake(
-        self, keys: list[tuple[str, str]], max_count: int, timeout_s: float
+        self,
+        keys: list[tuple[str, str]],
+        max_count: int,
+        timeout_s: float,
+        acks: Sequence[str] = (),
+        meanwhile: Callable[[], None] | None = None,
     ) -> list[Delivery]:
         queue = keys[0][1]
         if self._inbox_queue != queue:
@@ -288,36 +316,70 @@ class RedisBroker:
             except CONNECTION_ERRORS as exc:
                 raise BrokerError(f"lost the broker at {safe_url(self.url)}: {exc}") from exc
             self._inbox_queue = queue
-        # the script that adopts what the move takes goes out behind it on the same
-        # connection: Redis runs it as soon as the move is done, so the message sits in the
-        # inbox only for that instant, and both answers come back together
-        adopt = self._fetch_call([], 0, ())
-        got = self._take_or_wait(keys, timeout_s, adopt)
+        # the acks go first; the script that adopts what the move takes (and takes what
+        # else is there) goes out behind it on the same connection: Redis runs it as soon as
+        # the move is done, so the message sits in the inbox only for that instant, and the
+        # answers come back together
+        before = self._ack_command(acks) if acks else None
+        adopt = self._fetch_call(keys, max(0, max_count - 1), ())
+        got, acked, moved = self._take_or_wait(keys, timeout_s, adopt, before, meanwhile)
         if isinstance(got, list):
             self._unanswered = None
-            return _deliveries(got)
-        if got is True:  # another priority list has work (or the script was not loaded)
-            return self._fetch_now(keys, max_count)
+            deliveries = _deliveries(got)
+            if acks and not acked:  # refused or not run: acks are safe to send again
+                deliveries += self._fetch_now(keys, 0, acks)
+            return deliveries
+        if got is True or (acks and not acked):
+            # another priority list has work, the script was not loaded, or the acks did not
+            # go through: an ordinary fetch (with the acks again: harmless if applied), which
+            # adopts what the move took, if it took one
+            return self._fetch_now(keys, max_count - moved, acks if not acked else ())
         self._unanswered = None
         return []
 
+    def _ack_command(self, acks: Sequence[str]) -> tuple[Any, ...]:
+        """The fetch script as an ack alone: it takes nothing and leaves the inbox be."""
+        unanswered = self._unanswered
+        keys, args = self._fetch_call([], 0, acks)
+        self._unanswered = unanswered
+        args[2] = os.urandom(8).hex()  # its own id: it takes nothing, so nothing to ask again
+        args[3] = ""  # leaves the inbox be
+        return ("EVALSHA", self._fetch_script.sha, len(keys), *keys, *args)
+
     def _take_or_wait(
-        self, keys: list[tuple[str, str]], timeout_s: float, adopt: tuple[list[str], list[Any]]
-    ) -> list[Any] | bool:
+        self,
+        keys: list[tuple[str, str]],
+        timeout_s: float,
+        adopt: tuple[list[str], list[Any]],
+        before: tuple[Any, ...] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> tuple[list[Any] | bool, bool, bool]:
+        """What the blocking move brought (see ``_ChangeWaiter.take_or_wait``), whether
+        *before* was applied, and whether the move took a message."""
         if self._no_blocking_move:
-            return self._wait_for_change([key for key, _ in keys], timeout_s)
+            if meanwhile is not None:
+                meanwhile()
+            woken = self._wait_for_change([key for key, _ in keys], timeout_s)
+            return woken, before is None, False
         command = ("EVALSHA", self._fetch_script.sha, len(adopt[0]), *adopt[0], *adopt[1])
         try:
             return self._with_waiter(
                 lambda waiter: waiter.take_or_wait(
-                    keys[0][0], self._inbox_key, [k for k, _ in keys[1:]], timeout_s, command
+                    keys[0][0],
+                    self._inbox_key,
+                    [k for k, _ in keys[1:]],
+                    timeout_s,
+                    command,
+                    before,
+                    meanwhile,
                 )
             )  # after a lost connection, a message it moved waits in the inbox: adopted later
         except redis.exceptions.ResponseError as exc:  # Redis before 6.2: no BLMOVE
             logger.info("waiting for work the usual way: %s", exc)
             self._no_blocking_move = True
             self._close_waiter()
-            return self._wait_for_change([key for key, _ in keys], timeout_s)
+            woken = self._wait_for_change([key for key, _ in keys], timeout_s)
+            return woken, False, False
 
     def _wait_for_change(self, keys: list[str], timeout_s: float) -> bool:
         """Sleep until a watched key changes."""
@@ -855,6 +917,8 @@ class _ChangeWaiter:
         self._watch.read_response()
         self._block: Any = pool_class(**kwargs, client_name=f"{client_name}:take")
         self._block_id: int | None = None  # connected on first use
+        self._expected = 0  # answers the blocking connection owes
+        self._quiet: set[str] = set()  # tracked keys read empty, with no change reported since
 
     def wait(self, keys: Sequence[str], timeout_s: float) -> bool:
         """True when a watched key may have something; False after *timeout_s* of quiet."""
@@ -875,13 +939,19 @@ class _ChangeWaiter:
         others: Sequence[str],
         timeout_s: float,
         then: tuple[Any, ...],
-    ) -> list[Any] | bool:
+        before: tuple[Any, ...] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> tuple[list[Any] | bool, bool, bool]:
         """Wait up to *timeout_s* for the next message of *key*, moved into *inbox* by the same
         blocking command that wakes us (BLMOVE), with the command *then* (the script that
-        adopts the inbox) queued behind it on the same connection. Returns what *then*
-        answered when it took something; True when one of *others* (the queue's other
-        priority lists) may have work instead, or *then* could not run; False after
-        *timeout_s* of quiet."""
+        adopts the inbox) queued behind it on the same connection, and the command *before*
+        (acks) ahead of it. Returns what *then* answered when it took something; True when
+        one of *others* (the queue's other priority lists) may have work instead, or *then*
+        could not run; False after *timeout_s* of quiet. And whether *before* ran, and
+        whether the move took a message.
+
+        The other lists' lengths are read with tracking on, once: until Redis reports a
+        change to one of them, they are known to be empty and are not read again."""
         self._drain()
         if self._block_id is None:
             self._block.connect()
@@ -889,15 +959,21 @@ class _ChangeWaiter:
             self._block_id = int(self._block.read_response())
         # (a timeout of 0 would block for good)
         wait = f"{max(timeout_s, 0.01):.3f}"
-        self._block.send_packed_command(
-            self._block.pack_commands([("BLMOVE", key, inbox, "RIGHT", "LEFT", wait), then])
-        )
-        if others:  # read their lengths with tracking on: a push to one wakes the notifier
+        commands = [("BLMOVE", key, inbox, "RIGHT", "LEFT", wait), then]
+        if before is not None:
+            commands.insert(0, before)
+        self._block.send_packed_command(self._block.pack_commands(commands))
+        self._expected = len(commands)
+        if meanwhile is not None:
+            meanwhile()
+        unread = [k for k in others if k not in self._quiet]
+        if unread:  # read their lengths with tracking on: a push to one wakes the notifier
             self._watch.send_packed_command(
-                self._watch.pack_commands([("LLEN", k) for k in others])
+                self._watch.pack_commands([("LLEN", k) for k in unread])
             )
-            if any([self._watch.read_response() for _ in others]):
+            if any([self._watch.read_response() for _ in unread]):
                 return self._stop_move()
+            self._quiet.update(unread)
         deadline = time.monotonic() + timeout_s + BLOCK_GRACE_S
         while True:
             if self._block.can_read(timeout=0):
@@ -909,7 +985,7 @@ class _ChangeWaiter:
                 raise redis.exceptions.TimeoutError("no answer to a blocking move")
             select.select([self._block._sock, self._notify._sock], [], [], left)
 
-    def _stop_move(self) -> list[Any] | bool:
+    def _stop_move(self) -> tuple[list[Any] | bool, bool, bool]:
         """Another priority list has work: stop the blocking move (it may just have taken a
         message, which the script behind it then adopted)."""
         self._drain()
@@ -917,17 +993,28 @@ class _ChangeWaiter:
         self._watch.read_response()
         return self._answers(default=True)
 
-    def _answers(self, default: bool) -> list[Any] | bool:
-        self._block.read_response()  # the moved message, or None: the script answers for it
-        try:
-            rows = self._block.read_response()
-        except redis.exceptions.NoScriptError:
-            return True  # not run (Redis lost its scripts): a fetch loads it and adopts
-        return rows if rows else default
+    def _answers(self, default: bool) -> tuple[list[Any] | bool, bool, bool]:
+        replies: list[Any] = []
+        for _ in range(self._expected):  # every answer is read, errors included
+            try:
+                replies.append(self._block.read_response())
+            except redis.exceptions.ResponseError as exc:
+                replies.append(exc)
+        self._expected = 0
+        if isinstance(replies[-2], Exception):  # the move itself: Redis before 6.2
+            raise replies[-2]
+        before_ok = len(replies) < 3 or not isinstance(replies[0], Exception)
+        moved = replies[-2] is not None
+        rows = replies[-1]  # the moved message (replies[-2]) is in what the script answers
+        if isinstance(rows, Exception):  # not run (Redis lost its scripts): a fetch adopts
+            return True, before_ok, moved
+        return (rows if rows else default), before_ok, moved
 
     def _drain(self) -> None:
+        """Read pending change reports: whatever was known quiet may not be any more."""
         while self._notify.can_read(timeout=0):
             self._notify.read_response()
+            self._quiet.clear()
 
     def close(self) -> None:
         for conn in (self._notify, self._watch, self._block):

@@ -168,7 +168,10 @@ class Consumer:
         if self.buffer and self.should_hand_back is not None and self.should_hand_back():
             self._hand_back()  # the rest; this free slot keeps the one it starts now
         if not self.buffer and self._can_fetch_ahead and self._last_fetch_full:
-            self._fetch_ahead(self.ctx.app.broker)
+            try:
+                self._fetch_ahead(self.ctx.app.broker)
+            except BrokerError as exc:  # only a head start: the task runs, the fetch waits
+                logger.debug("no fetch ahead: %s", exc)
         self.slots.submit(partial(self._run_one, delivery))
         return True
 
@@ -190,11 +193,15 @@ class Consumer:
         if self._late_acks:
             self.confirm_stores()
         acks = self._take_acks()
-        if broker.fetch_ahead(self.queues, want, acks):
-            self._ahead = (acks, want)
-        else:
-            with self._acks_lock:
-                self._pending_acks[:0] = acks
+        sent = False
+        try:
+            sent = broker.fetch_ahead(self.queues, want, acks)
+        finally:
+            if sent:
+                self._ahead = (acks, want)
+            else:  # not sent: the next fetch carries them
+                with self._acks_lock:
+                    self._pending_acks[:0] = acks
         self.confirm_stores()
 
     def _take_ahead(self, broker: Any) -> list[Delivery] | None:
@@ -215,13 +222,18 @@ class Consumer:
 
     def _hand_back(self) -> None:
         receipts = [d.receipt for d in self.buffer if d.receipt]
+        if not receipts:
+            return
+        try:
+            self.ctx.app.broker.requeue(receipts)
+        except BrokerError as exc:  # still held here (and in Redis): run them instead
+            logger.debug("could not hand messages back: %s", exc)
+            return
         self.buffer.clear()
         with self._held_lock:
             for receipt in receipts:
                 self.held.pop(receipt, None)
-        if receipts:
-            self.ctx.app.broker.requeue(receipts)
-            logger.debug("handed %d message(s) back for an idle sibling", len(receipts))
+        logger.debug("handed %d message(s) back for an idle sibling", len(receipts))
 
     def _fetch(self, broker: Any) -> None:
         now = time.monotonic()
@@ -241,14 +253,22 @@ class Consumer:
             self.confirm_stores()
         acks = self._take_acks()
         try:
-            deliveries = broker.fetch(self.queues, want, 0, acks=acks)
-            self.confirm_stores()  # read while the worker has nothing to run
+            deliveries: list[Delivery] = []
+            if not (self._can_fetch_ahead and not self._last_fetch_full and timeout_s > 0):
+                deliveries = broker.fetch(self.queues, want, 0, acks=acks)
+                acks = []  # applied
+                self.confirm_stores()  # read while the worker has nothing to run
             if not deliveries and timeout_s > 0:
-                # nothing ready: only now is this consumer idle and asking for work
+                # nothing ready (or the last fetch drained the queue): only now is this
+                # consumer idle and asking for work
                 if self.on_waiting is not None:
                     self.on_waiting(True)
-                if self._can_fetch_ahead:  # the wake-up brings the message (Redis)
-                    deliveries = broker.wait_and_take(self.queues, want, timeout_s)
+                if self._can_fetch_ahead:
+                    # Redis: acks, the take and the wait in one round trip, and the wake-up
+                    # brings the message
+                    deliveries = broker.wait_and_take(
+                        self.queues, want, timeout_s, acks=acks, meanwhile=self.confirm_stores
+                    )
                 else:
                     deliveries = broker.fetch(self.queues, want, timeout_s)
         except BrokerError:
