@@ -28,7 +28,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         kind = None
         if callspec is not None:
-            kind = callspec.params.get("broker_url") or callspec.params.get("backend_url_for")
+            kind = callspec.params.get("broker_url") or callspec.params.get("backend_kind")
+            kind = kind.split("-")[0] if isinstance(kind, str) else kind  # redis-resp2: redis
         if marker is not None and kind is not None and kind not in marker.args:
             dropped.append(item)
         else:

@@ -11,6 +11,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from celeriac import states
@@ -23,23 +24,30 @@ FORK = multiprocessing.get_context("fork")
 OpenBackend = Callable[[], Backend]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def backend_url_for(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    kind = request.param
-    if kind == "memory":
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-resp2"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """redis-resp2: Redis, waiting for results the way it must before Redis 6 (no RESP3)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def backend_url_for(backend_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend_kind == "memory":
         return f"memory://contract-{uuid.uuid4().hex}"
-    if kind == "sqlite":
+    if backend_kind == "sqlite":
         return f"sqlite:///{tmp_path}/results.sqlite3"
     return str(request.getfixturevalue("backend_url"))
 
 
 @pytest.fixture
-def open_backend(backend_url_for: str) -> Iterator[OpenBackend]:
+def open_backend(backend_url_for: str, backend_kind: str) -> Iterator[OpenBackend]:
     """Open backends on the test's URL (each its own connection); all closed at teardown."""
     opened: list[Backend] = []
 
     def open_() -> Backend:
         backend = make_backend(backend_url_for, Settings(), client_name="contract")
+        if backend_kind == "redis-resp2":
+            backend._no_resp3 = True  # type: ignore[attr-defined]
         opened.append(backend)
         return backend
 
@@ -204,3 +212,49 @@ def test_result_stored_by_another_process_is_read_here(
             child.kill()
         child.join(10)
     assert meta["result"] == 8
+
+
+# Redis on RESP3: the subscription and the read share one connection and one write
+def test_a_wait_stays_subscribed_until_the_next_one_which_unsubscribes_it(
+    backend_url: str,
+) -> None:
+    backend = make_backend(backend_url, Settings(), client_name="resp3")
+    client = backend.client  # type: ignore[attr-defined]
+    try:
+        for task_id in ("first", "second"):
+            backend.store(task_id, success(task_id), None)
+            assert backend.wait_for(task_id, 5, 0.5)["result"] == 8
+        subscribers = dict(
+            client.pubsub_numsub("celery-task-meta-first", "celery-task-meta-second")
+        )
+        assert subscribers == {b"celery-task-meta-first": 0, b"celery-task-meta-second": 1}
+        waiters = [c for c in client.client_list() if c["name"] == "resp3:wait"]
+        assert [c["resp"] for c in waiters] == ["3"]  # one connection, RESP3
+    finally:
+        backend.close()
+
+
+def test_a_message_published_between_subscribe_and_read_is_not_missed(
+    backend_url: str,
+) -> None:
+    """The result is published (not stored) while the waiter is subscribed: the message
+    alone must answer, since the key read finds nothing."""
+    backend = make_backend(backend_url, Settings(), client_name="resp3")
+    client = backend.client  # type: ignore[attr-defined]
+    meta = success("only-published")
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(backend.wait_for("only-published", 10)))
+    waiter.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not dict(client.pubsub_numsub("celery-task-meta-only-published")).get(
+            b"celery-task-meta-only-published"
+        ):
+            assert time.monotonic() < deadline, "the waiter never subscribed"
+            threading.Event().wait(0.01)
+        client.publish("celery-task-meta-only-published", orjson.dumps(meta))
+        waiter.join(10)
+        assert got and got[0]["result"] == 8
+    finally:
+        waiter.join(10)
+        backend.close()

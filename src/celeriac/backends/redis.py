@@ -37,6 +37,7 @@ from .base import (
     chord_ordered,
     decode_meta,
 )
+from .redis_wait import Resp3Unavailable, ResultWaiter
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,8 @@ class RedisBackend:
                 f"invalid Redis result backend URL {safe_url(url)!r}: {exc}"
             ) from exc
         self._local = threading.local()
+        self._client_name = client_name
+        self._no_resp3 = False  # set when Redis refuses RESP3 (older than 6.0)
         self._chord_expires_s = chord_expires_s(settings)
         result_expires: Any = settings.get("result_expires") or 0
         if hasattr(result_expires, "total_seconds"):
@@ -382,6 +385,11 @@ class RedisBackend:
         recheck_s = max(1.0, interval_s)
         while True:
             try:
+                waiter = self._result_waiter()
+                if waiter is not None:  # RESP3: subscribe and read in one round trip
+                    return waiter.wait(
+                        meta_key(task_id), lambda: _remaining(deadline, task_id), recheck_s
+                    )
                 return self._wait_subscribed(task_id, deadline, recheck_s)
             except CONNECTION_ERRORS as exc:
                 logger.warning("result backend %s lost (%s); reconnecting", safe_url(self.url), exc)
@@ -434,7 +442,29 @@ class RedisBackend:
             self._local.pubsub = pubsub
         return pubsub
 
+    def _result_waiter(self) -> ResultWaiter | None:
+        """This thread's RESP3 waiting connection; None where Redis has no RESP3."""
+        if self._no_resp3:
+            return None
+        waiter: ResultWaiter | None = getattr(self._local, "waiter", None)
+        if waiter is None or waiter.pid != os.getpid():  # (a forked child opens its own)
+            try:
+                waiter = ResultWaiter(self._client, self._client_name)
+            except Resp3Unavailable as exc:
+                logger.info("waiting for results over RESP2: %s", exc)
+                self._no_resp3 = True
+                return None
+            self._local.waiter = waiter
+        return waiter
+
     def _reset_pubsub(self) -> None:
+        waiter = getattr(self._local, "waiter", None)
+        self._local.waiter = None
+        if waiter is not None:
+            try:
+                waiter.close()
+            except CONNECTION_ERRORS:
+                logger.debug("error closing the result waiter", exc_info=True)
         pubsub = getattr(self._local, "pubsub", None)
         self._local.pubsub = None
         if pubsub is not None:

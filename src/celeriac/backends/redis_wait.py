@@ -1,0 +1,109 @@
+"""Waiting for one result on a RESP3 connection: subscribe and read in one round trip.
+
+Celery's Redis backend publishes each ready result on the channel named after its key. A
+waiter must subscribe before it reads the key, or a result stored in between is missed. On
+RESP2 a subscribed connection can run nothing else, so that costs two round trips on two
+connections (subscribe, wait for the confirmation, then read). On RESP3 a subscribed
+connection still runs commands, and Redis runs one connection's commands in order: the
+subscription and the read go out in one write, and the answer to the read comes after the
+confirmation. Messages arrive as push replies on the same connection.
+
+A finished wait stays subscribed: the next wait unsubscribes in the same write as its own
+subscription, so a round trip costs one write and one read.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from .. import states
+from .base import Meta, decode_meta
+
+
+class Resp3Unavailable(Exception):
+    """Redis refused RESP3 (older than 6.0): wait the RESP2 way."""
+
+
+class ResultWaiter:
+    """One thread's connection for ``AsyncResult.get()``; not shared between threads."""
+
+    def __init__(self, client: redis.Redis, client_name: str) -> None:
+        kwargs = dict(client.connection_pool.connection_kwargs)
+        kwargs.pop("client_name", None)
+        kwargs["protocol"] = 3
+        # a health check reads its PONG with redis-py's push handling, which would swallow
+        # a result message that came first
+        kwargs["health_check_interval"] = 0
+        pool_class: Any = type(client.connection_pool.make_connection())
+        self.pid = os.getpid()
+        self._conn: Any = pool_class(**kwargs, client_name=f"{client_name}:wait")
+        try:
+            self._conn.connect()
+        except redis.exceptions.ResponseError as exc:  # HELLO refused
+            self._conn.disconnect()
+            raise Resp3Unavailable(str(exc)) from exc
+        self._subscribed: str | None = None
+
+    def wait(self, key: str, remaining: Callable[[], float], recheck_s: float) -> Meta:
+        """The ready meta stored under *key*. *remaining* gives the seconds left and raises
+        when none are; the key is read again every *recheck_s* (a lost message only delays
+        the answer)."""
+        commands: list[tuple[str, ...]] = []
+        if self._subscribed != key:
+            if self._subscribed is not None:
+                commands.append(("UNSUBSCRIBE", self._subscribed))
+            commands.append(("SUBSCRIBE", key))
+        commands.append(("GET", key))
+        self._subscribed = key
+        self._conn.send_packed_command(self._conn.pack_commands(commands))
+        while True:
+            meta = self._read_until_value(key)
+            if meta is not None:
+                return meta
+            next_check = time.monotonic() + recheck_s
+            while True:
+                wait_s = min(remaining(), next_check - time.monotonic())
+                if wait_s <= 0:
+                    break
+                if self._conn.can_read(timeout=wait_s):
+                    meta = _ready(self._conn.read_response(push_request=True), key)
+                    if meta is not None:
+                        return meta
+            self._conn.send_packed_command(self._conn.pack_command("GET", key))
+
+    def _read_until_value(self, key: str) -> Meta | None:
+        """Read up to the answer of the GET sent last; a ready meta from it or from a message
+        that came before it, else None."""
+        found: Meta | None = None
+        while True:
+            reply = self._conn.read_response(push_request=True)
+            if isinstance(reply, list):  # a push: (un)subscribe confirmation or a message
+                found = found or _ready(reply, key)
+                continue
+            if found is None and reply is not None:
+                found = _ready_meta(reply)
+            return found
+
+    def close(self) -> None:
+        if self.pid == os.getpid():
+            self._conn.disconnect()
+
+
+def _ready(push: Any, key: str) -> Meta | None:
+    """The ready meta a push message on *key*'s channel carries, if it is one."""
+    if not isinstance(push, list) or len(push) != 3:
+        return None
+    kind, channel, data = push
+    if kind not in (b"message", "message") or channel not in (key, key.encode()):
+        return None
+    return _ready_meta(data)
+
+
+def _ready_meta(data: bytes | str) -> Meta | None:
+    meta = decode_meta(data)
+    return meta if meta.get("status") in states.READY_STATES else None
