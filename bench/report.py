@@ -159,10 +159,14 @@ def _absolute(metric: str, limit: float) -> Callable[[Results], bool | None]:
     return check
 
 
-def _vs_raw(metric: str, raw: str, fraction: float) -> Callable[[Results], bool | None]:
+def _vs_raw(metric: str, raw: str, factor: float) -> Callable[[Results], bool | None]:
+    """At least *factor* x the raw figure (tasks/s), or at most that (ms)."""
+
     def check(r: Results) -> bool | None:
         mine, limit = r.median(metric, "celeriac"), r.median(raw, "raw")
-        return None if mine is None or limit is None else mine >= fraction * limit
+        if mine is None or limit is None:
+            return None
+        return mine >= factor * limit if BY_KEY[metric].higher_is_better else mine <= factor * limit
 
     return check
 
@@ -189,7 +193,11 @@ def _raw_text(metric: str, raw: str) -> Callable[[Results], str]:
         mine, limit = r.median(metric, "celeriac"), r.median(raw, "raw")
         if mine is None or limit is None:
             return "-"
-        return f"{fmt(mine)} vs {fmt(limit)} {BY_KEY[metric].unit} ({mine / limit:.2f}x)"
+        digits = BY_KEY[metric].digits
+        return (
+            f"{fmt(mine, digits)} vs {fmt(limit, digits)} {BY_KEY[metric].unit} "
+            f"({mine / limit:.2f}x)"
+        )
 
     return text
 
@@ -220,6 +228,18 @@ TARGETS: list[tuple[str, Check, Shown]] = [
     ("W2b >= 1.5x the fastest peer", _fastest_at_least("W2b", 1.5), _fastest_text("W2b")),
     ("W3 p50 <= 0.5 ms", _absolute("W3 p50", 0.5), _value_text("W3 p50")),
     ("W3 p99 <= 1 ms", _absolute("W3 p99", 1.0), _value_text("W3 p99")),
+    # the issue derives 0.5 ms from its machine: a third of Celery's p50 and 2.5x the raw
+    # ping-pong there; the same two bases, measured on this machine in this run
+    (
+        "W3 p50 <= a third of Celery's (basis of 0.5 ms)",
+        _ratio_at_least("W3 p50", "celery", 3),
+        _ratio_text("W3 p50", "celery"),
+    ),
+    (
+        "W3 p50 <= 2.5x the raw ping-pong p50 (basis of 0.5 ms)",
+        _vs_raw("W3 p50", "L ping", 2.5),
+        _raw_text("W3 p50", "L ping"),
+    ),
     ("W4 <= 30 MiB with one slot (RSS sum)", _absolute("W4 1", 30), _value_text("W4 1")),
     (
         "W4 <= 30 MiB with one slot (PSS sum: shared pages counted once)",

@@ -458,20 +458,16 @@ class RedisBackend:
         return waiter
 
     def _reset_pubsub(self) -> None:
-        waiter = getattr(self._local, "waiter", None)
-        self._local.waiter = None
-        if waiter is not None:
-            try:
-                waiter.close()
-            except CONNECTION_ERRORS:
-                logger.debug("error closing the result waiter", exc_info=True)
-        pubsub = getattr(self._local, "pubsub", None)
-        self._local.pubsub = None
-        if pubsub is not None:
-            try:
-                pubsub.close()
-            except CONNECTION_ERRORS:
-                logger.debug("error closing pubsub", exc_info=True)
+        """Close this thread's waiting connections (RESP3 and RESP2); the next wait opens
+        new ones."""
+        for name in ("waiter", "pubsub"):
+            conn = getattr(self._local, name, None)
+            setattr(self._local, name, None)
+            if conn is not None:
+                try:
+                    conn.close()
+                except CONNECTION_ERRORS:
+                    logger.debug("error closing the result %s", name, exc_info=True)
 
     def close(self) -> None:
         self._reset_pubsub()
