@@ -269,18 +269,19 @@ def apply_group(
     add_to_parent = bool(opts.pop("add_to_parent", True))
     plain_body = as_plain(chord_body) if chord_body is not None else None
     results: list[AnyResult] = []
-    for index, member in enumerate(_members(g.tasks, g._app)):
-        result = member.clone().apply_async(
-            args,
-            kwargs,
-            group_id=gid,
-            group_index=index,
-            chord=plain_body,
-            add_to_parent=False,
-            **opts,
-        )
-        if result is not None:
-            results.append(result)
+    with g.app.publishing_together():  # one pipelined publish for the members, not one each
+        for index, member in enumerate(_members(g.tasks, g._app)):
+            result = member.clone().apply_async(
+                args,
+                kwargs,
+                group_id=gid,
+                group_index=index,
+                chord=plain_body,
+                add_to_parent=False,
+                **opts,
+            )
+            if result is not None:
+                results.append(result)
     group_result = GroupResult(gid, results, app=g.app)
     if add_to_parent:
         add_to_parent_trail(group_result)
