@@ -17,7 +17,7 @@ import pytest
 from celeriac import states
 from celeriac.backends import Backend, build_meta, make_backend
 from celeriac.config import Settings
-from celeriac.errors import TimeoutError
+from celeriac.errors import BackendError, TimeoutError
 
 FORK = multiprocessing.get_context("fork")
 
@@ -257,4 +257,23 @@ def test_a_message_published_between_subscribe_and_read_is_not_missed(
         assert got and got[0]["result"] == 8
     finally:
         waiter.join(10)
+        backend.close()
+
+
+def test_a_wait_that_fails_mid_answer_leaves_nothing_for_the_next_wait(
+    backend_url: str,
+) -> None:
+    """A corrupt message on a channel still subscribed from the last wait is read before
+    that wait's key read answers; the error must not leave that answer for the next wait."""
+    backend = make_backend(backend_url, Settings(), client_name="resp3")
+    client = backend.client  # type: ignore[attr-defined]
+    try:
+        backend.store("k1", success("k1", "one"), None)
+        assert backend.wait_for("k1", 5)["result"] == "one"  # stays subscribed to k1
+        client.publish("celery-task-meta-k1", b"not json")
+        with pytest.raises(BackendError, match="not JSON"):
+            backend.wait_for("k1", 5)
+        backend.store("k2", success("k2", "two"), None)
+        assert backend.wait_for("k2", 5)["result"] == "two"
+    finally:
         backend.close()

@@ -48,6 +48,7 @@ class ResultWaiter:
             self._conn.disconnect()
             raise Resp3Unavailable(str(exc)) from exc
         self._subscribed: str | None = None
+        self._owed = False  # a GET was sent whose answer is not read yet
 
     def wait(self, key: str, remaining: Callable[[], float], recheck_s: float) -> Meta:
         """The ready meta stored under *key*. *remaining* gives the seconds left and raises
@@ -61,30 +62,38 @@ class ResultWaiter:
         commands.append(("GET", key))
         self._subscribed = key
         self._conn.send_packed_command(self._conn.pack_commands(commands))
-        while True:
-            meta = self._read_until_value(key)
-            if meta is not None:
-                return meta
-            next_check = time.monotonic() + recheck_s
+        try:
             while True:
-                wait_s = min(remaining(), next_check - time.monotonic())
-                if wait_s <= 0:
-                    break
-                if self._conn.can_read(timeout=wait_s):
-                    meta = _ready(self._conn.read_response(push_request=True), key)
-                    if meta is not None:
-                        return meta
-            self._conn.send_packed_command(self._conn.pack_command("GET", key))
+                meta = self._read_until_value(key)
+                if meta is not None:
+                    return meta
+                next_check = time.monotonic() + recheck_s
+                while True:
+                    wait_s = min(remaining(), next_check - time.monotonic())
+                    if wait_s <= 0:
+                        break
+                    if self._conn.can_read(timeout=wait_s):
+                        meta = _ready(self._conn.read_response(push_request=True), key)
+                        if meta is not None:
+                            return meta
+                self._conn.send_packed_command(self._conn.pack_command("GET", key))
+        except BaseException:
+            if self._owed:  # an answer still on its way would be read as the next wait's
+                self._conn.disconnect()
+                self._subscribed = None
+            raise
 
     def _read_until_value(self, key: str) -> Meta | None:
         """Read up to the answer of the GET sent last; a ready meta from it or from a message
         that came before it, else None."""
+        self._owed = True
         found: Meta | None = None
         while True:
             reply = self._conn.read_response(push_request=True)
             if isinstance(reply, list):  # a push: (un)subscribe confirmation or a message
                 found = found or _ready(reply, key)
                 continue
+            self._owed = False
             if found is None and reply is not None:
                 found = _ready_meta(reply)
             return found
