@@ -393,7 +393,7 @@ class RedisBackend:
                 return self._wait_subscribed(task_id, deadline, recheck_s)
             except CONNECTION_ERRORS as exc:
                 logger.warning("result backend %s lost (%s); reconnecting", safe_url(self.url), exc)
-                self._reset_pubsub()
+                self._reset_waiters()
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(
                         f"result of {task_id} not ready: the backend at {safe_url(self.url)} "
@@ -425,7 +425,7 @@ class RedisBackend:
             try:
                 pubsub.unsubscribe(key)
             except CONNECTION_ERRORS:
-                self._reset_pubsub()
+                self._reset_waiters()
 
     def _await_subscribed(self, pubsub: Any, key: str, deadline: float | None) -> None:
         while True:
@@ -457,7 +457,7 @@ class RedisBackend:
             self._local.waiter = waiter
         return waiter
 
-    def _reset_pubsub(self) -> None:
+    def _reset_waiters(self) -> None:
         """Close this thread's waiting connections (RESP3 and RESP2); the next wait opens
         new ones."""
         for name in ("waiter", "pubsub"):
@@ -470,7 +470,7 @@ class RedisBackend:
                     logger.debug("error closing the result %s", name, exc_info=True)
 
     def close(self) -> None:
-        self._reset_pubsub()
+        self._reset_waiters()
         if self._deferred_pid == os.getpid():
             with self._deferred_lock:
                 self._drop_deferred()

@@ -261,7 +261,7 @@ class RedisBroker:
         ):
             return self._take_on_wake(keys, max_count, timeout_s, acks, meanwhile)
         wait = self._take_on_wake if len(queues) == 1 else self._wait_then_fetch
-        found = self._fetch_or_wait(queues, max_count, 0, acks, wait)
+        found = self._fetch_now(keys, max_count, acks)
         if meanwhile is not None:
             meanwhile()
         if found or timeout_s <= 0:
@@ -338,12 +338,8 @@ class RedisBroker:
         return []
 
     def _ack_command(self, acks: Sequence[str]) -> tuple[Any, ...]:
-        """The fetch script as an ack alone: it takes nothing and leaves the inbox be."""
-        unanswered = self._unanswered
-        keys, args = self._fetch_call([], 0, acks)
-        self._unanswered = unanswered
-        args[2] = os.urandom(8).hex()  # its own id: it takes nothing, so nothing to ask again
-        args[3] = ""  # leaves the inbox be
+        """The fetch script as an ack alone."""
+        keys, args = self._fetch_call([], 0, acks, ack_only=True)
         return ("EVALSHA", self._fetch_script.sha, len(keys), *keys, *args)
 
     def _take_or_wait(
@@ -407,13 +403,23 @@ class RedisBroker:
             self._waiter = None
 
     def _fetch_call(
-        self, keys: list[tuple[str, str]], max_count: int, acks: Sequence[str]
+        self,
+        keys: list[tuple[str, str]],
+        max_count: int,
+        acks: Sequence[str],
+        *,
+        ack_only: bool = False,
     ) -> tuple[list[str], list[Any]]:
         """The fetch script's keys and arguments. A fetch whose answer was lost is asked
-        again under its own id first: the script then hands back what that one took."""
+        again under its own id first: the script then hands back what that one took.
+        *ack_only*: a call that takes nothing and leaves the inbox be, so there is nothing
+        to ask again for."""
         acks = [a for a in acks if a]
-        request = self._unanswered or os.urandom(8).hex()
-        self._unanswered = request  # until its answer is read
+        if ack_only:
+            request = os.urandom(8).hex()
+        else:
+            request = self._unanswered or os.urandom(8).hex()
+            self._unanswered = request  # until its answer is read
         return (
             [UNACKED, UNACKED_INDEX, self._owned_key, LOSSES, self._fetching_key, self._inbox_key]
             + [k for k, _ in keys],
@@ -421,7 +427,7 @@ class RedisBroker:
                 max_count,
                 repr(time.time()),
                 request,
-                self._inbox_queue,
+                "" if ack_only else self._inbox_queue,
                 len(acks),
                 *acks,
                 *(q for _, q in keys),
