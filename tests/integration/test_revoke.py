@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from celeriac import Celery, TaskRevokedError
+from celeriac import Celery, TaskRevokedError, pidbox
 from tests.support.workers import WorkerProcess
 
 Factory = Callable[..., WorkerProcess]
@@ -83,8 +83,12 @@ def test_expired_task_is_not_run_and_stored_revoked(
     assert r.get("runs:expired") is None
 
 
-def test_ping_and_inspect_reach_celeriac_workers(worker_factory: Factory, client: Celery) -> None:
+def test_ping_and_inspect_reach_celeriac_workers(
+    worker_factory: Factory, client: Celery, r: redis.Redis
+) -> None:
     worker_factory("reliable_tasks", "-P", "solo", "-n", "pinged@%h")
+    # "ready." is logged only once the worker hears broadcasts: a ping sent now is answered
+    assert dict(r.pubsub_numsub(pidbox.channel(0))) == {pidbox.channel(0).encode(): 1}
     replies = client.control.ping(timeout=2)
     assert any(
         name.startswith("pinged@") and answer == {"ok": "pong"}

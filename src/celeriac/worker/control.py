@@ -77,6 +77,10 @@ class ControlListener:
         self._thread.start()
         return True
 
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """Block until the listener hears broadcasts (a ping sent after this is answered)."""
+        return self._thread is None or self._subscribed.wait(timeout_s)
+
     def stop(self) -> None:
         self._stopped = True
 

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# how long "ready." waits for the remote control subscription (ping and inspect reach it then)
+CONTROL_READY_S = 5.0
+
 
 def default_nodename(name: str | None = None) -> str:
     """Celery's node names: ``celery@host`` by default; ``%h``, ``%n``, ``%d`` expand."""
@@ -104,6 +107,12 @@ class Worker:
             state.load(app)
         control = ControlListener(self.runtime, terminate=getattr(pool, "terminate_task", None))
         control.start()
+        if not control.wait_subscribed(CONTROL_READY_S):
+            logger.warning(
+                "remote control is not listening yet after %.0f s; ping and inspect may miss "
+                "this worker until it is",
+                CONTROL_READY_S,
+            )
         self._install_signals()
         logger.info("%s ready.", self.runtime.nodename)
         try:
