@@ -11,7 +11,7 @@ import pytest
 import celeriac
 from celeriac.errors import RemoteTaskError
 from tests.interop.peers import CELERY_WORKER_FLAGS
-from tests.support.workers import WorkerProcess
+from tests.support.workers import WorkerProcess, start_celery_worker
 
 WAIT_S = 15.0
 
@@ -123,3 +123,18 @@ def test_unregistered_task_fails_with_not_registered_on_the_celery_worker(
     with pytest.raises(KeyError) as caught:
         result.get(timeout=WAIT_S)
     assert type(caught.value).__name__ == "NotRegistered"
+
+
+def test_round_trips_with_broker_and_results_on_one_database(redis_url: str) -> None:
+    """The default set-up (no ``result_backend``: results go where the broker is), with
+    a Celery worker storing them."""
+    worker = start_celery_worker(
+        "celery_core_tasks", redis_url, "-P", "solo", *CELERY_WORKER_FLAGS, backend_url=redis_url
+    )
+    app = celeriac.Celery("interop_client", broker=redis_url)
+    try:
+        for i in range(30):
+            assert app.send_task("core.add", (i, i)).get(timeout=WAIT_S) == 2 * i
+    finally:
+        app.close()
+        worker.stop()
