@@ -24,6 +24,7 @@ import redis.exceptions
 from .. import states
 from ..config import Settings
 from ..errors import BackendError, TimeoutError
+from ..resp import pack
 from ..serialization import dumps_json
 from ..urls import safe_url
 from .base import (
@@ -215,7 +216,7 @@ class RedisBackend:
                     self._deferred_pid = os.getpid()
                     self._deferred_ids = []
                 conn.send_packed_command(
-                    conn.pack_commands([("MULTI",), set_cmd, ("PUBLISH", key, payload), ("EXEC",)])
+                    pack(("MULTI",), set_cmd, ("PUBLISH", key, payload), ("EXEC",))
                 )
             except (*CONNECTION_ERRORS, OSError) as exc:
                 self._drop_deferred()

@@ -22,6 +22,7 @@ from typing import Any
 import redis
 
 from .. import states
+from ..resp import pack
 from .base import Meta, decode_meta
 
 
@@ -61,7 +62,7 @@ class ResultWaiter:
             commands.append(("SUBSCRIBE", key))
         commands.append(("GET", key))
         self._subscribed = key
-        self._conn.send_packed_command(self._conn.pack_commands(commands))
+        self._conn.send_packed_command(pack(*commands))
         try:
             while True:
                 meta = self._read_until_value(key)
@@ -76,7 +77,7 @@ class ResultWaiter:
                         meta = _ready(self._conn.read_response(push_request=True), key)
                         if meta is not None:
                             return meta
-                self._conn.send_packed_command(self._conn.pack_command("GET", key))
+                self._conn.send_packed_command(pack(("GET", key)))
         except BaseException:
             if self._owed:  # an answer still on its way would be read as the next wait's
                 self._conn.disconnect()

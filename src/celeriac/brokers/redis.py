@@ -28,6 +28,7 @@ import redis.exceptions
 from ..config import Settings
 from ..errors import BrokerError
 from ..protocol import mark_redelivered
+from ..resp import pack
 from ..urls import safe_url
 from .base import (
     PRIORITY_SEP,
@@ -155,7 +156,7 @@ class RedisBroker:
                 # checked out of the pool for good, so closing the client closes it too
                 conn = self._publish_conn = self._client.connection_pool.get_connection()
                 self._publish_pid = os.getpid()
-            conn.send_packed_command(conn.pack_command("LPUSH", key, envelope))
+            conn.send_packed_command(pack(("LPUSH", key, envelope)))
             conn.read_response()
         except (*CONNECTION_ERRORS, redis.exceptions.ResponseError, OSError):
             conn, self._publish_conn = self._publish_conn, None
@@ -490,9 +491,7 @@ class RedisBroker:
             conn = self._fetch_conn = self._client.connection_pool.get_connection()
             self._fetch_pid = os.getpid()
         keys, args = call
-        conn.send_packed_command(
-            conn.pack_command("EVALSHA", self._fetch_script.sha, len(keys), *keys, *args)
-        )
+        conn.send_packed_command(pack(("EVALSHA", self._fetch_script.sha, len(keys), *keys, *args)))
 
     def _read_fetch(self, call: tuple[list[str], list[Any]]) -> list[Delivery]:
         try:
@@ -929,7 +928,7 @@ class _ChangeWaiter:
     def wait(self, keys: Sequence[str], timeout_s: float) -> bool:
         """True when a watched key may have something; False after *timeout_s* of quiet."""
         self._drain()
-        self._watch.send_packed_command(self._watch.pack_commands([("LLEN", k) for k in keys]))
+        self._watch.send_packed_command(pack(*[("LLEN", k) for k in keys]))
         lengths = [self._watch.read_response() for _ in keys]
         if any(lengths):
             return True
@@ -968,15 +967,13 @@ class _ChangeWaiter:
         commands = [("BLMOVE", key, inbox, "RIGHT", "LEFT", wait), then]
         if before is not None:
             commands.insert(0, before)
-        self._block.send_packed_command(self._block.pack_commands(commands))
+        self._block.send_packed_command(pack(*commands))
         self._expected = len(commands)
         if meanwhile is not None:
             meanwhile()
         unread = [k for k in others if k not in self._quiet]
         if unread:  # read their lengths with tracking on: a push to one wakes the notifier
-            self._watch.send_packed_command(
-                self._watch.pack_commands([("LLEN", k) for k in unread])
-            )
+            self._watch.send_packed_command(pack(*[("LLEN", k) for k in unread]))
             if any([self._watch.read_response() for _ in unread]):
                 return self._stop_move()
             self._quiet.update(unread)
