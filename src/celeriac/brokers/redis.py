@@ -340,7 +340,11 @@ class RedisBroker:
 
     def _ack_command(self, acks: Sequence[str]) -> tuple[Any, ...]:
         """The fetch script as an ack alone."""
-        keys, args = self._fetch_call([], 0, acks, ack_only=True)
+        return self._fetch_command(self._fetch_call([], 0, acks, ack_only=True))
+
+    def _fetch_command(self, call: tuple[list[str], list[Any]]) -> tuple[Any, ...]:
+        """The command that runs the fetch script for *call* (keys, arguments)."""
+        keys, args = call
         return ("EVALSHA", self._fetch_script.sha, len(keys), *keys, *args)
 
     def _take_or_wait(
@@ -358,7 +362,7 @@ class RedisBroker:
                 meanwhile()
             woken = self._wait_for_change([key for key, _ in keys], timeout_s)
             return woken, before is None, False
-        command = ("EVALSHA", self._fetch_script.sha, len(adopt[0]), *adopt[0], *adopt[1])
+        command = self._fetch_command(adopt)
         try:
             return self._with_waiter(
                 lambda waiter: waiter.take_or_wait(
@@ -490,8 +494,7 @@ class RedisBroker:
             # checked out of the pool for good, so closing the client closes it too
             conn = self._fetch_conn = self._client.connection_pool.get_connection()
             self._fetch_pid = os.getpid()
-        keys, args = call
-        conn.send_packed_command(pack(("EVALSHA", self._fetch_script.sha, len(keys), *keys, *args)))
+        conn.send_packed_command(pack(self._fetch_command(call)))
 
     def _read_fetch(self, call: tuple[list[str], list[Any]]) -> list[Delivery]:
         try:
