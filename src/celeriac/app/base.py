@@ -12,20 +12,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from . import protocol, serialization
-from .backends import Backend, make_backend
-from .brokers import Broker, make_broker
-from .canvas_builtins import register_builtins
-from .config import DEFAULT_BROKER_URL, Settings, load_object
-from .errors import ImproperlyConfigured, InvalidTaskOptions, NotRegistered
-from .result import AsyncResult
-from .routing import Router
-from .task import Task as TaskBase
-from .task import _current_request, add_to_parent_trail
+from .. import protocol, serialization
+from ..backends import Backend, make_backend
+from ..brokers import Broker, make_broker
+from ..canvas_builtins import register_builtins
+from ..config import DEFAULT_BROKER_URL, Settings, load_object
+from ..errors import ImproperlyConfigured, InvalidTaskOptions, NotRegistered
+from ..result import AsyncResult
+from ..routing import Router
+from ..task import Task as TaskBase
+from ..task import _current_request, add_to_parent_trail
 
 if TYPE_CHECKING:
-    from .canvas import Signature
-    from .control import Control
+    from ..canvas import Signature
+    from ..control import Control
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -503,7 +503,7 @@ class Celeriac:
     @property
     def control(self) -> Control:
         """Remote control: ``app.control.revoke(id)``, ``.ping()``, ``.inspect()``."""
-        from .control import Control
+        from ..control import Control
 
         return Control(self)
 
@@ -512,7 +512,7 @@ class Celeriac:
 
     def signature(self, varies: Any, *args: Any, **kwargs: Any) -> Signature:
         """``app.signature('tasks.add', (2, 2))``: a signature bound to this app."""
-        from .canvas import signature
+        from ..canvas import signature
 
         kwargs["app"] = self
         return signature(varies, *args, **kwargs)
