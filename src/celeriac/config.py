@@ -87,6 +87,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_state_db": None,
     "worker_disable_rate_limits": False,
     "worker_log_format": None,
+    "worker_log_color": None,
     "worker_task_log_format": None,
     "worker_cancel_long_running_tasks_on_connection_loss": False,
     "worker_deduplicate_successful_tasks": False,
