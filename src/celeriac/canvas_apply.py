@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 AnyResult = AsyncResult | GroupResult
 # options a chord keeps for its body (and for the canvas around it), not for the header
 _BODY_ONLY = frozenset({"chain", "chord", "group_id", "group_index"})
+# options that travel as message headers (header_options), never as send_task options
+_IN_HEADERS = frozenset({"replaced_task_nesting", "stamped_headers", "stamps"})
 
 
 def send(
@@ -60,8 +62,10 @@ def wire_options(options: Mapping[str, Any], name: str) -> dict[str, Any]:
     from .app import SEND_OPTIONS
 
     wire: dict[str, Any] = {}
+    headers = header_options(options)
+    stamp_names = set(headers.get("stamped_headers") or ())
     for key, value in options.items():
-        if value is None:
+        if value is None or key in _IN_HEADERS or (key in stamp_names and key not in SEND_OPTIONS):
             continue
         if key not in SEND_OPTIONS or key == "task":
             logger.debug("task %s: option %r is not used by celeriac; dropped", name, key)
@@ -71,7 +75,26 @@ def wire_options(options: Mapping[str, Any], name: str) -> dict[str, Any]:
         elif key in ("chain", "link", "link_error"):
             value = [as_plain(item) for item in _as_list(value)]
         wire[key] = value
+    if headers:
+        wire["headers"] = {**(wire.get("headers") or {}), **headers}
     return wire
+
+
+def header_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options Celery sends as message headers: ``replaced_task_nesting``, and the
+    stamps (``stamped_headers`` and ``stamps``, from the options each stamp names)."""
+    headers: dict[str, Any] = {}
+    nesting = options.get("replaced_task_nesting")
+    if nesting:
+        headers["replaced_task_nesting"] = nesting
+    stamped = options.get("stamped_headers")
+    if stamped:
+        names = [stamped] if isinstance(stamped, str) else list(stamped)
+        stamps = dict(options.get("stamps") or {})
+        stamps.update({name: options[name] for name in names if name in options})
+        headers["stamped_headers"] = names
+        headers["stamps"] = stamps
+    return headers
 
 
 # chains

@@ -44,6 +44,9 @@ class Request:
         self.chain: list[Any] | None = None
         self.chord: Any = None
         self.timelimit: tuple[float | None, float | None] = (None, None)
+        self.replaced_task_nesting = 0  # how many Task.replace calls led to this task
+        self.stamped_headers: list[str] = []
+        self.stamps: dict[str, Any] = {}
         self.ignore_result = False
         self.called_directly = True
         self.place: dict[str, Any] = {}
@@ -245,6 +248,23 @@ class Task:
         from .canvas import chunks
 
         return chunks(self.s(), it, n, app=self.app)
+
+    # replacing (canvas_replace.py)
+    def replace(self, sig: Signature) -> Any:
+        """End this task and send *sig* in its place: *sig*'s final result is stored under
+        this task's id, and this task's callbacks, errbacks, chain and chord go with it.
+        Raises Ignore in a worker (``return self.replace(...)`` reads best); in an eager
+        call, runs *sig* here and returns its value."""
+        from .canvas_replace import replace_task
+
+        return replace_task(self, sig)
+
+    def add_to_chord(self, sig: Signature, lazy: bool = False) -> Any:
+        """Add *sig* to the chord this task is a header part of (the body waits for it too).
+        Sent now, unless *lazy*: then the frozen signature is returned for you to send."""
+        from .canvas_replace import add_to_chord
+
+        return add_to_chord(self, sig, lazy)
 
     # retry
     def retry(

@@ -117,6 +117,9 @@ class Backend(Protocol):
     def on_chord_part_return(self, part: ChordPart) -> ChordClaim | None:
         """Record one header part; a claim when this caller must finish the chord."""
 
+    def add_to_chord(self, group_id: str) -> None:
+        """Count one more header part than the chord started with (``Task.add_to_chord``)."""
+
     def finish_chord(self, claim: ChordClaim, failed: bool) -> None:
         """Release a claim: clean the counters up, or (failed early) leave the last part
         to do it."""

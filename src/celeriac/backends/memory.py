@@ -142,6 +142,10 @@ class MemoryBackend:
             chord = self._store.chords.setdefault(group_id, _Chord())
             chord.size, chord.marker, chord.expires_at = int(size), None, self._expiry(now)
 
+    def add_to_chord(self, group_id: str) -> None:
+        with self._cond:
+            self._store.chords.setdefault(group_id, _Chord()).extra += 1
+
     def on_chord_part_return(self, part: ChordPart) -> ChordClaim | None:
         now = time.monotonic()
         with self._cond:

@@ -309,6 +309,15 @@ class RedisBackend:
         pipe.set(group_key(group_id, ".s"), int(size), ex=max(1, int(ttl)) if ttl else None)
         self._execute(pipe, f"start chord {group_id}")
 
+    def add_to_chord(self, group_id: str) -> None:
+        """Celery's ``INCR .t``: one more part than the size set at the start."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.incr(group_key(group_id, ".t"))
+        ttl = self._chord_expires_s
+        if ttl:
+            pipe.expire(group_key(group_id, ".t"), max(1, int(ttl)))
+        self._execute(pipe, f"add a part to chord {group_id}")
+
     def on_chord_part_return(self, part: ChordPart) -> ChordClaim | None:
         gid = part.group_id
         token = uuid.uuid4().hex

@@ -216,6 +216,15 @@ class SqliteBackend:
                 (group_id, int(size), self._expiry(now)),
             )
 
+    def add_to_chord(self, group_id: str) -> None:
+        now = time.time()
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT INTO celeriac_chord (group_id, extra, expires_at) VALUES (?, 1, ?) "
+                "ON CONFLICT (group_id) DO UPDATE SET extra = extra + 1",
+                (group_id, self._expiry(now)),
+            )
+
     def on_chord_part_return(self, part: ChordPart) -> ChordClaim | None:
         gid = part.group_id
         now = time.time()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import protocol, states
 from ..backends.base import build_meta, encode_exception
 from ..brokers.base import Delivery
-from ..errors import InvalidMessage, NotRegistered, Reject, Retry, TaskRevokedError
+from ..errors import Ignore, InvalidMessage, NotRegistered, Reject, Retry, TaskRevokedError
 from ..task import Request, Task, pop_request, push_request
 from . import revoked, workflow
 from .place import Place, current_place
@@ -272,6 +272,9 @@ def make_request(ctx: ExecContext, job: Job, place: Place) -> Request:
         ignore_result=bool(headers.get("ignore_result")),
         called_directly=False,
         place=place,
+        replaced_task_nesting=headers.get("replaced_task_nesting") or 0,
+        stamped_headers=headers.get("stamped_headers") or [],
+        stamps=headers.get("stamps") or {},
     )
 
 
@@ -342,6 +345,8 @@ def _outcome_for_exception(job: Job, exc: Exception) -> Outcome:
         return Outcome(states.RETRY, exc=exc, traceback=traceback.format_exc())
     if isinstance(exc, Reject):
         return Outcome(states.REJECTED, exc=exc)
+    if isinstance(exc, Ignore):  # replaced (Task.replace): the replacement stores the result
+        return Outcome(states.IGNORED, exc=exc)
     task = job.task
     if (
         task.autoretry_for
@@ -372,6 +377,8 @@ def finish(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
         elif outcome.state == states.REJECTED:
             _finish_reject(ctx, job, outcome)
             return
+        elif outcome.state == states.IGNORED:
+            pass  # nothing stored, nothing follows: the task said so
         else:
             _finish_failure(ctx, job, outcome)
     finally:
