@@ -24,6 +24,9 @@ class CliState:
     app_ref: str | None
     broker: str | None
     backend: str | None
+    config: str | None = None  # --config: a settings module, as Celery's --config
+    quiet: bool = False
+    no_color: bool = False
     _app: Celeriac | None = None
 
     def app(self) -> Celeriac:
@@ -49,6 +52,8 @@ class CliState:
                     + (f"{detail}\n" if detail else "")
                     + f"searched:\n  {searched}"
                 ) from None
+        if self.config:
+            _load_config(app, self.config)
         if self.broker:
             app.conf.broker_url = self.broker
         if self.backend:
@@ -72,6 +77,18 @@ def _describe_import_error(cause: BaseException) -> str:
     return "".join(traceback.format_list(frames)) + detail
 
 
+def _load_config(app: Celeriac, module: str) -> None:
+    from ..errors import ImproperlyConfigured
+
+    try:
+        app.config_from_object(module)
+    except (ImproperlyConfigured, ImportError) as exc:
+        raise click.ClickException(
+            f"--config {module}: cannot load that settings module ({exc}); give an importable "
+            "module name such as proj.celeryconfig, run from its parent directory or use --workdir"
+        ) from None
+
+
 def setup_logging(level: str) -> None:
     """Only the command configures logging; the library never does."""
     numeric = logging.getLevelName(level.upper())
@@ -82,7 +99,48 @@ def setup_logging(level: str) -> None:
     logging.getLogger("redis").setLevel(max(numeric, logging.INFO))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class SuggestingGroup(click.Group):
+    """Answers every unknown option, of the group or of any command, with the closest real
+    one (click itself suggests only near misses of long options)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            raise _with_suggestion(exc) from None
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.NoSuchOption as exc:
+            raise _with_suggestion(exc) from None
+
+
+def _with_suggestion(exc: click.NoSuchOption) -> click.NoSuchOption:
+    import difflib
+
+    if exc.possibilities or exc.ctx is None:
+        return exc
+    names = [
+        name
+        for param in exc.ctx.command.get_params(exc.ctx)
+        if isinstance(param, click.Option)
+        for name in (*param.opts, *param.secondary_opts)
+    ]
+    wanted = exc.option_name
+    if wanted.startswith("--"):  # a long miss is answered by a long option
+        names = [n for n in names if n.startswith("--")] or names
+    best = difflib.get_close_matches(wanted, names, n=1, cutoff=0.0)
+    if not best:
+        return exc
+    return click.NoSuchOption(
+        wanted,
+        message=f"No such option {wanted!r}. Did you mean {best[0]!r}?",
+        ctx=exc.ctx,
+    )
+
+
+@click.group(cls=SuggestingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-A",
     "--app",
@@ -92,9 +150,27 @@ def setup_logging(level: str) -> None:
 )
 @click.option("-b", "--broker", help="Broker URL, overriding the app's broker_url.")
 @click.option("--result-backend", "backend", help="Result backend URL, overriding the app's.")
+@click.option("--config", default=None, help="Settings module, e.g. proj.celeryconfig.")
+@click.option(
+    "--workdir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Change to this directory before anything else.",
+)
+@click.option("-C", "--no-color", is_flag=True, help="No colour in the output.")
+@click.option("-q", "--quiet", is_flag=True, help="Less output (no worker banner).")
 @click.version_option(package_name="celeriac", prog_name="celeriac")
 @click.pass_context
-def cli(ctx: click.Context, app_ref: str | None, broker: str | None, backend: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    app_ref: str | None,
+    broker: str | None,
+    backend: str | None,
+    config: str | None,
+    workdir: str | None,
+    no_color: bool,
+    quiet: bool,
+) -> None:
     """celeriac: a task queue that speaks Celery's protocol.
 
     \b
@@ -103,13 +179,18 @@ def cli(ctx: click.Context, app_ref: str | None, broker: str | None, backend: st
     Read a result:     celeriac -A proj result <task-id>
     See it all live:   celeriac demo
     """
-    ctx.obj = CliState(app_ref, broker, backend)
+    if workdir:
+        os.chdir(workdir)
+    ctx.obj = CliState(app_ref, broker, backend, config=config, quiet=quiet, no_color=no_color)
 
 
 def _register_commands() -> None:
-    from . import dead_cmd, demo_cmd, tasks_cmd, worker_cmd
+    from . import dead_cmd, demo_cmd, multi_cmd, report_cmd, shell_cmd, tasks_cmd, worker_cmd
 
     cli.add_command(worker_cmd.worker)
+    cli.add_command(multi_cmd.multi)
+    cli.add_command(report_cmd.report)
+    cli.add_command(shell_cmd.shell)
     cli.add_command(tasks_cmd.call)
     cli.add_command(tasks_cmd.result)
     cli.add_command(tasks_cmd.purge)

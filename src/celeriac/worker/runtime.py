@@ -68,3 +68,4 @@ class WorkerRuntime:
     prefetch_multiplier: int = 4
     prefetch_window_s: float = 0.0  # see prefetch.py
     warm_grace_s: float | None = None
+    autoscale: tuple[int, int] | None = None  # (MAX, MIN) prefork children, see autoscale.py

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...brokers.base import owner_id
 from ...errors import BrokerError
+from ..autoscale import CHECK_INTERVAL_S, Autoscaler
 from ..liveness import Liveness
 from .prefork_child import child_main
 from .prefork_lost import handle_lost_task, store_terminated
@@ -41,6 +42,7 @@ class Child:
     started_at: float
     killed_for: str | None = None
     revoked_task: str | None = None
+    retiring: bool = False  # asked to stop because the pool shrinks: not replaced
 
 
 class PreforkPool:
@@ -48,8 +50,13 @@ class PreforkPool:
 
     def __init__(self, runtime: WorkerRuntime) -> None:
         self.runtime = runtime
-        self.table = SlotTable(runtime.concurrency)
+        bounds = runtime.autoscale
+        # one slot per child there may ever be: the table is shared before the first fork
+        self.table = SlotTable(max(runtime.concurrency, bounds[0] if bounds else 0))
         self.children: dict[int, Child] = {}  # pid -> child
+        self.autoscaler = Autoscaler(*bounds) if bounds else None
+        self._target = min(runtime.concurrency, self.table.count)  # children wanted now
+        self._next_scale_check = 0.0
         self._sent_warm = False
         self._sent_cold = False
         # the manager beats for its children: it never runs user code, so a task that holds
@@ -65,14 +72,15 @@ class PreforkPool:
         # collection writes to (and so copies) the pages they share with the manager
         gc.collect()
         gc.freeze()
-        for index in range(self.runtime.concurrency):
+        for index in range(self._target):
             self._spawn(index)
         self.runtime.app.broker.ping()  # the manager's own connection, opened after the forks
         try:
-            while self.children:
+            while self.children or not self.runtime.stop.stopping:
                 self._reap()
                 self._enforce_time_limits()
                 self._relay_shutdown()
+                self._scale()
                 self.liveness.tick()
                 time.sleep(SUPERVISE_INTERVAL_S)
         finally:
@@ -97,6 +105,75 @@ class PreforkPool:
                 os._exit(code)
         self.children[pid] = Child(index, pid, time.time())
         logger.info("child %d started (pid %d)", index, pid)
+
+    # growing and shrinking (--autoscale, and the pool_grow/pool_shrink remote controls)
+    def pool_grow(self, n: int = 1) -> int:
+        """Ask for *n* more children (up to the pool's slots); returns the new count.
+        Safe from any thread: the manager's loop does the forking."""
+        wanted = self._target + max(0, n)
+        if wanted > self.table.count:
+            logger.warning(
+                "pool_grow: this pool has %d slots (the larger of --concurrency and "
+                "--autoscale's MAX); growing to %d, not %d",
+                self.table.count,
+                self.table.count,
+                wanted,
+            )
+        self._target = min(wanted, self.table.count)
+        return self._target
+
+    def pool_shrink(self, n: int = 1) -> int:
+        """Ask for *n* fewer children (never fewer than one); returns the new count."""
+        self._target = max(1, self._target - max(0, n))
+        return self._target
+
+    def _scale(self) -> None:
+        if self.runtime.stop.stopping:
+            return
+        if self.autoscaler is not None:
+            now = time.monotonic()
+            if now >= self._next_scale_check:
+                self._next_scale_check = now + CHECK_INTERVAL_S
+                self._autoscale(now)
+        active = [c for c in self.children.values() if not c.retiring]
+        if len(active) < self._target:
+            used = {c.index for c in self.children.values()}
+            free = [i for i in range(self.table.count) if i not in used]
+            for index in free[: self._target - len(active)]:
+                self._spawn(index)
+            self._reconnect()
+        elif len(active) > self._target:
+            self._retire(active, len(active) - self._target)
+        self.runtime.concurrency = self._target  # what the banner and stats report
+
+    def _autoscale(self, now: float) -> None:
+        assert self.autoscaler is not None
+        active = [c for c in self.children.values() if not c.retiring]
+        busy = sum(1 for c in active if self.table.running(c.index) is not None)
+        try:
+            broker = self.runtime.app.broker
+            queued = sum(broker.queue_length(q) for q in self.runtime.queues)
+        except Exception as exc:  # the broker may be down; the consumers report that
+            logger.debug("autoscale: cannot read the queue lengths: %s", exc)
+            return
+        target = self.autoscaler.target(len(active), busy, queued, now)
+        if target != self._target:
+            logger.info(
+                "autoscale: %d busy, %d waiting: %s to %d children",
+                busy,
+                queued,
+                "growing" if target > self._target else "shrinking",
+                target,
+            )
+            self._target = target
+
+    def _retire(self, active: list[Child], count: int) -> None:
+        """Stop *count* children, idle ones first, the highest index first; a busy one
+        finishes its task (SIGTERM is a warm stop for a child)."""
+        order = sorted(active, key=lambda c: (self.table.running(c.index) is not None, -c.index))
+        for child in order[:count]:
+            child.retiring = True
+            _kill(child.pid, signal.SIGTERM)
 
     def _reap(self) -> None:
         while self.children:
@@ -147,7 +224,10 @@ class PreforkPool:
         elif not stopping:
             logger.error("child %d (pid %d) %s", child.index, child.pid, reason)
         self._recover_held(child)
-        if not stopping:
+        if child.retiring:
+            self.table.vacate(child.index)
+            logger.info("child %d (pid %d) retired: the pool shrank", child.index, child.pid)
+        elif not stopping:
             self._spawn(child.index)
             self._reconnect()
 

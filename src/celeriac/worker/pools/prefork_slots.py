@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 _FORMAT = "=ddB7x64s200s64s"  # started_at, hard_limit_s, acks_late, task_id, task_name, receipt
 _SIZE = struct.calcsize(_FORMAT)
-_STARTING, _WAITING, _CONSUMING = 0, 1, 2
+_STARTING, _WAITING, _CONSUMING, _EMPTY = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +38,19 @@ class SlotTable:
     def __init__(self, count: int) -> None:
         self.count = count
         self._map = mmap.mmap(-1, max(1, count) * _SIZE)
-        # 1 byte a child: 0 not consuming yet, 1 idle and asking for work, 2 consuming
+        # 1 byte a child: 0 not consuming yet, 1 idle and asking for work, 2 consuming,
+        # 3 no child in this slot (an autoscaled pool has fewer children than slots)
         self._waiting = mmap.mmap(-1, max(1, count))
+        self._waiting[:] = bytes([_EMPTY]) * max(1, count)
 
     def reset(self, index: int) -> None:
         """A (re)spawned child has not fetched anything yet."""
         self._waiting[index] = _STARTING
+
+    def vacate(self, index: int) -> None:
+        """No child in this slot any more (the pool shrank): it is neither idle nor busy."""
+        self._waiting[index] = _EMPTY
+        self.clear(index)
 
     def set_waiting(self, index: int, waiting: bool) -> None:
         self._waiting[index] = _WAITING if waiting else _CONSUMING
@@ -55,7 +62,7 @@ class SlotTable:
     def siblings_consuming(self, index: int) -> bool:
         """Is every other child busy with work of its own (none idle, none still starting)?
         Only then may a child hold more messages than the one it runs."""
-        return all(self._waiting[i] == _CONSUMING for i in range(self.count) if i != index)
+        return all(self._waiting[i] >= _CONSUMING for i in range(self.count) if i != index)
 
     def start(
         self,
