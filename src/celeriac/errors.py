@@ -2,7 +2,8 @@
 
 CeleriacError                   (CeleryError: Celery's name for the root)
 ├── ConfigurationError          a setting, URL or app reference is wrong
-│   └── ImproperlyConfigured    (Celery's name for the same thing)
+│   ├── ImproperlyConfigured    (Celery's name for the same thing)
+│   └── InvalidSchedule         a crontab/schedule/solar field that cannot be a schedule
 ├── SecurityError               a message signature or key that does not check out
 ├── SerializationError          a value cannot be encoded or decoded
 │   └── ContentDisallowed       a content type that is not accepted (pickle)
@@ -60,6 +61,11 @@ class ConfigurationError(CeleriacError):
 
 class ImproperlyConfigured(ConfigurationError):
     pass
+
+
+class InvalidSchedule(ConfigurationError, ValueError):
+    """A ``crontab``/``schedule``/``solar`` argument that cannot be a schedule (a ValueError,
+    as Celery raises)."""
 
 
 class SecurityError(CeleriacError):

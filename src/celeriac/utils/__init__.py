@@ -1,0 +1,1 @@
+"""Celery's ``celery.utils`` import paths that task modules use (``celeriac.utils.log``)."""
