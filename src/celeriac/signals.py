@@ -94,6 +94,9 @@ class Signal:
         # receiver for a strong one; read without the lock (replaced whole on change)
         self._entries: tuple[tuple[Any, Any, Callable[[], Receiver | None]], ...] = ()
         self._lock = threading.Lock()
+        # told whether the signal has receivers whenever that may have changed: how the
+        # signals view subscribes to the lifecycle only while someone listens
+        self._watchers: list[Callable[[bool], None]] = []
 
     def __repr__(self) -> str:
         return f"<Signal: {self.name}>"
@@ -138,6 +141,7 @@ class Signal:
             if any(entry[0] == key for entry in self._entries):
                 return receiver
             self._entries = (*self._entries, (key, _sender_key(sender), ref))
+        self._changed()
         return receiver
 
     def disconnect(
@@ -155,7 +159,18 @@ class Signal:
             kept = tuple(entry for entry in self._entries if entry[0] != key)
             removed = len(kept) != len(self._entries)
             self._entries = kept
+        self._changed()
         return removed
+
+    def watch(self, watcher: Callable[[bool], None]) -> None:
+        """Call *watcher* with whether this signal has receivers: now and after each change."""
+        self._watchers.append(watcher)
+        watcher(bool(self._entries))
+
+    def _changed(self) -> None:
+        listening = bool(self._entries)
+        for watcher in self._watchers:
+            watcher(listening)
 
     def has_listeners(self, sender: Any = None) -> bool:
         return bool(self._live(sender))
@@ -206,6 +221,7 @@ class Signal:
     def _drop_dead(self) -> None:
         with self._lock:
             self._entries = tuple(entry for entry in self._entries if entry[2]() is not None)
+        self._changed()
 
     def _reference(self, receiver: Receiver, weak: bool) -> Callable[[], Receiver | None]:
         if not weak:
@@ -279,3 +295,13 @@ eventlet_pool_preshutdown = _signal("eventlet_pool_preshutdown")
 eventlet_pool_postshutdown = _signal("eventlet_pool_postshutdown")
 eventlet_pool_apply = _signal("eventlet_pool_apply", "target", "args", "kwargs")
 user_preload_options = _signal("user_preload_options", "app", "options")
+
+
+def _install_view() -> None:
+    # the signals view of the lifecycle: each signal's hook runs only while it has receivers
+    from . import signal_view
+
+    signal_view.install()
+
+
+_install_view()

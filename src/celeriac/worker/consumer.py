@@ -63,6 +63,7 @@ class Consumer:
         self._acks_lock = threading.Lock()
         ctx.ack = self._ack_later
         ctx.late_ack = self._ack_after_result
+        ctx.consumer = self  # the sender of task_received and friends, as in Celery
         self._late_acks = False  # a pending ack waits for a deferred result: confirm first
         self._next_due: float | None = 0.0
         self._next_promote = 0.0
@@ -78,6 +79,14 @@ class Consumer:
         self._ahead: tuple[list[str], int] | None = None  # acks it carries, count asked
         self._last_fetch_full = False
         ctx.on_defer = self._note_due
+
+    @property
+    def app(self) -> Any:
+        return self.ctx.app
+
+    @property
+    def hostname(self) -> str:
+        return self.ctx.nodename
 
     def _note_due(self, due_s: float) -> None:
         if self._next_due is None or due_s < self._next_due:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from .. import protocol, states
+from .. import lifecycle, protocol, states
 from ..backends.base import build_meta, encode_exception
 from ..brokers.base import Delivery
 from ..errors import Ignore, InvalidMessage, NotRegistered, Reject, Retry, TaskRevokedError
@@ -40,6 +40,7 @@ class ExecContext:
     place_base: Place
     place_extras: Callable[[], Place] | None = None
     revoked: set[str] = field(default_factory=set)
+    consumer: Any = None  # the Consumer: the sender of task_received, task_unknown, ...
     on_task_start: Callable[[Job], None] | None = None
     on_task_end: Callable[[Job], None] | None = None
     on_defer: Callable[[float], None] | None = None
@@ -86,6 +87,8 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
         message = protocol.parse_envelope(delivery.raw, ctx.app.conf.accept_content)
     except InvalidMessage as exc:
         _reject_invalid(ctx, delivery, exc.reason, exc.task_id, exc)
+        if lifecycle.task_rejected.hooks:
+            lifecycle.task_rejected.emit(ctx, delivery, exc)
         return None
     if not delivery.receipt:  # a task, but without a delivery tag the broker could not track it
         reason = "envelope has no string properties.delivery_tag"
@@ -104,9 +107,11 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
         _store_failure(ctx, message.id, exc, traceback_text=None, message=message)
         workflow.on_not_run(ctx.app, message, states.FAILURE, exc)
         broker.dead_letter(delivery, f"unregistered task {message.task!r}")
+        if lifecycle.task_unknown.hooks:
+            lifecycle.task_unknown.emit(ctx, delivery, message, exc)
         return None
     if message.id in ctx.revoked or revoked.is_revoked(message.id):
-        _discard(ctx, delivery, message, "revoked")
+        _discard(ctx, Job(delivery, message, task), "revoked")
         return None
     headers = message.headers
     if not (headers.get("expires") or headers.get("eta")):
@@ -114,7 +119,7 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
     now = datetime.now(timezone.utc)
     expires = message.expires
     if expires is not None and expires <= now:
-        _discard(ctx, delivery, message, "expired")
+        _discard(ctx, Job(delivery, message, task), "expired")
         return None
     eta = message.eta
     if eta is not None and (eta - now).total_seconds() > 0.002:
@@ -141,8 +146,8 @@ def _reject_invalid(
         ctx.app.broker.dead_letter(delivery, reason)
 
 
-def _discard(ctx: ExecContext, delivery: Delivery, message: protocol.TaskMessage, why: str) -> None:
-    logger.info("discarding %s task %s[%s]", why, message.task, message.id)
+def _discard(ctx: ExecContext, job: Job, why: str) -> None:
+    delivery, message = job.delivery, job.message
     meta = build_meta(
         message.id,
         states.REVOKED,
@@ -153,6 +158,8 @@ def _discard(ctx: ExecContext, delivery: Delivery, message: protocol.TaskMessage
     _store(ctx, message.id, meta)
     workflow.on_not_run(ctx.app, message, states.REVOKED, TaskRevokedError(why))
     ctx.ack_now_or_later(delivery.receipt)
+    if lifecycle.task_revoked.hooks:
+        lifecycle.task_revoked.emit(ctx, job, False, None, why == "expired")
 
 
 def _store_failure(
@@ -220,7 +227,8 @@ def _ignores_result(ctx: ExecContext, job: Job) -> bool:
 def begin(ctx: ExecContext, job: Job) -> None:
     """Ack early (Celery's default) and record STARTED when tracking is on."""
     message = job.message
-    logger.debug("task %s[%s] received", message.task, message.id)
+    if lifecycle.task_received.hooks:
+        lifecycle.task_received.emit(ctx, job)
     if not acks_late(ctx, job.task):
         ctx.ack_now_or_later(job.delivery.receipt)
         job.acked = True
@@ -303,6 +311,8 @@ def invoke(ctx: ExecContext, job: Job) -> Outcome:
     job.request = request
     token = push_request(request)
     try:
+        if lifecycle.task_started.hooks:
+            lifecycle.task_started.emit(ctx, job, request)
         value = job.task(*job.message.args, **job.message.kwargs)
         if job.task.is_async or asyncio.iscoroutine(value):
             value = run_coroutine(value)
@@ -326,6 +336,8 @@ async def invoke_async(ctx: ExecContext, job: Job) -> Outcome:
     started = time.monotonic()
     place["started_at"] = time.time()
     try:
+        if lifecycle.task_started.hooks:
+            lifecycle.task_started.emit(ctx, job, request)
         value = job.task(*job.message.args, **job.message.kwargs)
         if asyncio.iscoroutine(value):
             value = await value
@@ -374,6 +386,8 @@ def finish(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
             _finish_success(ctx, job, outcome)
         elif outcome.state == states.RETRY:
             _finish_retry(ctx, job, outcome)
+            if lifecycle.task_retried.hooks:
+                lifecycle.task_retried.emit(ctx, job, outcome)
         elif outcome.state == states.REJECTED:
             _finish_reject(ctx, job, outcome)
             return
@@ -382,6 +396,8 @@ def finish(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
         else:
             _finish_failure(ctx, job, outcome)
     finally:
+        if lifecycle.task_finished.hooks:
+            lifecycle.task_finished.emit(ctx, job, outcome)
         ctx.processed += 1
         if ctx.on_task_end is not None:
             ctx.on_task_end(job)
@@ -435,20 +451,14 @@ def _finish_success(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
         _call_hook(
             job.task.on_success, outcome.value, job.message.id, job.message.args, job.message.kwargs
         )
+    if lifecycle.task_succeeded.hooks:
+        lifecycle.task_succeeded.emit(ctx, job, outcome)
     _after_return(job, states.SUCCESS, outcome.value)
 
 
 def _finish_failure(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
     exc = outcome.exc
     assert exc is not None
-    logger.error(
-        "task %s[%s] raised %s: %s",
-        job.message.task,
-        job.message.id,
-        type(exc).__name__,
-        exc,
-        exc_info=(type(exc), exc, exc.__traceback__),
-    )
     if not _ignores_result(ctx, job) or job.task.store_errors_even_if_ignored:
         _store(ctx, job.message.id, _meta_for(job, states.FAILURE, encode_exception(exc), outcome))
     workflow.on_failure(ctx.app, job, exc, outcome.traceback)
@@ -460,6 +470,8 @@ def _finish_failure(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
         job.message.kwargs,
         outcome.traceback,
     )
+    if lifecycle.task_failed.hooks:  # the log-lines view logs the error with its traceback
+        lifecycle.task_failed.emit(ctx, job, outcome)
     _after_return(job, states.FAILURE, exc)
 
 
@@ -468,7 +480,6 @@ def _finish_retry(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
     assert isinstance(retry, Retry)
     message = job.message
     reason = retry.exc if retry.exc is not None else retry
-    logger.info("task %s[%s] retry: %s", message.task, message.id, retry)
     if not _ignores_result(ctx, job):
         _store(ctx, message.id, _meta_for(job, states.RETRY, encode_exception(reason), outcome))
     options = dict(getattr(retry, "options", {}) or {})
@@ -547,13 +558,24 @@ def _after_return(job: Job, state: str, value: Any) -> None:
 
 def handle(ctx: ExecContext, delivery: Delivery) -> None:
     """The whole path for one message in the current slot (solo, threads, green pools)."""
+    job = None
     try:
         job = accept(ctx, delivery)
         if job is None:
             return
         begin(ctx, job)
         finish(ctx, job, invoke(ctx, job))
-    except Exception:  # one message must never take the consumer down
-        logger.exception(
-            "internal error handling message %s from %r", delivery.receipt, delivery.queue
-        )
+    except Exception as exc:  # one message must never take the consumer down
+        internal_error(ctx, delivery, job, exc)
+
+
+def internal_error(ctx: ExecContext, delivery: Delivery, job: Job | None, exc: Exception) -> None:
+    """The worker's own code failed on a message: log it, tell the views, go on."""
+    logger.error(
+        "internal error handling message %s from %r",
+        delivery.receipt,
+        delivery.queue,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    if lifecycle.task_internal_error.hooks:
+        lifecycle.task_internal_error.emit(ctx, delivery, job, exc)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import lifecycle
 from ..brokers.base import owner_pid_here
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class Liveness:
                 logger.warning("heartbeat failed: %s; will retry", exc)
             self._sweep_after = None
             return
+        if lifecycle.worker_heartbeat.hooks:  # heartbeat_sent, and later worker-heartbeat
+            lifecycle.worker_heartbeat.emit(self)
         if self._sweep_after is None:
             # back after an outage: nobody could beat while the broker was gone, so every
             # other live worker looks dead until its next beat; sweeping now would hand out

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
-from ..errors import ConfigurationError
+from .. import __version__, lifecycle
 from ..urls import safe_url
+from . import log_lines
 from .control import ControlListener
 from .pools import ALIASES, pool_class
 from .runtime import ColdShutdown, WorkerRuntime
@@ -58,15 +58,6 @@ class Worker:
         prefetch_multiplier: int | None = None,
         banner: bool = True,
         statedb: str | None = None,
-        *,
-        task_events: bool = False,
-        beat: bool = False,
-        schedule_filename: str | None = None,
-        scheduler: str | None = None,
-        autoscale: tuple[int, int] | None = None,
-        optimization: str | None = None,
-        exclude_queues: Sequence[str] = (),
-        notes: Sequence[str] = (),
     ) -> None:
         conf = app.conf
         pool_name = ALIASES.get(pool or conf.worker_pool, pool or conf.worker_pool)
@@ -75,34 +66,17 @@ class Worker:
             concurrency = conf.worker_concurrency or default_concurrency(pool_name)
         if pool_name == "solo":
             concurrency = 1
-        self.autoscale = _autoscale_for(pool_name, autoscale or conf.get("worker_autoscale"))
-        if self.autoscale is not None:
-            concurrency = self.autoscale[1]  # start at MIN, as Celery does
-        elif int(concurrency) < 1:
+        if int(concurrency) < 1:
             raise ValueError(f"--concurrency must be at least 1, got {concurrency}")
         self.app = app
         self.banner = banner
         self.statedb_path = statedb or conf.worker_state_db
-        # -E and -B are accepted and kept; events and the embedded beat are wired later
-        self.task_events = bool(task_events or conf.worker_send_task_events)
-        if task_events:
-            conf.worker_send_task_events = True
-        self.beat = beat
-        self.schedule_filename = (
-            schedule_filename or conf.get("beat_schedule_filename") or "celerybeat-schedule"
-        )
-        self.scheduler = scheduler or conf.beat_scheduler
-        self.optimization = optimization or "default"
-        self.notes = list(notes)
-        if self.optimization == "fair":
-            # hold no message that a free child (or slot) could not start now
-            prefetch_multiplier = 1
         self.runtime = WorkerRuntime(
             app=app,
             nodename=default_nodename(hostname),
             pool_name=pool_name,
             concurrency=int(concurrency),
-            queues=_consumed_queues(queues or [conf.task_default_queue], exclude_queues),
+            queues=list(queues or [conf.task_default_queue]),
             max_tasks_per_child=max_tasks_per_child or conf.worker_max_tasks_per_child,
             max_memory_per_child_kib=max_memory_per_child or conf.worker_max_memory_per_child,
             time_limit_s=time_limit if time_limit is not None else conf.task_time_limit,
@@ -114,24 +88,38 @@ class Worker:
                 if prefetch_multiplier is not None
                 else conf.worker_prefetch_multiplier
             ),
-            prefetch_window_s=(
-                0.0 if self.optimization == "fair" else _window_setting(conf.worker_prefetch_window)
-            ),
-            autoscale=self.autoscale,
+            prefetch_window_s=_window_setting(conf.worker_prefetch_window),
         )
         self._interrupts = 0
+        # what celeryd_init receivers read as ``options`` (Celery passes the CLI's options)
+        self.options: dict[str, Any] = {
+            "pool": pool_name,
+            "concurrency": self.runtime.concurrency,
+            "queues": list(self.runtime.queues),
+            "hostname": self.runtime.nodename,
+        }
+        if lifecycle.worker_initialised.hooks:
+            lifecycle.worker_initialised.emit(self)
+
+    @property
+    def hostname(self) -> str:
+        return self.runtime.nodename
 
     def start(self) -> int:
         """Run until shut down; returns the process exit code."""
         app = self.app
         app.client_name = f"celeriac.worker.{os.getpid()}"
         app.close()  # connections opened before now were named as a client
-        app.import_task_modules()
+        log_lines.install()
+        app.import_task_modules()  # sends import_modules
         app.broker.ping()
+        if lifecycle.worker_set_up.hooks:
+            lifecycle.worker_set_up.emit(self)
         if self.banner:
-            sys.stderr.write(self.render_banner())
-            sys.stderr.flush()
-        self._log_accepted_options()
+            # the real stderr: with worker_redirect_stdouts, sys.stderr is a logger by now
+            banner_stream = sys.__stderr__ or sys.stderr
+            banner_stream.write(self.render_banner())
+            banner_stream.flush()
         pool = self.pool_cls(self.runtime)
         state = StateDB(self.statedb_path) if self.statedb_path else None
         if state is not None:
@@ -145,6 +133,8 @@ class Worker:
                 CONTROL_READY_S,
             )
         self._install_signals()
+        if lifecycle.worker_ready.hooks:
+            lifecycle.worker_ready.emit(self)
         logger.info("%s ready.", self.runtime.nodename)
         try:
             code = pool.run()
@@ -152,6 +142,8 @@ class Worker:
             control.stop()
             if state is not None:
                 state.save(app)
+            if lifecycle.worker_stopped.hooks:
+                lifecycle.worker_stopped.emit(self)
             logger.info("%s stopped.", self.runtime.nodename)
             app.close()
         return code
@@ -166,47 +158,16 @@ class Worker:
             f"- ** ---------- .> app:         {self.app.main or '__main__'}:{id(self.app):#x}",
             f"- ** ---------- .> transport:   {safe_url(self.app.broker_url)}",
             f"- ** ---------- .> results:     {safe_url(self.app.backend_url)}",
-            f"- *** --- * --- .> concurrency: {self._concurrency_text()}",
-            f"-- ******* ---- .> task events: {self._events_text()}",
+            f"- *** --- * --- .> concurrency: {rt.concurrency} ({rt.pool_name})",
+            "-- ******* ---- .> task events: OFF",
             "--- ***** ----- [queues]",
             *[f" -------------- .> {q:<12} exchange={q}(direct) key={q}" for q in rt.queues],
             "",
-            *(["[notes]", *[f"  . {note}" for note in self.notes], ""] if self.notes else []),
             "[tasks]",
             *[f"  . {name}" for name in tasks],
             "",
         ]
         return "\n".join(lines) + "\n"
-
-    def _concurrency_text(self) -> str:
-        rt = self.runtime
-        if self.autoscale is not None:
-            return f"{{min={self.autoscale[1]}, max={self.autoscale[0]}}} ({rt.pool_name})"
-        fair = ", fair" if self.optimization == "fair" else ""
-        return f"{rt.concurrency} ({rt.pool_name}{fair})"
-
-    def _events_text(self) -> str:
-        if self.task_events:
-            return "ON (accepted; celeriac does not send task events yet)"
-        return "OFF (enable -E for monitoring)"
-
-    def _log_accepted_options(self) -> None:
-        """Say once, honestly, what was accepted but does nothing yet."""
-        if self.task_events:
-            logger.warning(
-                "-E/--task-events accepted: celeriac does not send Celery task events yet, "
-                "so flower and `celery events` will not see this worker's tasks"
-            )
-        if self.beat:
-            logger.warning(
-                "-B/--beat accepted (schedule %s, scheduler %s): the embedded beat is not "
-                "part of celeriac yet, so no periodic task is sent by this worker",
-                self.schedule_filename,
-                self.scheduler or "default",
-            )
-        if self.notes and not self.banner:
-            for note in self.notes:
-                logger.info("note: %s", note)
 
     def _install_signals(self) -> None:
         # ask signal.signal itself: under eventlet's patching, threading no longer knows
@@ -223,55 +184,31 @@ class Worker:
     def _on_warm(self, signum: int, frame: FrameType | None) -> None:
         if not self.runtime.stop.warm.is_set():
             logger.warning("warm shutdown requested (%s)", signal.Signals(signum).name)
+            self._shutting_down(signum, "Warm")
         self.runtime.stop.warm.set()
+
+    def _shutting_down(self, signum: int, how: str) -> None:
+        if lifecycle.worker_shutting_down.hooks:
+            name = signal.Signals(signum).name
+            lifecycle.worker_shutting_down.emit(self.runtime.nodename, name, how, 0)
 
     def _on_interrupt(self, signum: int, frame: FrameType | None) -> None:
         self._interrupts += 1
         if self._interrupts == 1:
             logger.warning("warm shutdown (Ctrl-C again for a cold one)")
+            self._shutting_down(signum, "Warm")
             self.runtime.stop.warm.set()
         else:
             self._on_cold(signum, frame)
 
     def _on_cold(self, signum: int, frame: FrameType | None) -> Any:
         logger.warning("cold shutdown requested (%s)", signal.Signals(signum).name)
+        self._shutting_down(signum, "Cold")
         self.runtime.stop.warm.set()
         self.runtime.stop.cold.set()
         if self.runtime.pool_name == "solo":
             raise ColdShutdown()
         return None
-
-
-def _autoscale_for(pool_name: str, value: Any) -> tuple[int, int] | None:
-    """(MAX, MIN) for prefork; other pools cannot grow or shrink, and say so."""
-    if not value:
-        return None
-    if isinstance(value, str):
-        from .autoscale import parse_autoscale
-
-        high, low = parse_autoscale(value)
-    else:
-        high, low = (int(v) for v in value)
-    if pool_name != "prefork":
-        logger.warning(
-            "--autoscale works with the prefork pool only; the %s pool keeps a fixed "
-            "--concurrency, so %s,%s is ignored",
-            pool_name,
-            high,
-            low,
-        )
-        return None
-    return max(high, low), min(high, low)
-
-
-def _consumed_queues(queues: Sequence[str], exclude: Sequence[str]) -> list[str]:
-    kept = [q for q in queues if q not in set(exclude)]
-    if not kept:
-        raise ConfigurationError(
-            f"-X/--exclude-queues {','.join(exclude)} leaves no queue to consume out of "
-            f"{','.join(queues)}; name the queues to consume with -Q"
-        )
-    return kept
 
 
 def _window_setting(value: Any) -> float:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ...brokers.base import Delivery
 from ..consumer import Consumer
-from ..execute import ExecContext, accept, begin, finish, invoke, invoke_async
+from ..execute import ExecContext, accept, begin, finish, internal_error, invoke, invoke_async
 from ..place import Place, asyncio_task_name
 from ..serve import make_context, settle, vouched_for, warn_unenforced_time_limits
 from .threads import DaemonThreadExecutor
@@ -133,10 +133,8 @@ class LoopRunner:
         try:
             if await self._run(delivery):
                 self._forget(delivery)
-        except Exception:  # one message must never take the pool down
-            logger.exception(
-                "internal error handling message %s from %r", delivery.receipt, delivery.queue
-            )
+        except Exception as exc:  # one message must never take the pool down
+            internal_error(self.ctx, delivery, None, exc)
             self._forget(delivery)
         finally:
             self.slots.release()

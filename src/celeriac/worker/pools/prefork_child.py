@@ -14,10 +14,20 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from ... import states
+from ... import lifecycle, states
 from ...brokers.base import Delivery
 from ...errors import SoftTimeLimitExceeded
-from ..execute import ExecContext, Job, Outcome, accept, acks_late, begin, finish, invoke
+from ..execute import (
+    ExecContext,
+    Job,
+    Outcome,
+    accept,
+    acks_late,
+    begin,
+    finish,
+    internal_error,
+    invoke,
+)
 from ..runtime import ColdShutdown, StopFlags, WorkerRuntime
 from ..serve import make_context, serve_in_process
 from .solo import InlineSlots
@@ -58,6 +68,10 @@ def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
         # one is idle or still starting (it would find the queue empty and sit idle)
         return multiplier if table.siblings_consuming(index) else 1
 
+    # Django's per-child connections and the like: after the fork, before the first task
+    if lifecycle.worker_process_started.hooks:
+        lifecycle.worker_process_started.emit(runtime.nodename)
+    exitcode = 1
     try:
         serve_in_process(
             runtime,
@@ -71,7 +85,10 @@ def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
             should_hand_back=lambda: table.sibling_waiting(index),
             on_waiting=lambda waiting: table.set_waiting(index, waiting),
         )
+        exitcode = 0
     finally:
+        if lifecycle.worker_process_stopping.hooks:
+            lifecycle.worker_process_stopping.emit(runtime.nodename, pid, exitcode)
         runtime.app.close()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -190,6 +207,7 @@ class _Limits:
 
 
 def _handle_with_limits(ctx: ExecContext, delivery: Delivery, limits: _Limits) -> None:
+    job = None
     try:
         job = accept(ctx, delivery)
         if job is None:
@@ -210,10 +228,8 @@ def _handle_with_limits(ctx: ExecContext, delivery: Delivery, limits: _Limits) -
             finish(ctx, job, outcome)
         finally:
             limits.table.clear(limits.index)
-    except Exception:
-        logger.exception(
-            "internal error handling message %s from %r", delivery.receipt, delivery.queue
-        )
+    except Exception as exc:
+        internal_error(ctx, delivery, job, exc)
 
 
 def _invoke_with_soft_limit(ctx: ExecContext, job: Job, soft_s: float | None) -> Outcome:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ... import lifecycle
 from ..place import Place
 from ..serve import serve_in_process
 
@@ -51,4 +52,7 @@ class SoloPool:
         self.runtime = runtime
 
     def run(self) -> int:
+        # tasks run in this process: it is the one worker_process_init prepares (Celery's)
+        if lifecycle.worker_process_started.hooks:
+            lifecycle.worker_process_started.emit(self.runtime.nodename)
         return serve_in_process(self.runtime, InlineSlots(), self.name)
