@@ -12,6 +12,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__, lifecycle
+from ..errors import ConfigurationError
 from ..urls import safe_url
 from . import log_lines
 from .control import ControlListener
@@ -58,6 +59,15 @@ class Worker:
         prefetch_multiplier: int | None = None,
         banner: bool = True,
         statedb: str | None = None,
+        *,
+        task_events: bool = False,
+        beat: bool = False,
+        schedule_filename: str | None = None,
+        scheduler: str | None = None,
+        autoscale: tuple[int, int] | None = None,
+        optimization: str | None = None,
+        exclude_queues: Sequence[str] = (),
+        notes: Sequence[str] = (),
     ) -> None:
         conf = app.conf
         pool_name = ALIASES.get(pool or conf.worker_pool, pool or conf.worker_pool)
@@ -66,17 +76,34 @@ class Worker:
             concurrency = conf.worker_concurrency or default_concurrency(pool_name)
         if pool_name == "solo":
             concurrency = 1
-        if int(concurrency) < 1:
+        self.autoscale = _autoscale_for(pool_name, autoscale or conf.get("worker_autoscale"))
+        if self.autoscale is not None:
+            concurrency = self.autoscale[1]  # start at MIN, as Celery does
+        elif int(concurrency) < 1:
             raise ValueError(f"--concurrency must be at least 1, got {concurrency}")
         self.app = app
         self.banner = banner
         self.statedb_path = statedb or conf.worker_state_db
+        # -E and -B are accepted and kept; events and the embedded beat are wired later
+        self.task_events = bool(task_events or conf.worker_send_task_events)
+        if task_events:
+            conf.worker_send_task_events = True
+        self.beat = beat
+        self.schedule_filename = (
+            schedule_filename or conf.get("beat_schedule_filename") or "celerybeat-schedule"
+        )
+        self.scheduler = scheduler or conf.beat_scheduler
+        self.optimization = optimization or "default"
+        self.notes = list(notes)
+        if self.optimization == "fair":
+            # hold no message that a free child (or slot) could not start now
+            prefetch_multiplier = 1
         self.runtime = WorkerRuntime(
             app=app,
             nodename=default_nodename(hostname),
             pool_name=pool_name,
             concurrency=int(concurrency),
-            queues=list(queues or [conf.task_default_queue]),
+            queues=_consumed_queues(queues or [conf.task_default_queue], exclude_queues),
             max_tasks_per_child=max_tasks_per_child or conf.worker_max_tasks_per_child,
             max_memory_per_child_kib=max_memory_per_child or conf.worker_max_memory_per_child,
             time_limit_s=time_limit if time_limit is not None else conf.task_time_limit,
@@ -88,7 +115,10 @@ class Worker:
                 if prefetch_multiplier is not None
                 else conf.worker_prefetch_multiplier
             ),
-            prefetch_window_s=_window_setting(conf.worker_prefetch_window),
+            prefetch_window_s=(
+                0.0 if self.optimization == "fair" else _window_setting(conf.worker_prefetch_window)
+            ),
+            autoscale=self.autoscale,
         )
         self._interrupts = 0
         # what celeryd_init receivers read as ``options`` (Celery passes the CLI's options)
@@ -120,6 +150,7 @@ class Worker:
             banner_stream = sys.__stderr__ or sys.stderr
             banner_stream.write(self.render_banner())
             banner_stream.flush()
+        self._log_accepted_options()
         pool = self.pool_cls(self.runtime)
         state = StateDB(self.statedb_path) if self.statedb_path else None
         if state is not None:
@@ -158,16 +189,47 @@ class Worker:
             f"- ** ---------- .> app:         {self.app.main or '__main__'}:{id(self.app):#x}",
             f"- ** ---------- .> transport:   {safe_url(self.app.broker_url)}",
             f"- ** ---------- .> results:     {safe_url(self.app.backend_url)}",
-            f"- *** --- * --- .> concurrency: {rt.concurrency} ({rt.pool_name})",
-            "-- ******* ---- .> task events: OFF",
+            f"- *** --- * --- .> concurrency: {self._concurrency_text()}",
+            f"-- ******* ---- .> task events: {self._events_text()}",
             "--- ***** ----- [queues]",
             *[f" -------------- .> {q:<12} exchange={q}(direct) key={q}" for q in rt.queues],
             "",
+            *(["[notes]", *[f"  . {note}" for note in self.notes], ""] if self.notes else []),
             "[tasks]",
             *[f"  . {name}" for name in tasks],
             "",
         ]
         return "\n".join(lines) + "\n"
+
+    def _concurrency_text(self) -> str:
+        rt = self.runtime
+        if self.autoscale is not None:
+            return f"{{min={self.autoscale[1]}, max={self.autoscale[0]}}} ({rt.pool_name})"
+        fair = ", fair" if self.optimization == "fair" else ""
+        return f"{rt.concurrency} ({rt.pool_name}{fair})"
+
+    def _events_text(self) -> str:
+        if self.task_events:
+            return "ON (accepted; celeriac does not send task events yet)"
+        return "OFF (enable -E for monitoring)"
+
+    def _log_accepted_options(self) -> None:
+        """Say once, honestly, what was accepted but does nothing yet."""
+        if self.task_events:
+            logger.warning(
+                "-E/--task-events accepted: celeriac does not send Celery task events yet, "
+                "so flower and `celery events` will not see this worker's tasks"
+            )
+        if self.beat:
+            logger.warning(
+                "-B/--beat accepted (schedule %s, scheduler %s): the embedded beat is not "
+                "part of celeriac yet, so no periodic task is sent by this worker",
+                self.schedule_filename,
+                self.scheduler or "default",
+            )
+        if self.notes and not self.banner:
+            for note in self.notes:
+                logger.info("note: %s", note)
 
     def _install_signals(self) -> None:
         # ask signal.signal itself: under eventlet's patching, threading no longer knows
@@ -209,6 +271,38 @@ class Worker:
         if self.runtime.pool_name == "solo":
             raise ColdShutdown()
         return None
+
+
+def _autoscale_for(pool_name: str, value: Any) -> tuple[int, int] | None:
+    """(MAX, MIN) for prefork; other pools cannot grow or shrink, and say so."""
+    if not value:
+        return None
+    if isinstance(value, str):
+        from .autoscale import parse_autoscale
+
+        high, low = parse_autoscale(value)
+    else:
+        high, low = (int(v) for v in value)
+    if pool_name != "prefork":
+        logger.warning(
+            "--autoscale works with the prefork pool only; the %s pool keeps a fixed "
+            "--concurrency, so %s,%s is ignored",
+            pool_name,
+            high,
+            low,
+        )
+        return None
+    return max(high, low), min(high, low)
+
+
+def _consumed_queues(queues: Sequence[str], exclude: Sequence[str]) -> list[str]:
+    kept = [q for q in queues if q not in set(exclude)]
+    if not kept:
+        raise ConfigurationError(
+            f"-X/--exclude-queues {','.join(exclude)} leaves no queue to consume out of "
+            f"{','.join(queues)}; name the queues to consume with -Q"
+        )
+    return kept
 
 
 def _window_setting(value: Any) -> float:
