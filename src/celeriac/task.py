@@ -163,6 +163,21 @@ class Task:
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return self.apply_async(args, kwargs)
 
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``delay`` once the current Django transaction commits (at once outside one),
+        and never if it rolls back: the worker cannot read rows that are not committed yet.
+        Returns None, since no message exists until then."""
+        _on_commit(lambda: self.delay(*args, **kwargs))
+
+    def apply_async_on_commit(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        """``apply_async`` once the current Django transaction commits; see delay_on_commit."""
+        _on_commit(lambda: self.apply_async(args, kwargs, **options))
+
     def delay_many(self, calls: Iterable[Sequence[Any]], **kwargs: Any) -> list[AsyncResult]:
         """Send one message per item of *calls*, each item the positional args of one call
         (``add.delay_many([(1, 2), (3, 4)])``), in pipelined batches: the bulk path, many
@@ -334,6 +349,19 @@ class Task:
         self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         pass
+
+
+def _on_commit(send: Callable[[], object]) -> None:
+    try:
+        from django.db import transaction
+    except ImportError:
+        from .errors import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "delay_on_commit/apply_async_on_commit wait for a Django transaction, and Django "
+            "is not installed; pip install django, or call delay()/apply_async()"
+        ) from None
+    transaction.on_commit(send)
 
 
 def _positional_range(signature: inspect.Signature | None) -> tuple[int, float] | None:

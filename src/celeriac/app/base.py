@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
+import logging
 import os
 import threading
 import weakref
@@ -12,22 +12,26 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .. import protocol, serialization
+from .. import protocol, serialization, signals
 from ..backends import Backend, make_backend
 from ..brokers import Broker, make_broker
 from ..canvas_builtins import register_builtins
 from ..config import DEFAULT_BROKER_URL, Settings, load_object
 from ..errors import ImproperlyConfigured, InvalidTaskOptions, NotRegistered
+from ..fixups import Fixup, fixups_for
 from ..result import AsyncResult
 from ..routing import Router
 from ..task import Task as TaskBase
 from ..task import _current_request, add_to_parent_trail
+from . import modules as task_modules
 
 if TYPE_CHECKING:
     from ..canvas import Signature
     from ..control import Control
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger(__name__)
 
 _apps: weakref.WeakSet[Celeriac] = weakref.WeakSet()
 _default: list[Celeriac] = []
@@ -128,7 +132,8 @@ class Celeriac:
         self._backend: Backend | None = None
         self._router: Router | None = None
         self._factories: dict[str, tuple[tuple[Any, ...], protocol.EnvelopeFactory]] = {}
-        self._autodiscover: list[tuple[Sequence[str], str]] = []
+        self._autodiscover: list[tuple[task_modules.Packages, str | None]] = []
+        self._fixups: list[Fixup] = fixups_for(self, config_source)
         self._pid = os.getpid()
         self._sending = threading.local()  # .batch: messages held by publishing_together
         with _lock:
@@ -160,6 +165,8 @@ class Celeriac:
             if not silent:
                 raise
             return
+        if not self._fixups:  # config_from_object("django.conf:settings") switches Django on
+            self._fixups = fixups_for(self, obj)
         self._reset_connections()
 
     def config_from_envvar(self, variable: str, silent: bool = False, force: bool = False) -> None:
@@ -263,30 +270,54 @@ class Celeriac:
 
     def autodiscover_tasks(
         self,
-        packages: Iterable[str] | Callable[[], Iterable[str]],
-        related_name: str = "tasks",
+        packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+        related_name: str | None = "tasks",
         force: bool = False,
-    ) -> None:
-        names = packages() if callable(packages) else packages
-        self._autodiscover.append((list(names), related_name))
+    ) -> list[str] | None:
+        """Find ``<package>.tasks`` in each package when the worker imports task modules.
+
+        *packages* may be a list, or a callable returning one (read only then); with none,
+        every app in Django's INSTALLED_APPS is searched. ``related_name=None`` imports the
+        packages themselves. ``force=True`` searches now and returns the modules found.
+        """
         if force:
-            self.import_task_modules()
+            return self._discover(packages, related_name)
+        self._autodiscover.append((packages, related_name))
+        return None
+
+    def _discover(self, packages: task_modules.Packages, related_name: str | None) -> list[str]:
+        if packages is None:
+            for fixup in self._fixups:
+                fixup.before_import()
+            names = [name for fixup in self._fixups for name in fixup.autodiscover_packages()]
+            if not self._fixups:
+                logger.warning(
+                    "autodiscover_tasks() with no packages searches Django's INSTALLED_APPS, "
+                    "but this is not a Django project (DJANGO_SETTINGS_MODULE is not set); "
+                    "pass the packages: app.autodiscover_tasks(['proj.orders', ...])"
+                )
+        else:
+            names = list(packages() if callable(packages) else packages)
+        return task_modules.discover(names, related_name)
 
     def import_task_modules(self) -> list[str]:
-        """Import ``include``, ``imports`` and autodiscovered modules; returns their names."""
-        modules = [*self.conf.imports, *self.conf.include]
-        for packages, related in self._autodiscover:
-            for package in packages:
-                candidate = f"{package}.{related}"
-                try:
-                    importlib.import_module(candidate)
-                    modules.append(candidate)
-                except ModuleNotFoundError as exc:
-                    if exc.name != candidate:
-                        raise
-        for module in modules:
-            importlib.import_module(module)
-        return modules
+        """What a worker does before it takes work: set the framework up (``django.setup()``),
+        send ``import_modules``, then import the autodiscovered modules, ``imports`` and
+        ``include``. Returns the module names. A module that fails to import raises
+        ImproperlyConfigured with one line naming it and the error."""
+        for fixup in self._fixups:
+            fixup.before_import()
+        signals.import_modules.send(sender=self)
+        found: list[str] = []
+        for packages, related_name in self._autodiscover:
+            found.extend(self._discover(packages, related_name))
+        for name in (*self.conf.imports, *self.conf.include):
+            task_modules.import_task_module(name)
+            found.append(name)
+        for fixup in self._fixups:
+            fixup.after_import()
+        self.annotate_tasks()
+        return found
 
     def lookup(self, name: str) -> TaskBase:
         try:

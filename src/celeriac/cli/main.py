@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -44,14 +42,7 @@ class CliState:
             try:
                 app = load_app(self.app_ref)
             except ImproperlyConfigured as exc:
-                cause = exc.__cause__
-                detail = _describe_import_error(cause) if cause is not None else ""
-                searched = "\n  ".join(p or "." for p in sys.path)
-                raise click.ClickException(
-                    f"cannot load the app {self.app_ref!r}: {exc}\n"
-                    + (f"{detail}\n" if detail else "")
-                    + f"searched:\n  {searched}"
-                ) from None
+                raise click.ClickException(_load_failure(self.app_ref, exc)) from None
         if self.config:
             _load_config(app, self.config)
         if self.broker:
@@ -62,19 +53,23 @@ class CliState:
         return app
 
 
-def _describe_import_error(cause: BaseException) -> str:
-    """The error, after the lines of the user's own files it came through: the message
-    alone rarely says where a module failed (a SyntaxError names its own line)."""
-    detail = "".join(traceback.format_exception_only(type(cause), cause)).strip()
-    if isinstance(cause, SyntaxError):
-        return detail
-    internal = (os.path.dirname(importlib.__file__), os.path.dirname(os.path.dirname(__file__)))
-    frames = [
-        frame
-        for frame in traceback.extract_tb(cause.__traceback__)
-        if not frame.filename.startswith(("<frozen", *internal))
-    ]
-    return "".join(traceback.format_list(frames)) + detail
+def _load_failure(app_ref: str, exc: Exception) -> str:
+    """One line: the module, the error, the user's line it came from and what to do (for
+    Django, where DJANGO_SETTINGS_MODULE goes). A module that was not found also lists the
+    path searched; ``-l debug`` logs the traceback."""
+    from ..app.modules import describe_import_failure
+
+    cause = exc.__cause__
+    if cause is None:
+        return f"cannot load the app {app_ref!r}: {exc}"
+    logging.getLogger(__name__).debug("loading the app %r failed", app_ref, exc_info=cause)
+    line = f"cannot load the app {app_ref!r}: " + describe_import_failure(
+        app_ref.partition(":")[0], cause
+    )
+    if isinstance(cause, ModuleNotFoundError):
+        searched = "\n  ".join(p or "." for p in sys.path)
+        line += f"\nsearched:\n  {searched}"
+    return line
 
 
 def _load_config(app: Celeriac, module: str) -> None:
