@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from . import serialization
+from . import protocol_v1, serialization
 from .errors import InvalidMessage, SerializationError
 
 Embed = dict[str, Any]
@@ -349,11 +349,9 @@ def parse_envelope(raw: bytes | str, accept: Collection[str] = ("json",)) -> Tas
     task_id = headers.get("id")
     task_id = task_id if isinstance(task_id, str) and task_id else None
     task = headers.get("task")
-    _require(
-        isinstance(task, str) and bool(task),
-        "headers have no 'task' name (protocol v1 or not a task message)",
-        task_id,
-    )
+    if not (isinstance(task, str) and task) and task_id is None:
+        return _parse_v1(envelope, headers, properties, accept)
+    _require(isinstance(task, str) and bool(task), "headers have no 'task' name", task_id)
     _require(task_id is not None, "headers have no 'id'")
     assert isinstance(task, str) and task_id is not None
     _require(
@@ -371,6 +369,46 @@ def parse_envelope(raw: bytes | str, accept: Collection[str] = ("json",)) -> Tas
         raise InvalidMessage(f"body cannot be decoded: {exc}", task_id=task_id) from None
     args, kwargs, embed = _split_body(decoded, task_id)
     return TaskMessage(task, task_id, args, kwargs, embed, headers, properties, content_type)
+
+
+def _parse_v1(
+    envelope: dict[str, Any],
+    headers: dict[str, Any],
+    properties: dict[str, Any],
+    accept: Collection[str],
+) -> TaskMessage:
+    """A message with no task header: Celery's protocol 1 if its body says so."""
+    content_type = envelope.get("content-type")
+    body = envelope.get("body")
+    decoded: Any = None
+    if isinstance(content_type, str) and isinstance(body, str):
+        try:
+            raw = _decode_body(body, properties.get("body_encoding"), None)
+            decoded = serialization.loads(raw, content_type, accept)
+        except (InvalidMessage, SerializationError):
+            decoded = None
+    if not protocol_v1.is_v1_body(decoded):
+        raise InvalidMessage(
+            "headers have no 'task' name and the body is not a protocol 1 request "
+            "(not a task message)"
+        )
+    assert isinstance(content_type, str)
+    _require(
+        isinstance(properties.get("delivery_info") or {}, dict),
+        "properties.delivery_info is not an object",
+        decoded["id"],
+    )
+    args, kwargs, embed, v2_headers = protocol_v1.headers_and_embed(decoded, headers)
+    return TaskMessage(
+        v2_headers["task"],
+        v2_headers["id"],
+        args,
+        kwargs,
+        embed,
+        v2_headers,
+        properties,
+        content_type,
+    )
 
 
 def _decode_body(body: Any, encoding: Any, task_id: str | None) -> bytes:

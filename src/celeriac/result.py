@@ -78,6 +78,15 @@ class AsyncResult:
         if meta.get("status") in states.READY_STATES:
             self._cache = meta
         return meta
+    def __del__(self) -> None:
+        # a wait that timed out may have left a subscription to this result on Redis:
+        # drop it with the last reference (never opens a backend that was not in use)
+        if self.__dict__.get("_cache", False) is None:  # False: __init__ did not finish
+            backend = self._backend if self._backend is not None else self.app._backend
+            release = getattr(backend, "release", None)
+            if release is not None:
+                release(self.id)
+
 
     @property
     def state(self) -> str:

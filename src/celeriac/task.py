@@ -14,6 +14,7 @@ from .errors import MaxRetriesExceededError, Retry
 if TYPE_CHECKING:
     from .app import Celeriac
     from .canvas import Signature, chunks, xmap, xstarmap
+    from .pydantic_args import PydanticCall
     from .result import AsyncResult, EagerResult, GroupResult
 
 
@@ -29,8 +30,9 @@ class Request:
         self.is_eager = False
         self.eta: str | None = None
         self.expires: str | None = None
-        self.headers: dict[str, Any] = {}
+        self.headers: dict[str, Any] | None = None  # the sender's own headers, as Celery's
         self.delivery_info: dict[str, Any] = {}
+        self.properties: dict[str, Any] = {}
         self.reply_to: str | None = None
         self.correlation_id: str | None = None
         self.root_id: str | None = None
@@ -44,6 +46,13 @@ class Request:
         self.chain: list[Any] | None = None
         self.chord: Any = None
         self.timelimit: tuple[float | None, float | None] = (None, None)
+        self.time_limit: float | None = None
+        self.soft_time_limit: float | None = None
+        self.argsrepr: str | None = None
+        self.kwargsrepr: str | None = None
+        self.shadow: str | None = None
+        self.content_type: str | None = None
+        self.content_encoding: str | None = None
         self.replaced_task_nesting = 0  # how many Task.replace calls led to this task
         self.stamped_headers: list[str] = []
         self.stamps: dict[str, Any] = {}
@@ -95,7 +104,6 @@ class Task:
     """
 
     name: str = ""
-    app: Celeriac
     bind = False
     queue: str | None = None
     ignore_result: bool | None = None
@@ -120,25 +128,87 @@ class Task:
     typing = True
     store_errors_even_if_ignored = False
 
-    def __init__(self, app: Celeriac, fun: Callable[..., Any], name: str, **options: Any) -> None:
-        self.app = app
-        self.run = fun
-        self.name = name
-        self.__wrapped__ = fun
-        self.__doc__ = fun.__doc__
-        self.__module__ = fun.__module__
-        self.is_async = inspect.iscoroutinefunction(fun)
+    _app: Celeriac | None = None
+    _pydantic: PydanticCall | None = None  # @app.task(pydantic=True)
+    _run_is_method = False  # a class-based task: ``run`` is a method, ``self`` comes with it
+    _signature: inspect.Signature | None = None
+    _positional: tuple[int, float] | None = None
+    is_async = False
+
+    def __init__(
+        self,
+        app: Celeriac | None = None,
+        fun: Callable[..., Any] | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        """``base(app, fun, name)`` for a decorated function; ``MyTask()`` (no arguments)
+        for a class-based task whose ``run`` method is the body, registered later with
+        ``app.register_task(MyTask())``."""
+        if app is not None:
+            self._app = app
+        if fun is not None and options.pop("pydantic", False):
+            from .pydantic_args import wrap
+
+            fun = self._pydantic = wrap(fun, name or fun.__name__, options, app)
+        if fun is not None:
+            self.run = fun
+            self.__wrapped__ = fun
+            self.__doc__ = fun.__doc__
+            self.__module__ = fun.__module__
+        if name:
+            self.name = name
         for key, value in options.items():  # Celery keeps unknown options as attributes too
             setattr(self, key, value)
-        self._signature = _signature_or_none(fun)
+        self._inspect_run()
+
+    def _inspect_run(self) -> None:
+        """Read the body's signature (for ``typing``) and whether it is ``async def``."""
+        body = self.__dict__.get("run")
+        if body is None:
+            body = getattr(self, "run", None)
+            if body is None:
+                raise TypeError(
+                    f"task class {type(self).__name__} has no run method; define "
+                    f"run(self, ...) or decorate a function with @app.task"
+                )
+            self._run_is_method = True
+        self.is_async = inspect.iscoroutinefunction(body)
+        self._signature = _signature_or_none(body)
         self._positional = _positional_range(self._signature)
+
+    @property
+    def app(self) -> Celeriac:
+        """The app this task sends with: the one it was registered on, else the current app
+        (a class-based task made before any ``register_task``)."""
+        app = self._app
+        if app is None:
+            from .app import default_app
+
+            app = self._app = default_app()
+        return app
+
+    @app.setter
+    def app(self, value: Celeriac) -> None:
+        self._app = value
+
+    def bind_to(self, app: Celeriac) -> None:
+        """Attach a class-based task to *app* (``register_task``); names it after its class
+        and module when it has no ``name``."""
+        if self._app is None:
+            self._app = app
+        if not self.name:
+            cls = type(self)
+            self.name = app.gen_task_name(cls.__name__, cls.__module__)
+        if self._signature is None and "run" not in self.__dict__:
+            self._inspect_run()  # a subclass __init__ that did not call Task.__init__
 
     def __repr__(self) -> str:
         return f"<@task: {self.name} of {self.app.main or '__main__'}>"
 
     # running locally
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.bind:
+        if self.bind and not self._run_is_method:
             return self.run(self, *args, **kwargs)
         return self.run(*args, **kwargs)
 
@@ -151,12 +221,13 @@ class Task:
         """Raise TypeError now if the call would not fit the function (Celery's ``typing``)."""
         if self._signature is None or not self.typing:
             return
-        count = len(args) + 1 if self.bind else len(args)
+        with_self = self.bind and not self._run_is_method
+        count = len(args) + 1 if with_self else len(args)
         if not kwargs and self._positional is not None:
             low, high = self._positional
             if low <= count <= high:  # the common delay(x, y): no need to bind
                 return
-        bound_args = (None, *args) if self.bind else tuple(args)
+        bound_args = (None, *args) if with_self else tuple(args)
         self._signature.bind(*bound_args, **kwargs)
 
     # sending
@@ -204,8 +275,10 @@ class Task:
     ) -> AsyncResult:
         args = tuple(args or ())
         kwargs = dict(kwargs or {})
-        if self.app.conf.task_always_eager:
-            return self.apply(args, kwargs, task_id=options.get("task_id"))
+        if self._pydantic is not None and options.get("serializer") != "pickle":
+            args, kwargs = self._pydantic.dump_arguments(args, kwargs, with_self=self.bind)
+        if self.app.conf.task_always_eager:  # Celery's: every option reaches apply()
+            return self.apply(args, kwargs, **options)
         add_to_parent = options.pop("add_to_parent", True)
         result = self.app.send_task(self.name, args, kwargs, task=self, **options)
         if add_to_parent:
@@ -308,8 +381,9 @@ class Task:
             eta = datetime.now(timezone.utc) + timedelta(seconds=countdown)
         when = max(0.0, (eta - datetime.now(timezone.utc)).total_seconds())
         retry = Retry(exc=exc, when=round(when, 3))
-        retry.args_override = tuple(request.args if args is None else args)  # type: ignore[attr-defined]
-        retry.kwargs_override = dict(request.kwargs if kwargs is None else kwargs)  # type: ignore[attr-defined]
+        new_args, new_kwargs = _retry_arguments(self._call_signature(), request, args, kwargs)
+        retry.args_override = new_args  # type: ignore[attr-defined]
+        retry.kwargs_override = new_kwargs  # type: ignore[attr-defined]
         retry.eta = eta  # type: ignore[attr-defined]
         retry.options = options  # type: ignore[attr-defined]
         if request.called_directly:  # called as a plain function: nothing to send again
@@ -319,6 +393,13 @@ class Task:
         if throw:
             raise retry
         return retry
+
+    def _call_signature(self) -> inspect.Signature | None:
+        """The body's signature as a caller sees it (without a bound task's ``self``)."""
+        signature = self._signature
+        if signature is None or not self.bind or self._run_is_method:
+            return signature
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
 
     def backoff_delay(self, retries: int) -> float:
         """Countdown for autoretry: exponential when retry_backoff is set, with full jitter."""
@@ -349,6 +430,46 @@ class Task:
         self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         pass
+
+
+def _retry_arguments(
+    signature: inspect.Signature | None,
+    request: Request,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments of the retry: given ones replace the request's. When only one kind is
+    given, the request's other kind is kept where it does not clash (Celery's rule): new args
+    drop the old keywords they now fill; new kwargs take over the old positional values of
+    the same names."""
+    old_args, old_kwargs = tuple(request.args or ()), dict(request.kwargs or {})
+    if args is not None and kwargs is not None:
+        return tuple(args), dict(kwargs)
+    if args is None and kwargs is None:
+        return old_args, old_kwargs
+    params = list(signature.parameters.values()) if signature is not None else None
+    if args is not None:
+        kept = dict(old_kwargs)
+        if params is not None:
+            named = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            for param in named[: len(args)]:
+                if param.kind is param.POSITIONAL_OR_KEYWORD:
+                    kept.pop(param.name, None)
+        return tuple(args), kept
+    assert kwargs is not None
+    if signature is None or not old_args:
+        return old_args, dict(kwargs)
+    try:
+        bound = signature.bind_partial(*old_args)
+    except TypeError:  # the call itself does not fit: let the run say so
+        return old_args, dict(kwargs)
+    rest = dict(kwargs)
+    for name in list(rest):
+        found = signature.parameters.get(name)
+        positional = found is not None and found.kind is found.POSITIONAL_OR_KEYWORD
+        if positional and name in bound.arguments:
+            bound.arguments[name] = rest.pop(name)
+    return tuple(bound.args), {**bound.kwargs, **rest}
 
 
 def _on_commit(send: Callable[[], object]) -> None:

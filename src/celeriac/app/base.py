@@ -264,7 +264,16 @@ class Celeriac:
             module = self.main
         return f"{module}.{name}"
 
-    def register_task(self, task: TaskBase) -> TaskBase:
+    def register_task(self, task: TaskBase | type[TaskBase], **options: Any) -> TaskBase:
+        """Register a class-based task (``app.register_task(MyTask())``; a class is made
+        into its instance): it gets this app, and a name from its class when it has none."""
+        if isinstance(task, type) and issubclass(task, TaskBase):
+            task = task(**options)
+        if not isinstance(task, TaskBase):
+            raise ImproperlyConfigured(
+                f"register_task takes a Task instance or subclass, got {type(task).__name__}"
+            )
+        task.bind_to(self)
         self.tasks[task.name] = task
         return task
 

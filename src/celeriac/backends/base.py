@@ -177,6 +177,8 @@ def build_meta(
     place: Mapping[str, Any] | None = None,
     extended: Mapping[str, Any] | None = None,
 ) -> Meta:
+    if state == states.SUCCESS and not isinstance(result, _PLAIN):
+        result = _prepare_value(result)
     meta: Meta = {
         "status": state,
         "result": result,
@@ -196,6 +198,18 @@ def build_meta(
     return meta
 
 
+_PLAIN = (int, float, str, dict, list, type(None))
+
+
+def _prepare_value(result: Any) -> Any:
+    """A task that returns a result (an AsyncResult or GroupResult) stores a reference to
+    it, its ``as_tuple()`` form, as Celery does: ``result_from_tuple`` follows it."""
+    as_tuple = getattr(result, "as_tuple", None)
+    if callable(as_tuple) and not isinstance(result, tuple):
+        return as_tuple()
+    return result
+
+
 def encode_exception(exc: BaseException) -> dict[str, Any]:
     """Celery's exception form: type name, args as a list, module."""
     cls = type(exc)
@@ -208,11 +222,22 @@ def encode_exception(exc: BaseException) -> dict[str, Any]:
             "exc_message": list(exc.args),
             "exc_module": exc.exc_module,
         }
+    args = exc.args
+    if not args:  # an error that keeps its text outside args (pydantic's ValidationError)
+        text = _text_of(exc)
+        args = (text,) if text else ()
     return {
         "exc_type": cls.__qualname__,
-        "exc_message": _jsonable_args(exc.args),
+        "exc_message": _jsonable_args(args),
         "exc_module": module,
     }
+
+
+def _text_of(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a broken __str__ must not lose the failure itself
+        return ""
 
 
 def _jsonable_args(args: tuple[Any, ...]) -> list[Any]:
@@ -246,9 +271,12 @@ def decode_exception(value: Any) -> BaseException:
     try:
         return cls(*args)
     except Exception:  # a constructor that wants other arguments: keep the args anyway
-        exc = cls.__new__(cls)
-        exc.args = args
-        return exc
+        try:
+            exc = cls.__new__(cls)
+            exc.args = args
+            return exc
+        except Exception:  # not even that (pydantic's ValidationError): a named stand-in
+            return errors.remote_error_class(exc_type, module)(*args)
 
 
 def _find_exception_class(exc_type: str, module: str) -> type[BaseException] | None:

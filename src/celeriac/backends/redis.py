@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -162,6 +163,7 @@ class RedisBackend:
                 f"invalid Redis result backend URL {safe_url(url)!r}: {exc}"
             ) from exc
         self._local = threading.local()
+        self._waiters: weakref.WeakSet[ResultWaiter] = weakref.WeakSet()  # every thread's
         self._client_name = client_name
         self._no_resp3 = False  # set when Redis refuses RESP3 (older than 6.0)
         self._chord_expires_s = chord_expires_s(settings)
@@ -465,7 +467,17 @@ class RedisBackend:
                 self._no_resp3 = True
                 return None
             self._local.waiter = waiter
+            self._waiters.add(waiter)
         return waiter
+
+    def release(self, task_id: str) -> None:
+        """An AsyncResult of *task_id* was garbage-collected: no waiter stays subscribed to
+        a result nobody can read any more (``AsyncResult.__del__``)."""
+        if not self._waiters:
+            return
+        key = meta_key(task_id)
+        for waiter in list(self._waiters):
+            waiter.release(key)
 
     def _reset_waiters(self) -> None:
         """Close this thread's waiting connections (RESP3 and RESP2); the next wait opens

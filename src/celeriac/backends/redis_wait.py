@@ -9,12 +9,16 @@ subscription and the read go out in one write, and the answer to the read comes 
 confirmation. Messages arrive as push replies on the same connection.
 
 A finished wait stays subscribed: the next wait unsubscribes in the same write as its own
-subscription, so a round trip costs one write and one read.
+subscription, so a round trip costs one write and one read. A wait that ended before its
+result came (a timeout) is unsubscribed when its AsyncResult is garbage-collected
+(:meth:`ResultWaiter.release`), so no subscription outlives the result that wanted it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +28,8 @@ import redis
 from .. import states
 from ..resp import pack
 from .base import Meta, decode_meta
+
+logger = logging.getLogger(__name__)
 
 
 class Resp3Unavailable(Exception):
@@ -50,11 +56,55 @@ class ResultWaiter:
             raise Resp3Unavailable(str(exc)) from exc
         self._subscribed: str | None = None
         self._owed = False  # a GET was sent whose answer is not read yet
+        self._satisfied = True  # the last wait got its result (its subscription is spent)
+        self._lock = threading.Lock()  # release() may come from another thread's gc
+        self._dropped: set[str] = set()  # released while a wait held the connection
 
     def wait(self, key: str, remaining: Callable[[], float], recheck_s: float) -> Meta:
         """The ready meta stored under *key*. *remaining* gives the seconds left and raises
         when none are; the key is read again every *recheck_s* (a lost message only delays
         the answer)."""
+        with self._lock:
+            self._dropped.discard(key)
+            self._satisfied = False
+            try:
+                meta = self._wait(key, remaining, recheck_s)
+            finally:
+                if self._dropped:
+                    self._unsubscribe_dropped()
+            self._satisfied = True
+            return meta
+
+    def release(self, key: str) -> None:
+        """The AsyncResult of *key* is gone: drop the subscription a wait that ended without
+        its result left behind. Never blocks (it runs from ``__del__``): when a wait holds
+        the connection, that wait drops it on its way out."""
+        if self._subscribed != key or self._satisfied:
+            return
+        if not self._lock.acquire(blocking=False):
+            self._dropped.add(key)
+            return
+        try:
+            if self._subscribed == key and not self._satisfied:
+                self._dropped.add(key)
+                self._unsubscribe_dropped()
+        finally:
+            self._lock.release()
+
+    def _unsubscribe_dropped(self) -> None:
+        """Unsubscribe from a released key (the confirmation is read by the next wait)."""
+        dropped, self._dropped = self._dropped, set()
+        key = self._subscribed
+        if key is None or key not in dropped or self.pid != os.getpid():
+            return
+        self._subscribed = None
+        try:
+            self._conn.send_packed_command(pack(("UNSUBSCRIBE", key)))
+        except (redis.exceptions.ConnectionError, OSError):  # gone: so is the subscription
+            logger.debug("result waiter lost its connection while unsubscribing", exc_info=True)
+            self._conn.disconnect()
+
+    def _wait(self, key: str, remaining: Callable[[], float], recheck_s: float) -> Meta:
         commands: list[tuple[str, ...]] = []
         if self._subscribed != key:
             if self._subscribed is not None:

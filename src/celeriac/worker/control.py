@@ -18,7 +18,10 @@ from .. import pidbox
 from ..brokers.redis import CONNECTION_ERRORS
 from ..control import REVOKE_TTL_S
 from ..protocol import new_id
-from . import revoked
+from . import control_commands, revoked
+from .control_commands import ControlState, control_command, inspect_command
+
+__all__ = ["ControlListener", "ControlState", "control_command", "inspect_command"]
 
 if TYPE_CHECKING:
     from .runtime import WorkerRuntime
@@ -126,7 +129,7 @@ class ControlListener:
         if destination and self.runtime.nodename not in destination:
             return
         method = str(body.get("method"))
-        handler = self.handlers.get(method)
+        handler = self.handlers.get(method) or control_commands.find(method, self._state())
         arguments = body.get("arguments") or {}
         try:
             answer = handler(arguments) if handler else {"error": f"unknown command {method!r}"}
@@ -137,6 +140,10 @@ class ControlListener:
         ticket = body.get("ticket")
         if isinstance(reply_to, dict) and ticket:
             self._reply(client, answer, str(ticket), str(reply_to.get("routing_key")))
+
+    def _state(self) -> ControlState:
+        runtime = self.runtime
+        return ControlState(runtime.app, runtime.nodename, runtime)
 
     def _reply(self, client: Any, answer: Any, ticket: str, routing_key: str) -> None:
         binding_key = f"_kombu.binding.{pidbox.REPLY_EXCHANGE}"

@@ -22,7 +22,7 @@ from ..backends.base import build_meta, encode_exception
 from ..brokers.base import Delivery
 from ..errors import Ignore, InvalidMessage, NotRegistered, Reject, Retry, TaskRevokedError
 from ..task import Request, Task, pop_request, push_request
-from . import revoked, workflow
+from . import request_fields, revoked, workflow
 from .place import Place, current_place
 
 if TYPE_CHECKING:
@@ -251,7 +251,14 @@ def begin(ctx: ExecContext, job: Job) -> None:
 def make_request(ctx: ExecContext, job: Job, place: Place) -> Request:
     message = job.message
     headers = message.headers
-    return Request.of(
+    properties = message.properties
+    custom = request_fields.custom_headers(headers)
+    hard, soft = message.timelimit
+    request = Request.of(
+        headers=custom or None,
+        properties=properties,
+        time_limit=hard,
+        soft_time_limit=soft,
         id=message.id,
         task=message.task,
         args=message.args,
@@ -259,11 +266,7 @@ def make_request(ctx: ExecContext, job: Job, place: Place) -> Request:
         retries=message.retries,
         eta=headers.get("eta"),
         expires=headers.get("expires"),
-        headers=headers,
-        delivery_info={
-            **(message.properties.get("delivery_info") or {}),
-            "queue": job.delivery.queue,
-        },
+        delivery_info=request_fields.delivery_info(properties, job.delivery.queue),
         reply_to=message.properties.get("reply_to"),
         correlation_id=message.properties.get("correlation_id"),
         root_id=headers.get("root_id"),
@@ -284,6 +287,11 @@ def make_request(ctx: ExecContext, job: Job, place: Place) -> Request:
         stamped_headers=headers.get("stamped_headers") or [],
         stamps=headers.get("stamps") or {},
     )
+    request.__dict__.update(request_fields.from_headers(headers, message.content_type))
+    if custom:  # Celery puts each of the sender's own headers on the request too
+        for key, value in custom.items():
+            request.__dict__.setdefault(key, value)  # never in place of a protocol field
+    return request
 
 
 _loops = threading.local()
@@ -484,27 +492,36 @@ def _finish_retry(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
         _store(ctx, message.id, _meta_for(job, states.RETRY, encode_exception(reason), outcome))
     options = dict(getattr(retry, "options", {}) or {})
     options.pop("task_id", None)
+    headers = message.headers
+    send: dict[str, Any] = {
+        "retries": message.retries + 1,
+        "eta": getattr(retry, "eta", None),
+        "queue": options.pop("queue", None) or job.delivery.queue,
+        "root_id": headers.get("root_id"),
+        "parent_id": headers.get("parent_id"),
+        "group_id": headers.get("group"),
+        "group_index": headers.get("group_index"),
+        "priority": message.priority,
+        "ignore_result": bool(headers.get("ignore_result")),
+        "chain": message.embed.get("chain"),
+        "chord": message.embed.get("chord"),
+        "link": message.embed.get("callbacks"),
+        "link_error": message.embed.get("errbacks"),
+        "time_limit": message.timelimit[0],
+        "soft_time_limit": message.timelimit[1],
+        "expires": headers.get("expires"),
+        "shadow": headers.get("shadow"),
+        "reply_to": message.properties.get("reply_to"),
+        # the sender's own headers, stamps and replace nesting go with the retry (Celery's)
+        "headers": request_fields.retry_headers(headers),
+    }
+    send.update(options)  # what the task passed to retry() wins
     ctx.app.send_task(
         message.task,
         getattr(retry, "args_override", message.args),
         getattr(retry, "kwargs_override", message.kwargs),
         task_id=message.id,
-        retries=message.retries + 1,
-        eta=getattr(retry, "eta", None),
-        queue=options.pop("queue", None) or job.delivery.queue,
-        root_id=message.headers.get("root_id"),
-        parent_id=message.headers.get("parent_id"),
-        group_id=message.headers.get("group"),
-        group_index=message.headers.get("group_index"),
-        priority=message.priority,
-        ignore_result=bool(message.headers.get("ignore_result")),
-        chain=message.embed.get("chain"),
-        chord=message.embed.get("chord"),
-        link=message.embed.get("callbacks"),
-        link_error=message.embed.get("errbacks"),
-        time_limit=message.timelimit[0],
-        soft_time_limit=message.timelimit[1],
-        **options,
+        **send,
     )
     _call_hook(
         job.task.on_retry, reason, message.id, message.args, message.kwargs, outcome.traceback
@@ -515,6 +532,13 @@ def _finish_reject(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
     reject = outcome.exc
     assert isinstance(reject, Reject)
     broker = ctx.app.broker
+    if not reject.requeue:
+        # it never runs again: a FAILURE the caller's get() reads, errbacks and the chord
+        # told, instead of a task left PENDING for ever (as Celery does)
+        if not _ignores_result(ctx, job) or job.task.store_errors_even_if_ignored:
+            meta = _meta_for(job, states.FAILURE, encode_exception(reject), outcome)
+            _store(ctx, job.message.id, meta)
+        workflow.on_failure(ctx.app, job, reject, outcome.traceback)
     if job.acked:
         logger.warning(
             "task %s[%s] rejected after its early ack; nothing to requeue",
