@@ -18,6 +18,7 @@ lines of prefork children that share the manager's log file never interleave mid
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import sys
@@ -127,30 +128,26 @@ class LineHandler(logging.Handler):
 
 
 class StdoutsToLogger:
-    """A stand-in for ``sys.stdout``/``sys.stderr``: each complete line becomes a log record."""
+    """A stand-in for ``sys.stdout``/``sys.stderr``: what is written becomes log records, one
+    per non-blank line (as Celery's proxy: ``print("a", "b")`` writes, and logs, twice)."""
 
     def __init__(self, logger: logging.Logger, level: int, original: TextIO | None) -> None:
         self.logger = logger
         self.level = level
         self.original = original
-        self._local = threading.local()
         self.encoding = "utf-8"
         self.errors = "strict"
 
     def write(self, text: str) -> int:
-        local = self._local
-        if getattr(local, "writing", False):  # a handler that prints: do not loop
+        if _writing.get():  # a handler that prints: do not loop
             return len(text)
-        pending: str = getattr(local, "pending", "") + text
-        *lines, rest = pending.split("\n")
-        local.pending = rest
-        local.writing = True
+        token = _writing.set(True)
         try:
-            for line in lines:
+            for line in text.splitlines():
                 if line.strip():
                     self.logger.log(self.level, "%s", line.rstrip())
         finally:
-            local.writing = False
+            _writing.reset(token)
         return len(text)
 
     def writelines(self, lines: list[str]) -> None:
@@ -158,10 +155,8 @@ class StdoutsToLogger:
             self.write(line)
 
     def flush(self) -> None:
-        rest = getattr(self._local, "pending", "")
-        if rest:
-            self._local.pending = ""
-            self.write(rest + "\n")
+        # nothing is held back; and at exit (under gevent too) flushing must not fail
+        return None
 
     def isatty(self) -> bool:
         return False
@@ -175,6 +170,11 @@ class StdoutsToLogger:
     @property
     def closed(self) -> bool:
         return False
+
+
+# a context variable, not threading.local: gevent patches the latter, and it fails while
+# the interpreter finalizes (when Python flushes sys.stdout one last time)
+_writing: contextvars.ContextVar[bool] = contextvars.ContextVar("celeriac_redirect", default=False)
 
 
 def supports_color(colorize: bool | None, logfile: str | None) -> bool:
