@@ -195,3 +195,8 @@ def publishing(app: Celeriac, name: str, queue: str, raw: bytes, priority: int) 
 def published(message: OutgoingMessage) -> None:
     if task_published.hooks:
         task_published.emit(message)
+
+
+def publishing_watched() -> bool:
+    """Whether a view watches publishing (the bulk send path then sends one by one)."""
+    return bool(task_publishing.hooks or task_published.hooks)

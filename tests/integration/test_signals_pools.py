@@ -130,7 +130,7 @@ def test_every_signal_fires_where_celery_fires_it(
 def test_prefork_children_run_worker_process_init_before_their_tasks(
     worker_factory: Callable[..., WorkerProcess], tmp_path: Path, client: Celery
 ) -> None:
-    worker, lines, ids = run_worker(worker_factory, tmp_path, client, "prefork")
+    worker, lines, _ = run_worker(worker_factory, tmp_path, client, "prefork")
     inits = of(lines, "worker_process_init")
     child_pids = {line["pid"] for line in inits}
     assert len(inits) == 2 and worker.pid not in child_pids
