@@ -903,6 +903,9 @@ def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:
     return Signature(varies, *args, **kwargs)
 
 
+subtask = signature  # Celery's old name
+
+
 def maybe_signature(
     value: Signature | Mapping[str, Any] | None, app: Celeriac | None = None, clone: bool = False
 ) -> Any:
@@ -918,6 +921,9 @@ def maybe_signature(
     if app is not None:
         sig._app = app
     return sig
+
+
+maybe_subtask = maybe_signature  # Celery's old name
 
 
 def as_plain(value: Any) -> Any:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,13 @@ ResultTuple = tuple[Any, Any]
 _PRIME_BATCH = 200
 
 
-class AsyncResult:
+class ResultBase:
+    """Base of every result class (Celery's name, for ``isinstance`` checks)."""
+
+    parent: Any = None
+
+
+class AsyncResult(ResultBase):
     """The state and return value of a task sent to a worker.
 
     ``get()`` waits on the backend's notification (Redis pub/sub), not by polling.
@@ -224,7 +231,7 @@ class _NoBackend:
         return {}
 
 
-class GroupResult:
+class GroupResult(ResultBase):
     """The results of a group, in the group's order, under the group's id.
 
     ``get()`` returns the values in order (raising the first failure unless
@@ -411,3 +418,36 @@ def _app_or_default(app: Celeriac | None) -> Celeriac:
     from .app import default_app
 
     return default_app()
+
+class ResultSet(GroupResult):
+    """Results with no group id of their own: ``ResultSet([r1, r2]).get()`` (Celery's name)."""
+
+    def __init__(
+        self, results: Sequence[AnyResult], app: Celeriac | None = None, **_ignored: Any
+    ) -> None:
+        super().__init__(None, results, app=app)
+
+    def add(self, result: AnyResult) -> None:
+        if result not in self.results:
+            self.results.append(result)
+
+    def discard(self, result: AnyResult) -> None:
+        if result in self.results:
+            self.results.remove(result)
+
+    remove = discard
+
+    def update(self, results: Iterable[AnyResult]) -> None:
+        for result in results:
+            self.add(result)
+
+    def clear(self) -> None:
+        self.results.clear()
+
+
+@contextmanager
+def allow_join_result() -> Iterator[None]:
+    """Celery's permission to call ``result.get()`` inside a task. celeriac does not forbid
+    it, so this only keeps such code running; waiting on another task from a task still
+    ties up a worker slot."""
+    yield
