@@ -35,6 +35,13 @@ _EXPORTS = {
     "group": "celeriac.canvas",
     "chord": "celeriac.canvas",
     "chunks": "celeriac.canvas",
+    "Signature": "celeriac.canvas",
+    "maybe_signature": "celeriac.canvas",
+    "subtask": "celeriac.canvas",
+    "xmap": "celeriac.canvas",
+    "xstarmap": "celeriac.canvas",
+    "current_app": "celeriac.utils.current",
+    "current_task": "celeriac.utils.current",
 }
 
 __all__ = [
@@ -48,6 +55,7 @@ __all__ = [
     "NotRegistered",
     "Reject",
     "Retry",
+    "Signature",
     "SoftTimeLimitExceeded",
     "Task",
     "TaskRevokedError",
@@ -56,16 +64,33 @@ __all__ = [
     "chain",
     "chord",
     "chunks",
+    "current_app",
+    "current_task",
     "group",
+    "maybe_signature",
     "shared_task",
     "signature",
     "states",
+    "subtask",
+    "xmap",
+    "xstarmap",
 ]
 
 if TYPE_CHECKING:
     from . import states
     from .app import Celeriac, Celery, shared_task
-    from .canvas import chain, chord, chunks, group, signature
+    from .canvas import (
+        Signature,
+        chain,
+        chord,
+        chunks,
+        group,
+        maybe_signature,
+        signature,
+        subtask,
+        xmap,
+        xstarmap,
+    )
     from .errors import (
         CeleriacError,
         MaxRetriesExceededError,
@@ -78,6 +103,7 @@ if TYPE_CHECKING:
     )
     from .result import AsyncResult, EagerResult, GroupResult
     from .task import Task
+    from .utils.current import current_app, current_task
 
 
 def __getattr__(name: str) -> Any:

@@ -123,10 +123,7 @@ class Inspect:
         replies = self.control.broadcast(
             command, arguments, destination=self.destination, reply=True, timeout=self.timeout
         )
-        merged: dict[str, Any] = {}
-        for item in replies or []:
-            merged.update(item)
-        return merged or None
+        return flatten_reply(replies or []) or None
 
     def ping(self) -> dict[str, Any] | None:
         return self._ask("ping")
@@ -145,3 +142,19 @@ class Inspect:
 
     def active_queues(self) -> dict[str, Any] | None:
         return self._ask("active_queues")
+
+    def reserved(self) -> dict[str, Any] | None:
+        return self._ask("reserved")
+
+    def scheduled(self) -> dict[str, Any] | None:
+        return self._ask("scheduled")
+
+    registered_tasks = registered
+
+
+def flatten_reply(replies: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """One ``{nodename: answer}`` dict from the replies of each node (Celery's helper)."""
+    merged: dict[str, Any] = {}
+    for item in replies:
+        merged.update(item)
+    return merged

@@ -1,0 +1,1 @@
+"""Optional extras that Celery keeps under ``celery.contrib``."""
