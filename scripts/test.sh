@@ -13,6 +13,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
   $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 
+# PostgreSQL for the Django tests (tests/support/postgres.py runs initdb in a temp dir);
+# if it cannot be installed, those tests skip and say why
+if ! dpkg -s postgresql >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  echo "== installing postgresql (Debian package)"
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends postgresql \
+    >/dev/null; } || echo "== postgresql not installed: the PostgreSQL tests will skip"
+fi
+
 VENV="${CELERIAC_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "== creating $VENV"
