@@ -53,9 +53,10 @@ def nodename(text: str | None = None, host: str | None = None) -> str:
     return expanded if "@" in expanded else f"{expanded}@{host}"
 
 
-def node_format(text: str, node: str, index: int | None = None) -> str:
+def node_format(text: str, node: str, index: int | None = None, keep: bool = False) -> str:
     """Expand a ``--logfile``/``--pidfile`` pattern for node *node*; *index* is the prefork
-    child's index (None or 0 for the manager)."""
+    child's index (None or 0 for the manager). With *keep*, ``%i``/``%I`` stay for the
+    worker to expand (``celeriac multi`` builds a worker's command line)."""
     name, host = split_nodename(node)
     _, _, domain = host.partition(".")
     keys = {
@@ -66,4 +67,6 @@ def node_format(text: str, node: str, index: int | None = None) -> str:
         "i": str(index or 0),
         "I": f"-{index}" if index else "",
     }
+    if keep:
+        keys.update(i="%i", I="%I")
     return _expand(text, keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import click
@@ -22,13 +23,42 @@ def _json_arg(value: str | None, kind: type, option: str) -> Any:
     return parsed
 
 
+def _when(value: str | None, option: str, seconds: bool) -> float | datetime | None:
+    """An ISO 8601 time (a naive one is taken as UTC), or with *seconds* a number of
+    seconds from now."""
+    if value is None:
+        return None
+    if seconds:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        kinds = "a number of seconds or an ISO 8601 time" if seconds else "an ISO 8601 time"
+        raise click.BadParameter(
+            f"{value!r} is not {kinds}, e.g. 2030-01-31T12:00:00+00:00", param_hint=option
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
 @click.command()
 @click.argument("name")
 @click.option("-a", "--args", "args_json", help="Positional arguments as a JSON list.")
 @click.option("-k", "--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
 @click.option("-Q", "--queue", default=None, help="Queue to send to (default: by routing).")
+@click.option("--exchange", default=None, help="Exchange to send to (default: by routing).")
+@click.option("--routing-key", default=None, help="Routing key (default: by routing).")
 @click.option("--countdown", type=float, default=None, help="Run no sooner than in N seconds.")
-@click.option("--expires", type=float, default=None, help="Drop it if not started in N seconds.")
+@click.option(
+    "--eta", default=None, help="Run no sooner than this ISO 8601 time (2030-01-31T12:00:00+00:00)."
+)
+@click.option(
+    "--expires",
+    default=None,
+    help="Drop it if not started by then: seconds from now, or an ISO 8601 time.",
+)
 @click.option("--priority", type=click.IntRange(0, 9), default=None)
 @click.option("--wait/--no-wait", default=False, help="Wait for the result and print it.")
 @click.option(
@@ -41,8 +71,11 @@ def call(
     args_json: str | None,
     kwargs_json: str | None,
     queue: str | None,
+    exchange: str | None,
+    routing_key: str | None,
     countdown: float | None,
-    expires: float | None,
+    eta: str | None,
+    expires: str | None,
     priority: int | None,
     wait: bool,
     timeout: float,
@@ -56,8 +89,11 @@ def call(
     options: dict[str, Any] = {}
     for key, value in (
         ("queue", queue),
+        ("exchange", exchange),
+        ("routing_key", routing_key),
         ("countdown", countdown),
-        ("expires", expires),
+        ("eta", _when(eta, "--eta", seconds=False)),
+        ("expires", _when(expires, "--expires", seconds=True)),
         ("priority", priority),
     ):
         if value is not None:
@@ -108,18 +144,24 @@ def result(state: CliState, task_id: str, show_traceback: bool, show_place: bool
     "-Q",
     "--queues",
     multiple=True,
-    help="Comma-separated queues (default: the app's default queue).",
+    help="Comma-separated queues (default: every queue the app knows).",
+)
+@click.option(
+    "-X", "--exclude-queues", multiple=True, help="Comma-separated queues to leave alone."
 )
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
-def purge(state: CliState, queues: tuple[str, ...], force: bool) -> None:
+def purge(
+    state: CliState, queues: tuple[str, ...], exclude_queues: tuple[str, ...], force: bool
+) -> None:
     """Delete every waiting message from the queues."""
     from ..errors import CeleriacError
 
     app = state.app()
-    names = [q.strip() for part in queues for q in part.split(",") if q.strip()] or [
-        app.conf.task_default_queue
-    ]
+    excluded = set(_names(exclude_queues))
+    names = [q for q in (_names(queues) or _known_queues(app)) if q not in excluded]
+    if not names:
+        raise click.UsageError("-X/--exclude-queues leaves no queue to purge; check -Q and -X")
     try:
         counts = {name: app.broker.queue_length(name) for name in names}
         total = sum(counts.values())
@@ -136,3 +178,21 @@ def purge(state: CliState, queues: tuple[str, ...], force: bool) -> None:
     except CeleriacError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"purged {removed} message(s) from {', '.join(names)}")
+
+
+def _names(value: tuple[str, ...]) -> list[str]:
+    return [q.strip() for part in value for q in part.split(",") if q.strip()]
+
+
+def _known_queues(app: Any) -> list[str]:
+    """The default queue and those declared in ``task_queues`` (Queue objects, kombu's
+    too, names or a mapping), as Celery's purge takes them."""
+    names = [app.conf.task_default_queue]
+    declared = app.conf.task_queues or ()
+    if isinstance(declared, dict):
+        declared = list(declared)
+    for queue in declared:
+        name = getattr(queue, "name", queue)
+        if isinstance(name, str) and name not in names:
+            names.append(name)
+    return names
