@@ -252,7 +252,7 @@ def test_a_broken_tasks_module_stops_the_worker_with_one_line(
     assert code != 0
     assert_one_line(
         output,
-        "'orders.tasks'",
+        "orders.tasks",
         "RuntimeError: half-written task module",
         f'tasks.py", line {line_no}',
     )

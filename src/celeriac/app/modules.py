@@ -84,4 +84,9 @@ def _where(exc: BaseException) -> str:
     if not frames:
         return ""
     last = frames[-1]
-    return f'File "{last.filename}", line {last.lineno}'
+    where = f'File "{last.filename}", line {last.lineno}'
+    # the line that imported the failing file says more than the file's own line alone
+    importer = next((f for f in reversed(frames) if f.filename != last.filename), None)
+    if importer is not None:
+        where = f'File "{importer.filename}", line {importer.lineno} > {where}'
+    return where
