@@ -1,0 +1,109 @@
+"""The task names of semantics_tasks.py, defined with the real Celery (for interop tests)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery, Task, group
+from celery.exceptions import Reject
+from pydantic import BaseModel
+
+_url = os.environ.get("CELERIAC_BROKER_URL", "redis://127.0.0.1:6379/0")
+app = Celery(
+    "celery_semantics_tasks",
+    broker=_url,
+    backend=os.environ.get("CELERIAC_RESULT_BACKEND", _url),
+)
+app.conf.task_routes = {"sem.*": {"queue": os.environ.get("SEM_QUEUE", "celery")}}
+app.conf.worker_hijack_root_logger = False
+
+FIELDS = [
+    *("id", "task", "args", "kwargs", "retries", "is_eager", "eta", "expires", "headers"),
+    *("delivery_info", "reply_to", "correlation_id", "root_id", "parent_id", "group"),
+    *("group_index", "origin", "hostname", "callbacks", "errbacks", "chain", "chord"),
+    *("timelimit", "time_limit", "soft_time_limit", "ignore_result", "called_directly"),
+    *("properties", "replaced_task_nesting", "stamps", "stamped_headers", "argsrepr"),
+    *("kwargsrepr", "shadow"),
+]
+
+
+def request_fields(task: Any) -> dict[str, Any]:
+    request = task.request
+    out = {name: getattr(request, name, "<missing>") for name in FIELDS}
+    out["timelimit"] = list(out["timelimit"]) if out["timelimit"] else out["timelimit"]
+    out["custom_attribute"] = getattr(request, "custom", "<missing>")
+    return out
+
+
+@app.task(name="sem.fields", bind=True)
+def fields(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return request_fields(self)
+
+
+@app.task(name="sem.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="sem.retry_fields", bind=True)
+def retry_fields(self: Task) -> dict[str, Any]:
+    if self.request.retries == 0:
+        raise self.retry(countdown=0)
+    return request_fields(self)
+
+
+@app.task(name="sem.retry_to_kwargs", bind=True)
+def retry_to_kwargs(self: Task, x: int, y: int = 0) -> list[Any]:
+    if self.request.retries == 0:
+        raise self.retry(kwargs={"x": x * 10, "y": y * 10}, countdown=0)
+    return [x, y, list(self.request.args), dict(self.request.kwargs)]
+
+
+@app.task(name="sem.retry_to_args", bind=True)
+def retry_to_args(self: Task, x: int, y: int = 0) -> list[Any]:
+    if self.request.retries == 0:
+        raise self.retry(args=(x + 1, y + 1), countdown=0)
+    return [x, y, list(self.request.args), dict(self.request.kwargs)]
+
+
+@app.task(name="sem.retry_replace_both", bind=True)
+def retry_replace_both(self: Task, *args: Any, **kwargs: Any) -> list[Any]:
+    if self.request.retries == 0:
+        raise self.retry(args=("new",), kwargs={"k": "new"}, countdown=0)
+    return [list(args), kwargs]
+
+
+class Multiply(Task):
+    name = "sem.class_multiply"
+
+    def run(self, x: int, y: int) -> int:
+        return x * y
+
+
+app.register_task(Multiply())
+
+
+@app.task(name="sem.returns_result")
+def returns_result(x: int, y: int) -> Any:
+    return add.delay(x, y)
+
+
+@app.task(name="sem.returns_group")
+def returns_group(n: int) -> Any:
+    return group(add.s(i, i) for i in range(n)).apply_async()
+
+
+@app.task(name="sem.reject", acks_late=True)
+def reject(reason: str) -> None:
+    raise Reject(reason, requeue=False)
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+@app.task(name="sem.pyd_shift", pydantic=True)
+def pyd_shift(point: Point, by: int) -> Point:
+    return Point(x=point.x + by, y=point.y + by)
