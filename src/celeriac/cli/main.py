@@ -180,7 +180,16 @@ def cli(
 
 
 def _register_commands() -> None:
-    from . import dead_cmd, demo_cmd, multi_cmd, report_cmd, shell_cmd, tasks_cmd, worker_cmd
+    from . import (
+        dead_cmd,
+        demo_cmd,
+        migrate_cmd,
+        multi_cmd,
+        report_cmd,
+        shell_cmd,
+        tasks_cmd,
+        worker_cmd,
+    )
 
     cli.add_command(worker_cmd.worker)
     cli.add_command(multi_cmd.multi)
@@ -190,6 +199,7 @@ def _register_commands() -> None:
     cli.add_command(tasks_cmd.result)
     cli.add_command(tasks_cmd.purge)
     cli.add_command(dead_cmd.dead)
+    cli.add_command(migrate_cmd.migrate_imports)
     if demo_cmd.demo is not None:
         cli.add_command(demo_cmd.demo)
 
