@@ -324,17 +324,18 @@ def pg_database(project: Path, postgres: PostgresServer, redis_server: RedisServ
 @pytest.fixture
 def pg_worker(
     project: Path, postgres: PostgresServer, pg_database: str, redis_server: RedisServer
-) -> Iterator[Callable[[str], WorkerProcess]]:
+) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(conn_max_age: str) -> WorkerProcess:
+    def start(conn_max_age: str, where: Path = project, **extra: str) -> WorkerProcess:
         env = project_env(
             redis_server,
             PG_DB,
             POSTGRES_PORT=str(postgres.port),
             DJANGO_CONN_MAX_AGE=conn_max_age,
+            **extra,
         )
-        worker = start_worker(project, env)
+        worker = start_worker(where, env)
         started.append(worker)
         return worker
 
@@ -365,7 +366,7 @@ def sessions_of_others(postgres: PostgresServer, database: str) -> set[int]:
 def test_each_prefork_child_uses_its_own_postgres_session(
     postgres: PostgresServer,
     pg_database: str,
-    pg_worker: Callable[[str], WorkerProcess],
+    pg_worker: Callable[..., WorkerProcess],
     pg_client: Celeriac,
 ) -> None:
     worker = pg_worker("none")  # persistent connections: a child keeps its session
@@ -382,8 +383,50 @@ def test_each_prefork_child_uses_its_own_postgres_session(
     assert worker.pid not in sessions
 
 
+MANAGER_SESSION = """
+
+from celeriac.signals import worker_ready
+
+
+@worker_ready.connect
+def open_a_session_in_the_manager(**kwargs):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        session = cursor.fetchone()[0]
+    with open(os.environ["MANAGER_SESSION_FILE"], "w") as out:
+        out.write(str(session))
+"""
+
+
+def test_children_forked_while_the_manager_holds_a_session_open_their_own(
+    project: Path,
+    postgres: PostgresServer,
+    pg_database: str,
+    pg_worker: Callable[..., WorkerProcess],
+    pg_client: Celeriac,
+    tmp_path: Path,
+) -> None:
+    """A worker_ready receiver queries in the manager, so the children are forked holding a
+    copy of its session: each child must open its own and leave the manager's alone."""
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+    with open(copy / "proj" / "celery.py", "a") as app_module:
+        app_module.write(MANAGER_SESSION)
+    session_file = tmp_path / "manager-session"
+    pg_worker("none", copy, MANAGER_SESSION_FILE=str(session_file))
+    manager_session = int(session_file.read_text())
+    results = place_orders_until_both_children_ran(pg_client, "pg-inherited")
+    children_sessions = {r["session"]["backend_pid"] for r in results}
+    assert len(children_sessions) == 2, results
+    assert manager_session not in children_sessions
+    # the children's clean-up sent nothing on the manager's socket: its session lives on
+    assert sessions_of_others(postgres, pg_database) == {manager_session, *children_sessions}
+
+
 def test_conn_max_age_zero_closes_the_session_after_each_task(
-    pg_database: str, pg_worker: Callable[[str], WorkerProcess], pg_client: Celeriac
+    pg_database: str, pg_worker: Callable[..., WorkerProcess], pg_client: Celeriac
 ) -> None:
     pg_worker("0")
     results = [
