@@ -165,7 +165,7 @@ def test_prefork_children_write_whole_lines_to_one_logfile(
     stop(worker)
     lines = logfile.read_text().splitlines()
     whole = re.compile(
-        STAMP + r"log\.long_lines\[[0-9a-f-]{36}\]: T(?P<tag>\d)-(?P<n>\d{4}) x{%d} end" % size
+        STAMP + r"log\.long_lines\[[0-9a-f-]{36}\]: T(?P<tag>\d)-(?P<n>\d{4}) " + f"x{{{size}}} end"
     )
     ours = [text for text in lines if " x" in text or "-00" in text]
     matched = [whole.fullmatch(text) for text in ours]
