@@ -42,6 +42,7 @@ _EXPORTS = {
     "xstarmap": "celeriac.canvas",
     "current_app": "celeriac.utils.current",
     "current_task": "celeriac.utils.current",
+    "uuid": "celeriac.utils",
 }
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "signature",
     "states",
     "subtask",
+    "uuid",
     "xmap",
     "xstarmap",
 ]
@@ -103,6 +105,7 @@ if TYPE_CHECKING:
     )
     from .result import AsyncResult, EagerResult, GroupResult
     from .task import Task
+    from .utils import uuid
     from .utils.current import current_app, current_task
 
 

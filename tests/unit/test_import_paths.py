@@ -147,7 +147,16 @@ PINNED: dict[str, list[str]] = {
         "worker_shutdown",
         "worker_shutting_down",
     ],
-    "celeriac": ["Celery", "Task", "current_app", "current_task", "shared_task", "signature"],
+    "celeriac": [
+        "Celery",
+        "Task",
+        "current_app",
+        "current_task",
+        "shared_task",
+        "signature",
+        "uuid",
+    ],
+    "celeriac.utils": ["uuid"],
 }
 
 # Celery's names that celeriac leaves out on purpose, each with the reason.

@@ -34,6 +34,7 @@ EXPECTED_ALL = [
     "signature",
     "states",
     "subtask",
+    "uuid",
     "xmap",
     "xstarmap",
 ]
