@@ -173,6 +173,44 @@ def test_a_task_counts_rows_through_the_orm(sqlite_worker: WorkerProcess, client
     assert count >= placed["order"] >= 1
 
 
+CONFIGURED_SCRIPT = """
+import json
+from django.conf import settings
+
+settings.configure(
+    INSTALLED_APPS=["django.contrib.contenttypes", "orders"],
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+    CELERY_BROKER_URL="memory://configured",
+)
+from celeriac import Celery
+
+app = Celery("configured")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+modules = app.import_task_modules()
+print(json.dumps({"broker": app.conf.broker_url, "modules": modules}))
+"""
+
+
+def test_reading_django_settings_switches_django_on_without_the_variable(
+    project: Path, redis_server: RedisServer
+) -> None:
+    """settings.configure() instead of DJANGO_SETTINGS_MODULE: the worker still sets Django
+    up before importing, and autodiscovery still searches INSTALLED_APPS."""
+    done = subprocess.run(
+        [sys.executable, "-c", CONFIGURED_SCRIPT],
+        cwd=project,
+        env=project_env(redis_server),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"broker": "memory://configured", "modules": ["orders.tasks"]}
+
+
 # --- delay_on_commit -----------------------------------------------------------------------
 
 ON_COMMIT_SCRIPT = """

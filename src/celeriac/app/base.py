@@ -19,6 +19,7 @@ from ..canvas_builtins import register_builtins
 from ..config import DEFAULT_BROKER_URL, Settings, load_object
 from ..errors import ImproperlyConfigured, InvalidTaskOptions, NotRegistered
 from ..fixups import Fixup, fixups_for
+from ..fixups.django import settings_to_read
 from ..result import AsyncResult
 from ..routing import Router
 from ..task import Task as TaskBase
@@ -159,8 +160,9 @@ class Celeriac:
     ) -> None:
         """Read settings now (``force`` is accepted for Celery's signature and changes
         nothing); ``silent`` ignores a module that cannot be imported."""
+        namespace = namespace or self.namespace
         try:
-            self.conf.from_object(obj, namespace=namespace or self.namespace)
+            self.conf.from_object(settings_to_read(obj, namespace), namespace=namespace)
         except ImproperlyConfigured:
             if not silent:
                 raise

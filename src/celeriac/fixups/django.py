@@ -51,11 +51,29 @@ HINT_SETTINGS = (
 def wanted(config_source: object = None) -> bool:
     """True when the app is a Django project's: the settings variable is set, or the app
     reads Django's settings object."""
-    if os.environ.get(SETTINGS_ENV):
-        return True
-    if isinstance(config_source, str):
-        return config_source in SETTINGS_SOURCES
-    return config_source is not None and type(config_source).__module__ == "django.conf"
+    return bool(os.environ.get(SETTINGS_ENV)) or _is_django_settings(config_source)
+
+
+def settings_to_read(source: object, namespace: str | None) -> object:
+    """What ``config_from_object`` reads: for Django's settings with a namespace, a mapping of
+    only the names it selects (``CELERY_*``). Reading every name would fail on some (an
+    empty SECRET_KEY raises; ``settings.configure()`` lists names it then refuses)."""
+    if not namespace or not _is_django_settings(source):
+        return source
+    from django.conf import settings
+
+    prefix = namespace.rstrip("_").upper() + "_"
+    selected = {}
+    for name in dir(settings):
+        if name.startswith(prefix) and name.isupper():
+            selected[name] = getattr(settings, name)
+    return selected
+
+
+def _is_django_settings(source: object) -> bool:
+    if isinstance(source, str):
+        return source in SETTINGS_SOURCES
+    return type(source).__module__ == "django.conf"
 
 
 def hint_for(exc: BaseException) -> str | None:
