@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "task_queues": None,
     "task_default_queue": "celery",
     "task_default_exchange": None,
+    "task_default_exchange_type": "direct",
+    "task_queue_max_priority": None,
     "task_default_routing_key": None,
     "task_default_priority": None,
     "task_create_missing_queues": True,
@@ -60,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "task_soft_time_limit": None,
     "task_always_eager": False,
     "task_eager_propagates": False,
+    "task_allow_error_cb_on_chord_header": False,
+    "task_store_eager_result": False,
     "task_annotations": None,
     "task_publish_retry": True,
     "task_publish_retry_policy": {

@@ -5,6 +5,9 @@ a dict mapping exact names or glob patterns (``'tasks.basic_tasks.*'``) or compi
 to routes, a callable ``(name, args, kwargs, options, task=None, **kw)``, or a dotted path to
 either. Explicit ``apply_async`` options win over the task's ``queue`` attribute, which wins
 over routes, which win over ``task_default_queue``.
+
+A route may also name an ``exchange`` and a ``routing_key`` instead of a queue: the queues
+declared in ``task_queues`` (queues.py) that are bound to them receive the message.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from .config import load_object
 from .errors import ConfigurationError
+from .queues import Queues
 
 Route = dict[str, Any]
 RouterFunc = Callable[..., Any]
@@ -66,6 +70,10 @@ def _make_router(spec: Any) -> tuple[RouterFunc, bool]:
     """The router and whether its answer depends only on the task name (cacheable)."""
     if isinstance(spec, str):
         spec = load_object(spec)
+        if isinstance(spec, type) and hasattr(spec, "route_for_task"):
+            spec = spec()  # Celery's class routers, named by their path
+    if hasattr(spec, "route_for_task"):
+        return _old_style(spec), False
     if isinstance(spec, Mapping):
         return _MapRouter(spec), True
     if callable(spec):
@@ -75,9 +83,19 @@ def _make_router(spec: Any) -> tuple[RouterFunc, bool]:
     )
 
 
+def _old_style(router: Any) -> RouterFunc:
+    """Celery's older router objects: ``route_for_task(task, args, kwargs)``."""
+
+    def route(name: str, args: Any, kwargs: Any, *rest: Any, **options: Any) -> Any:
+        return router.route_for_task(name, args, kwargs)
+
+    return route
+
+
 class Router:
-    def __init__(self, routes: Any, default_queue: str) -> None:
+    def __init__(self, routes: Any, default_queue: str, queues: Queues | None = None) -> None:
         self.default_queue = default_queue
+        self.queues = queues if queues is not None else Queues(None, default_queue)
         specs: Sequence[Any]
         if routes is None:
             specs = []
@@ -120,6 +138,7 @@ class Router:
                 found = router(name, args, kwargs or {}, dict(options or {}))
             route = _as_route(found, f"returned for {name!r}")
             if route:
-                route.setdefault("queue", self.default_queue)
+                if not route.get("exchange"):  # an exchange alone picks queues by binding
+                    route.setdefault("queue", self.default_queue)
                 return route
         return {"queue": self.default_queue}

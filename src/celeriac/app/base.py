@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .. import protocol, serialization, signals
+from .. import lifecycle, protocol, serialization, signals
+from ..annotations import apply as apply_annotations
+from ..annotations import prepare as prepare_annotations
 from ..backends import Backend, make_backend
 from ..brokers import Broker, make_broker
 from ..canvas_builtins import register_builtins
@@ -20,6 +22,7 @@ from ..config import DEFAULT_BROKER_URL, Settings, load_object
 from ..errors import ImproperlyConfigured, InvalidTaskOptions, NotRegistered
 from ..fixups import Fixup, fixups_for
 from ..fixups.django import settings_to_read
+from ..queues import Queues
 from ..result import AsyncResult
 from ..routing import Router
 from ..task import Task as TaskBase
@@ -132,6 +135,7 @@ class Celeriac:
         self._broker: Broker | None = None
         self._backend: Backend | None = None
         self._router: Router | None = None
+        self._router_version = -1
         self._factories: dict[str, tuple[tuple[Any, ...], protocol.EnvelopeFactory]] = {}
         self._autodiscover: list[tuple[task_modules.Packages, str | None]] = []
         self._fixups: list[Fixup] = fixups_for(self, config_source)
@@ -170,6 +174,7 @@ class Celeriac:
         if not self._fixups:  # config_from_object("django.conf:settings") switches Django on
             self._fixups = fixups_for(self, obj)
         self._reset_connections()
+        self.annotate_tasks()
 
     def config_from_envvar(self, variable: str, silent: bool = False, force: bool = False) -> None:
         value = os.environ.get(variable)
@@ -230,9 +235,26 @@ class Celeriac:
 
     @property
     def router(self) -> Router:
-        if self._router is None:
-            self._router = Router(self.conf.task_routes, self.conf.task_default_queue)
-        return self._router
+        """task_routes and task_queues, read again when a setting changes."""
+        router = self._router
+        if router is None or self._router_version != self.conf.version:
+            conf = self.conf
+            queues = Queues(
+                conf.task_queues,
+                default_queue=conf.task_default_queue,
+                default_exchange=conf.task_default_exchange,
+                default_exchange_type=conf.task_default_exchange_type,
+                default_routing_key=conf.task_default_routing_key,
+                create_missing=bool(conf.task_create_missing_queues),
+            )
+            router = self._router = Router(conf.task_routes, conf.task_default_queue, queues)
+            self._router_version = conf.version
+        return router
+
+    @property
+    def queues(self) -> Queues:
+        """The declared queues (``task_queues``); Celery's ``app.amqp.queues``."""
+        return self.router.queues
 
     # task registry
     @overload
@@ -259,7 +281,19 @@ class Celeriac:
             raise ImproperlyConfigured(f"base= for task {name!r} must be a Task subclass")
         task = base(self, fun, name, **options)
         self.tasks[name] = task
+        self._annotate(task)
         return task
+
+    def annotate_tasks(self) -> None:
+        """Apply ``task_annotations`` to every registered task (done at registration, after
+        ``config_from_object`` and when a worker has imported its task modules)."""
+        for task in list(self.tasks.values()):
+            self._annotate(task)
+
+    def _annotate(self, task: TaskBase) -> None:
+        setting = self.conf.task_annotations
+        if setting:
+            apply_annotations(prepare_annotations(setting), task)
 
     def gen_task_name(self, name: str, module: str) -> str:
         if module == "__main__" and self.main:
@@ -277,6 +311,7 @@ class Celeriac:
             )
         task.bind_to(self)
         self.tasks[task.name] = task
+        self._annotate(task)
         return task
 
     def autodiscover_tasks(
@@ -355,17 +390,27 @@ class Celeriac:
             _check_arguments(task, name, args, kwargs)
         task_id = options.get("task_id") or protocol.new_id()
         factory = self._plain_factory(name, task) if not options else None
+        targets: tuple[str, ...] = ()
         if factory is not None:  # delay(): routing and options worked out once per task
             send = factory.options
         else:
-            _, send = self._send_options(name, args, kwargs, options, task, task_id)
+            targets, send = self._send_options(name, args, kwargs, options, task, task_id)
             factory = protocol.EnvelopeFactory(name, send, self._content_type(task, options))
         envelope = factory.build(task_id, args, kwargs)
+        watched = None
+        if lifecycle.task_publishing.hooks or lifecycle.task_published.hooks:
+            watched = lifecycle.publishing(self, name, send.queue, envelope, send.priority)
+            envelope = watched.encode()  # with what before_task_publish changed
         batch: list[tuple[str, bytes, int]] | None = getattr(self._sending, "batch", None)
-        if batch is not None:
+        if len(targets) > 1:  # a topic exchange bound to several queues: one copy each
+            with self.publishing_together():
+                self._sending.batch.extend((queue, envelope, send.priority) for queue in targets)
+        elif batch is not None:
             batch.append((send.queue, envelope, send.priority))
         else:
             self.broker.publish(send.queue, envelope, send.priority)
+        if watched is not None:
+            lifecycle.published(watched)
         return AsyncResult(task_id, app=self, task_name=name)
 
     @contextlib.contextmanager
@@ -397,13 +442,12 @@ class Celeriac:
         ``starmap``), all with the same *kwargs* and options, in pipelined batches: the bulk
         path. Returns the AsyncResults in order. Each message is the one ``send_task`` would
         send; only the round trips are shared."""
-        if not isinstance(name, str) or not name:
-            raise InvalidTaskOptions(f"task name must be a non-empty string, got {name!r}")
-        _check_options(name, options)
-        if options.get("task_id"):
-            raise InvalidTaskOptions("send_many gives each message its own id; drop task_id")
+        _check_many(name, options)
         add_to_parent = bool(options.pop("add_to_parent", True))
         task: TaskBase | None = options.pop("task", None) or self.tasks.get(name)
+        # a topic exchange may copy each message, a publish view may change it: one by one
+        if self.router.queues.fans_out or lifecycle.publishing_watched():
+            return self._send_each(name, calls, kwargs, task, options, add_to_parent)
         results: list[AsyncResult] = []
         batch: list[tuple[str, bytes, int]] = []
         shared: protocol.EnvelopeFactory | None = None
@@ -434,6 +478,22 @@ class Celeriac:
         if batch:
             self.broker.publish_many(batch)
         if add_to_parent and parent is not None:
+            for result in results:
+                add_to_parent_trail(result)
+        return results
+
+    def _send_each(
+        self,
+        name: str,
+        calls: Iterable[Sequence[Any]],
+        kwargs: Mapping[str, Any] | None,
+        task: TaskBase | None,
+        options: Mapping[str, Any],
+        add_to_parent: bool,
+    ) -> list[AsyncResult]:
+        with self.publishing_together():
+            results = [self.send_task(name, call, kwargs, task=task, **options) for call in calls]
+        if add_to_parent:
             for result in results:
                 add_to_parent_trail(result)
         return results
@@ -477,7 +537,7 @@ class Celeriac:
         cached = self._factories.get(name)
         if cached is not None and cached[0] == key:
             return cached[1]
-        if not (router.cacheable or task.queue):
+        if not (router.cacheable or task.queue) or router.queues.fans_out:
             return None
         factory = self._many_factory(name, (), {}, {}, task, None)  # each call its own root
         self._factories[name] = (key, factory)
@@ -491,13 +551,22 @@ class Celeriac:
         options: Mapping[str, Any],
         task: TaskBase | None,
         task_id: str,
-    ) -> tuple[str, protocol.SendOptions]:
+    ) -> tuple[tuple[str, ...], protocol.SendOptions]:
+        """The message's options, and every queue that gets a copy (several only when a
+        topic exchange's bindings match more than one)."""
         route: dict[str, Any] = {}
         if not options.get("queue") and not (task and task.queue):
             route = self.router.route(name, args, kwargs, options, task)
-        queue = options.get("queue") or (task.queue if task else None) or route.get("queue")
-        queue = _as_queue_name(queue or self.conf.task_default_queue)
-        routing_key = options.get("routing_key") or route.get("routing_key") or queue
+        target = self.router.queues.destination(
+            _given_queue(
+                options.get("queue") or (task.queue if task else None) or route.get("queue")
+            ),
+            options.get("exchange") or getattr(task, "exchange", None) or route.get("exchange"),
+            options.get("routing_key")
+            or getattr(task, "routing_key", None)
+            or route.get("routing_key"),
+        )
+        queue = target.queues[0]
         priority = _priority(
             options.get("priority"),
             route.get("priority"),
@@ -520,8 +589,8 @@ class Celeriac:
             raise InvalidTaskOptions(f"headers must be a dict, got {type(headers).__name__}")
         send = protocol.SendOptions(
             queue=queue,
-            exchange=str(options.get("exchange") or ""),
-            routing_key=str(routing_key),
+            exchange=target.exchange,
+            routing_key=target.routing_key,
             priority=priority,
             eta=_eta(options.get("eta"), options.get("countdown")),
             expires=_expires(expires),
@@ -540,7 +609,7 @@ class Celeriac:
             chain=options.get("chain"),
             chord=options.get("chord"),
         )
-        return queue, send
+        return target.queues, send
 
     @property
     def control(self) -> Control:
@@ -626,6 +695,14 @@ def _check_options(name: str, options: Mapping[str, Any]) -> None:
         )
 
 
+def _check_many(name: str, options: Mapping[str, Any]) -> None:
+    if not isinstance(name, str) or not name:
+        raise InvalidTaskOptions(f"task name must be a non-empty string, got {name!r}")
+    _check_options(name, options)
+    if options.get("task_id"):
+        raise InvalidTaskOptions("send_many gives each message its own id; drop task_id")
+
+
 def _check_arguments(
     task: TaskBase, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
 ) -> None:
@@ -635,11 +712,14 @@ def _check_arguments(
         raise TypeError(f"{name}() called with arguments that do not fit: {exc}") from None
 
 
-def _as_queue_name(queue: Any) -> str:
-    name = getattr(queue, "name", queue)  # a kombu.Queue-like object
+def _given_queue(queue: Any) -> Any:
+    """A queue name or a Queue object (ours or kombu's); None when none was given."""
+    if queue is None or queue == "":
+        return None
+    name = getattr(queue, "name", queue)
     if not isinstance(name, str) or not name:
         raise InvalidTaskOptions(f"queue must be a non-empty string, got {queue!r}")
-    return name
+    return queue
 
 
 def _priority(*candidates: Any) -> int:

@@ -1,20 +1,35 @@
-"""``task.apply()``: run a task in this process, as a worker would, with no broker."""
+"""``task.apply()``: run a task in this process, as a worker would, with no broker.
+
+Celery's rules, checked against the celery package:
+
+- ``throw`` (default ``task_eager_propagates``) re-raises the task's exception, and also the
+  ``Retry`` of a task that asks to retry; without it the EagerResult holds the failure.
+- A retry runs the task again at once, with the same id and ``request.retries`` one
+  higher, until it succeeds or ``max_retries`` is used up (then MaxRetriesExceededError, or
+  the ``exc`` given to ``retry``). ``autoretry_for`` retries the same way.
+- The hooks run (``on_success``, ``on_failure``, ``on_retry``, ``after_return``);
+  ``task_store_eager_result`` also stores the final state in the result backend.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import traceback
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol, states
 from ..backends.base import build_meta, encode_exception
 from ..errors import Retry
-from ..task import Request, pop_request, push_request
-from .execute import run_coroutine
+from ..task import Request, _current_request, pop_request, push_request
+from .execute import result_expires_s, run_coroutine
 
 if TYPE_CHECKING:
     from ..result import EagerResult
     from ..task import Task
+
+logger = logging.getLogger(__name__)
 
 
 def run_eagerly(
@@ -24,40 +39,132 @@ def run_eagerly(
     task_id: str | None = None,
     retries: int = 0,
     throw: bool | None = None,
-    **_options: Any,
+    headers: dict[str, Any] | None = None,
+    link: Any = None,
+    link_error: Any = None,
+    **options: Any,
 ) -> EagerResult:
     from ..result import EagerResult
 
     task_id = task_id or protocol.new_id()
-    propagate = task.app.conf.task_eager_propagates if throw is None else throw
+    propagate = bool(task.app.conf.task_eager_propagates if throw is None else throw)
     while True:
-        request = Request(
-            id=task_id,
-            task=task.name,
-            args=list(args),
-            kwargs=kwargs,
-            retries=retries,
-            is_eager=True,
-            called_directly=False,
-            root_id=task_id,
-        )
+        request = _request(task, task_id, args, kwargs, retries, headers, options)
         token = push_request(request)
         try:
             value = task(*args, **kwargs)
             if asyncio.iscoroutine(value):
                 value = run_coroutine(value)
-            meta = build_meta(task_id, states.SUCCESS, value)
-            return EagerResult(task_id, meta, app=task.app)
-        except Retry as retry:  # eager retries run again at once, as Celery does
-            retries += 1
-            args = tuple(getattr(retry, "args_override", args))
-            kwargs = dict(getattr(retry, "kwargs_override", kwargs))
         except Exception as exc:
-            if propagate:
-                raise
-            meta = build_meta(
-                task_id, states.FAILURE, encode_exception(exc), traceback=traceback.format_exc()
+            einfo = traceback.format_exc()
+            outcome = _retry_or_failure(task, exc, retries)
+            is_retry = isinstance(outcome, Retry)
+            if is_retry:
+                _hook(task, "on_retry", task_id, _reason(outcome), task_id, args, kwargs, einfo)
+            else:
+                _hook(task, "on_failure", task_id, outcome, task_id, args, kwargs, einfo)
+            if propagate:  # Celery's: even a Retry leaves apply() when exceptions propagate
+                if outcome is exc:
+                    raise
+                raise outcome from exc
+            if is_retry:  # eager retries run again at once, with the same id
+                retries += 1
+                args = tuple(getattr(outcome, "args_override", args))
+                kwargs = dict(getattr(outcome, "kwargs_override", kwargs))
+                continue
+            _hook(
+                task, "after_return", task_id, states.FAILURE, outcome, task_id, args, kwargs, einfo
             )
+            meta = build_meta(task_id, states.FAILURE, encode_exception(outcome), traceback=einfo)
+            _store(task, task_id, meta, request)
             return EagerResult(task_id, meta, app=task.app)
         finally:
             pop_request(token)
+        _hook(task, "on_success", task_id, value, task_id, args, kwargs)
+        _hook(task, "after_return", task_id, states.SUCCESS, value, task_id, args, kwargs, None)
+        meta = build_meta(task_id, states.SUCCESS, value)
+        _store(task, task_id, meta, request)
+        return EagerResult(task_id, meta, app=task.app)
+
+
+def _request(
+    task: Task,
+    task_id: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    retries: int,
+    headers: dict[str, Any] | None,
+    options: dict[str, Any],
+) -> Request:
+    parent = _current_request.get()
+    return Request(
+        id=task_id,
+        task=task.name,
+        args=list(args),
+        kwargs=kwargs,
+        retries=retries,
+        is_eager=True,
+        called_directly=False,
+        parent_id=parent.id if parent else None,
+        root_id=(parent.root_id if parent else None) or task_id,
+        hostname=socket.gethostname(),
+        headers=headers,
+        timelimit=(task.time_limit, task.soft_time_limit),
+        ignore_result=bool(
+            options.get("ignore_result")
+            if options.get("ignore_result") is not None
+            else (
+                task.ignore_result
+                if task.ignore_result is not None
+                else task.app.conf.task_ignore_result
+            )
+        ),
+        delivery_info={
+            "is_eager": True,
+            "exchange": options.get("exchange"),
+            "routing_key": options.get("routing_key"),
+            "priority": options.get("priority"),
+        },
+    )
+
+
+def _retry_or_failure(task: Task, exc: Exception, retries: int) -> Exception:
+    """The Retry a task raised or ``autoretry_for`` asks for, else the error to report."""
+    if isinstance(exc, Retry) or not task.autoretry_for:
+        return exc
+    if not isinstance(exc, task.autoretry_for) or (
+        task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for)
+    ):
+        return exc
+    retry_kwargs = dict(task.retry_kwargs)
+    retry_kwargs.pop("countdown", None)
+    try:
+        task.retry(exc=exc, countdown=task.backoff_delay(retries), **retry_kwargs)
+    except Retry as retry:
+        return retry
+    except Exception as final:  # retries used up: the task's own error, or MaxRetries...
+        return final
+    return exc
+
+
+def _store(task: Task, task_id: str, meta: Any, request: Request) -> None:
+    """``task_store_eager_result``: keep the outcome where ``AsyncResult(id)`` finds it."""
+    app = task.app
+    wanted = getattr(task, "store_eager_result", None)  # @app.task(store_eager_result=True)
+    if wanted is None:
+        wanted = app.conf.task_store_eager_result
+    if not wanted or request.ignore_result:
+        return
+    app.backend.store(task_id, meta, result_expires_s(app))
+
+
+def _reason(retry: Exception) -> Exception:
+    reason = getattr(retry, "exc", None)
+    return reason if isinstance(reason, Exception) else retry
+
+
+def _hook(task: Task, name: str, task_id: str, *arguments: Any) -> None:
+    try:
+        getattr(task, name)(*arguments)
+    except Exception:  # a failing hook must not change the task's own outcome
+        logger.exception("task %s[%s] hook %s raised", task.name, task_id, name)

@@ -103,7 +103,7 @@ class Worker:
             nodename=default_nodename(hostname),
             pool_name=pool_name,
             concurrency=int(concurrency),
-            queues=_consumed_queues(queues or [conf.task_default_queue], exclude_queues),
+            queues=_consumed_queues(app.queues.select(queues), exclude_queues),
             max_tasks_per_child=max_tasks_per_child or conf.worker_max_tasks_per_child,
             max_memory_per_child_kib=max_memory_per_child or conf.worker_max_memory_per_child,
             time_limit_s=time_limit if time_limit is not None else conf.task_time_limit,
@@ -192,7 +192,7 @@ class Worker:
             f"- *** --- * --- .> concurrency: {self._concurrency_text()}",
             f"-- ******* ---- .> task events: {self._events_text()}",
             "--- ***** ----- [queues]",
-            *[f" -------------- .> {q:<12} exchange={q}(direct) key={q}" for q in rt.queues],
+            *[f" -------------- .> {self._queue_line(q)}" for q in rt.queues],
             "",
             *(["[notes]", *[f"  . {note}" for note in self.notes], ""] if self.notes else []),
             "[tasks]",
@@ -230,6 +230,11 @@ class Worker:
         if self.notes and not self.banner:
             for note in self.notes:
                 logger.info("note: %s", note)
+
+    def _queue_line(self, name: str) -> str:
+        queue = self.app.queues[name]
+        exchange = queue.exchange_name or name
+        return f"{name:<12} exchange={exchange}({queue.exchange_type}) key={queue.routing_key}"
 
     def _install_signals(self) -> None:
         # ask signal.signal itself: under eventlet's patching, threading no longer knows
