@@ -104,3 +104,18 @@ def test_multi_start_two_nodes_then_stopwait_leaves_no_process(
     assert not list(tmp_path.glob("*.pid"))  # each node removed its own pidfile
     again = multi(env, tmp_path, "stop", "2", *paths)
     assert again.stdout.count(": DOWN") == 2
+
+
+def test_multi_kill_sends_sigkill_and_clears_the_pidfile(
+    redis_url: str, backend_url: str, tmp_path: Path, tracked: list[psutil.Process]
+) -> None:
+    env = subprocess_env(redis_url, backend_url)
+    args = ["k1", "-A", "core_tasks", "-P", "solo", f"--pidfile={tmp_path}/%n.pid"]
+    started = multi(env, tmp_path, "start", *args, f"--logfile={tmp_path}/%n.log")
+    pid = read_pid(str(tmp_path / "k1.pid"))
+    assert pid is not None, started.stdout + started.stderr
+    tracked.append(psutil.Process(pid))
+    killed = multi(env, tmp_path, "kill", *args)
+    assert f"> k1@{HOST}: KILL -> {pid}" in killed.stdout
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not (tmp_path / "k1.pid").exists()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -139,3 +141,46 @@ def test_detach_writes_the_pidfile_and_runs_in_the_background(
     os.kill(pid, signal.SIGTERM)
     wait_until(lambda: not psutil.pid_exists(pid) or daemon.status() == "zombie", 20, str)
     wait_until(lambda: not pidfile.exists(), 5, lambda: "pidfile left behind")
+
+
+def test_uid_and_gid_drop_privileges_or_say_why_not(
+    redis_url: str,
+    backend_url: str,
+    tmp_path: Path,
+    started: list[int],
+    request: pytest.FixtureRequest,
+) -> None:
+    # the worker writes its pidfile and log after switching group: a directory it can reach.
+    # (--uid=nobody itself is proven in the unit tests: here Python's own files live under
+    # /root, which nobody may not read, so a worker could not import after the switch)
+    run_dir = Path(tempfile.mkdtemp(prefix="celeriac-uid-"))
+    run_dir.chmod(0o777)
+    request.addfinalizer(lambda: shutil.rmtree(run_dir, ignore_errors=True))
+    env = subprocess_env(redis_url, backend_url)
+    argv = [
+        sys.executable, "-m", "celeriac", "-A", "core_tasks", "worker", "-D", "-P", "solo",
+        "-n", "u1@%h", f"--pidfile={run_dir}/%n.pid", f"--logfile={run_dir}/%n.log",
+        "--uid=root", "--gid=nogroup", f"--workdir={run_dir}",
+    ]  # fmt: skip
+    launcher = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    pid = read_pid(str(run_dir / "u1.pid"))
+    if pid:
+        started.append(pid)
+    if os.getuid() != 0:  # only root may change user: the error says so, nothing starts
+        assert launcher.returncode == 1
+        assert "only root may change user or group" in launcher.stderr
+        assert pid is None
+        return
+    assert launcher.returncode == 0, launcher.stderr
+    assert pid is not None
+    daemon = psutil.Process(pid)
+    assert daemon.uids().real == daemon.uids().effective == 0
+    assert daemon.gids().real == daemon.gids().effective == 65534
+    assert daemon.cwd() == str(run_dir)  # --workdir
+    client = Celery("client", broker=redis_url, backend=backend_url)
+    try:
+        assert client.send_task("core.add", (1, 1)).get(timeout=10) == 2
+    finally:
+        client.close()
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not (run_dir / "u1.pid").exists(), 20, lambda: "pidfile left behind")

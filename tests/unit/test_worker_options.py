@@ -380,3 +380,117 @@ def test_purge_excludes_queues(cli: click.Group, memory_url: str) -> None:
     assert app.broker.queue_length("b") == 1
     result = invoke(cli, "-b", memory_url, "purge", "-Q", "b", "-X", "b", "-f")
     assert result.exit_code == 2 and "leaves no queue" in result.output
+
+
+# the options reach the Worker: run the command with Worker.start recording, not running
+@pytest.fixture
+def started_workers(monkeypatch: pytest.MonkeyPatch) -> list[Worker]:
+    from celeriac.cli import worker_cmd
+
+    seen: list[Worker] = []
+
+    def record(self: Worker) -> int:
+        seen.append(self)
+        return 0
+
+    monkeypatch.setattr(Worker, "start", record)
+    monkeypatch.setattr(worker_cmd, "_setup_logging", lambda *args, **kwargs: None)
+    return seen
+
+
+def test_worker_options_reach_the_worker(
+    cli: click.Group, memory_url: str, started_workers: list[Worker]
+) -> None:
+    app = Celery("p", broker=memory_url, backend=memory_url)
+    app.send_task("t.x", queue="a")
+    result = invoke(
+        cli, "-q", "-b", memory_url, "worker", "-P", "threads", "-c", "2",
+        "-Q", "a,b,c", "-X", "c", "-I", "json,csv", "--heartbeat-interval", "0.5",
+        "--disable-prefetch", "--purge", "-E", "-B", "-s", "beat.db", "--scheduler", "x.Y",
+        "--without-heartbeat", "--pool-start-method", "spawn", "-n", "w7@%h",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Discarded 1 message(s) from a, b." in result.output
+    (worker,) = started_workers
+    rt = worker.runtime
+    assert rt.queues == ["a", "b"] and rt.concurrency == 2
+    assert rt.nodename == f"w7@{nodenames.gethostname()}"
+    assert rt.prefetch_multiplier == 1 and worker.optimization == "fair"
+    assert worker.banner is False  # -q
+    assert worker.task_events and worker.beat
+    assert (worker.schedule_filename, worker.scheduler) == ("beat.db", "x.Y")
+    assert {"json", "csv"} <= set(worker.app.conf.include)
+    assert worker.app.conf.worker_heartbeat_interval == 0.5
+    assert any(note.startswith("--without-heartbeat") for note in worker.notes)
+    assert any(note.startswith("--pool-start-method=spawn") for note in worker.notes)
+
+
+def test_heartbeat_interval_must_leave_room_for_the_dead_after(
+    cli: click.Group, memory_url: str, started_workers: list[Worker]
+) -> None:
+    result = invoke(cli, "-b", memory_url, "worker", "-P", "solo", "--heartbeat-interval", "10")
+    assert result.exit_code == 2
+    assert "worker_dead_after" in result.output
+    assert started_workers == []
+
+
+def test_workdir_and_config_at_the_top(
+    cli: click.Group, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "myconf_for_cli.py").write_text(
+        "broker_url = 'memory://from-config'\nresult_backend = 'memory://from-config'\n"
+    )
+    result = invoke(cli, "--workdir", str(project), "--config", "myconf_for_cli", "report")
+    assert result.exit_code == 0, result.output
+    assert "transport:memory://from-config" in result.output
+    assert Path.cwd() == project
+    result = invoke(cli, "--config", "no_such_conf_module_here", "report")
+    assert result.exit_code == 1
+    assert "--config no_such_conf_module_here: cannot load that settings module" in result.output
+
+
+def test_shell_preloads_the_app_and_its_tasks(
+    cli: click.Group, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_url: str
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shellproj.py").write_text(
+        "from celeriac import Celery\n"
+        f"app = Celery('shellproj', broker={memory_url!r}, backend={memory_url!r})\n"
+        "@app.task(name='shellproj.add')\n"
+        "def add(x, y):\n    return x + y\n"
+    )
+    code = "print(app.main, celery is app, add.name, add(2, 3), Celery is celeriac.Celery, chain)"
+    result = invoke(cli, "-A", "shellproj", "shell", "-c", code)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("shellproj True shellproj.add 5 True <class")
+
+
+def test_drop_privileges_becomes_the_user_or_says_only_root_may() -> None:
+    from celeriac.cli.daemon import drop_privileges
+
+    if os.getuid() != 0:
+        with pytest.raises(ConfigurationError, match="only root may change user or group"):
+            drop_privileges(65534, 65534)
+        return
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child switches for good, reports and leaves
+        code = 1
+        try:
+            drop_privileges(resolve_uid("nobody"), None)  # the user's own group by default
+            os.write(write_fd, f"{os.getuid()} {os.geteuid()} {os.getgid()}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    _, status = os.waitpid(pid, 0)
+    reported = os.read(read_fd, 100).decode()
+    os.close(read_fd)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    nobody = __import__("pwd").getpwnam("nobody")
+    assert reported == f"{nobody.pw_uid} {nobody.pw_uid} {nobody.pw_gid}"

@@ -82,14 +82,15 @@ def _service_options(
 
 
 def _become_service(options: ServiceOptions) -> Detached:
-    """Detach, drop privileges and take the pidfile, in that order (as Celery does)."""
+    """Drop privileges, detach and take the pidfile, in that order (as Celery does): the
+    log file and the pidfile are then the worker's user's own."""
     from .daemon import Detached, detach, drop_privileges
 
     if options.umask is not None:
         os.umask(options.umask)
+    drop_privileges(options.uid, options.gid)
     detached = detach(options.logfile) if options.detach else Detached(None)
     try:
-        drop_privileges(options.uid, options.gid)
         if options.pidfile is not None:
             options.pidfile.acquire()
     except Exception as exc:
@@ -284,6 +285,10 @@ def worker(state: CliState, /, **opts: Any) -> None:
     except click.ClickException as exc:
         if detached is not None:
             detached.fail(exc.format_message())
+        raise
+    except Exception as exc:  # the traceback goes to the log; the starter gets one line
+        if detached is not None:
+            detached.fail(f"{type(exc).__name__}: {exc} (see the log file)")
         raise
     finally:
         if pidfile is not None:
