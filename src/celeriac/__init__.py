@@ -43,6 +43,8 @@ _EXPORTS = {
     "current_app": "celeriac.utils.current",
     "current_task": "celeriac.utils.current",
     "uuid": "celeriac.utils",
+    "Exchange": "celeriac.queues",
+    "Queue": "celeriac.queues",
 }
 
 __all__ = [
@@ -51,9 +53,11 @@ __all__ = [
     "CeleriacError",
     "Celery",
     "EagerResult",
+    "Exchange",
     "GroupResult",
     "MaxRetriesExceededError",
     "NotRegistered",
+    "Queue",
     "Reject",
     "Retry",
     "Signature",
@@ -103,6 +107,7 @@ if TYPE_CHECKING:
         TaskRevokedError,
         TimeLimitExceeded,
     )
+    from .queues import Exchange, Queue
     from .result import AsyncResult, EagerResult, GroupResult
     from .task import Task
     from .utils import uuid
