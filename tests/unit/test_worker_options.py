@@ -494,3 +494,26 @@ def test_drop_privileges_becomes_the_user_or_says_only_root_may() -> None:
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     nobody = __import__("pwd").getpwnam("nobody")
     assert reported == f"{nobody.pw_uid} {nobody.pw_uid} {nobody.pw_gid}"
+
+
+def test_multi_as_celerys_systemd_unit_and_init_script_call_it(cli: click.Group) -> None:
+    host = nodenames.gethostname()
+    # ExecStart of the unit in Celery's "Daemonization" page, with celeriac for celery
+    result = invoke(
+        cli, "-A", "proj", "multi", "show", "w1", "w2", "w3",
+        "--pidfile=/var/run/celery/%n.pid", "--logfile=/var/log/celery/%n%I.log",
+        "--loglevel=INFO", "--time-limit=300", "--concurrency=8",
+        "--cmd=-m celery worker --detach",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[1].endswith(
+        f"-m celeriac --app=proj worker --detach --hostname=w2@{host} "
+        "--pidfile=/var/run/celery/w2.pid --logfile=/var/log/celery/w2%I.log "
+        "--loglevel=INFO --time-limit=300 --concurrency=8"
+    )
+    # a name after the options, as people write it: `multi start -A proj worker -l info`
+    plan = build_plan(["-A", "proj", "worker", "-l", "info", "-E"])
+    assert [n.name for n in plan.nodes] == [f"worker@{host}"]
+    assert plan.global_args == ["-A", "proj"]

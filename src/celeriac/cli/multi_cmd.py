@@ -29,7 +29,7 @@ from .nodenames import gethostname, host_format, node_format
 # options that go before ``worker`` (the group's); the rest are the worker's
 GLOBAL_VALUE = {"-A", "--app", "-b", "--broker", "--result-backend", "--config", "--workdir"}
 GLOBAL_FLAG = {"-q", "--quiet", "-C", "--no-color"}
-MULTI_VALUE = {"--range-prefix", "--executable"}
+MULTI_VALUE = {"--range-prefix", "--executable", "--cmd"}
 MULTI_FLAG = {"--nosplash", "--verbose"}
 DEFAULTS = {"--pidfile": "%n.pid", "--logfile": "%n%I.log"}
 ALIASES = {"-f": "--logfile", "-n": "--hostname"}
@@ -122,22 +122,19 @@ def _node_names(names: list[str], prefix: str) -> list[str]:
 
 
 def _split_args(args: Sequence[str]) -> tuple[list[str], list[tuple[str, str | None]]]:
-    """Leading names, then (option, value) pairs; a value is the next word unless the
-    option is a flag or the next word is an option itself."""
+    """Node names and (option, value) pairs. An option's value is the next word unless
+    the option is a flag or the next word is an option itself; any other word is a node
+    name, wherever it stands (``multi start -A proj w1 -l info`` names w1)."""
     flags = _worker_flags() | GLOBAL_FLAG | MULTI_FLAG
     names: list[str] = []
     pairs: list[tuple[str, str | None]] = []
     i = 0
-    while i < len(args) and not args[i].startswith("-"):
-        names.append(args[i])
-        i += 1
     while i < len(args):
         word = args[i]
         i += 1
-        if not word.startswith("-"):
-            raise click.UsageError(
-                f"{word!r}: node names go first (celeriac multi start w1 w2 -c 4 ...)"
-            )
+        if not word.startswith("-") or word == "-":
+            names.append(word)
+            continue
         key, eq, value = word.partition("=")
         if eq:
             pairs.append((key, value))
@@ -164,6 +161,8 @@ def build_plan(args: Sequence[str], state: CliState | None = None) -> Plan:
             prefix = value or prefix
         elif option == "--executable":
             executable = value or executable
+        elif option == "--cmd":
+            pass  # Celery's init script names its worker program; ours is celeriac worker
         elif option in MULTI_FLAG:
             verbose = verbose or option == "--verbose"
             nosplash = nosplash or option == "--nosplash"
