@@ -335,6 +335,18 @@ def test_models_imported_before_django_is_set_up_is_one_line_with_the_hint(
     )
 
 
+def test_debug_log_level_shows_the_traceback_of_an_app_module_that_fails(
+    project: Path, sqlite_env: dict[str, str], tmp_path: Path
+) -> None:
+    broken = broken_copy(project, tmp_path)
+    app_module = broken / "proj" / "celery.py"
+    app_module.write_text(app_module.read_text() + "\nfrom orders.models import Order\n")
+    code, output = run_worker_to_exit(broken, sqlite_env, "-l", "debug")
+    assert code != 0
+    assert "Traceback (most recent call last)" in output
+    assert "AppRegistryNotReady" in output
+
+
 # --- PostgreSQL: one session per prefork child ----------------------------------------------
 
 

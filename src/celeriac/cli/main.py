@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -53,16 +54,27 @@ class CliState:
         return app
 
 
+def _debug_requested() -> bool:
+    ctx = click.get_current_context(silent=True)
+    level = ctx.params.get("loglevel") if ctx is not None else None
+    if isinstance(level, str) and level.lower() == "debug":
+        return True
+    return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def _load_failure(app_ref: str, exc: Exception) -> str:
     """One line: the module, the error, the user's line it came from and what to do (for
     Django, where DJANGO_SETTINGS_MODULE goes). A module that was not found also lists the
-    path searched; ``-l debug`` logs the traceback."""
+    path searched; ``-l debug`` prints the traceback first."""
     from ..app.modules import describe_import_failure
 
     cause = exc.__cause__
     if cause is None:
         return f"cannot load the app {app_ref!r}: {exc}"
-    logging.getLogger(__name__).debug("loading the app %r failed", app_ref, exc_info=cause)
+    if _debug_requested():  # the command's logging is not set up yet: the app configures it
+        sys.stderr.write(
+            "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+        )
     line = f"cannot load the app {app_ref!r}: " + describe_import_failure(
         app_ref.partition(":")[0], cause
     )
