@@ -107,21 +107,50 @@ class Control:
     def shutdown(self, destination: Sequence[str] | None = None) -> None:
         self.broadcast("shutdown", destination=destination)
 
-    def inspect(self, destination: Sequence[str] | None = None, timeout: float = 1.0) -> Inspect:
-        return Inspect(self, destination, timeout)
+    def inspect(
+        self, destination: Sequence[str] | None = None, timeout: float = 1.0, **options: Any
+    ) -> Inspect:
+        return Inspect(destination=destination, timeout=timeout, control=self, **options)
 
 
 class Inspect:
     """``app.control.inspect()``: each method returns ``{nodename: answer}`` or None."""
 
-    def __init__(self, control: Control, destination: Sequence[str] | None, timeout: float) -> None:
+    def __init__(
+        self,
+        destination: Sequence[str] | None = None,
+        timeout: float = 1.0,
+        callback: Any = None,
+        connection: Any = None,
+        app: Celeriac | None = None,
+        limit: int | None = None,
+        pattern: Any = None,
+        matcher: Any = None,
+        *,
+        control: Control | None = None,
+    ) -> None:
+        """Celery's signature (``Inspect(app=app, timeout=2)``); ``callback``,
+        ``connection``, ``pattern`` and ``matcher`` are accepted and not used."""
+        if control is None:
+            if app is None:
+                from .app import default_app
+
+                app = default_app()
+            control = app.control
         self.control = control
+        self.app = control.app
         self.destination = destination
         self.timeout = timeout
+        self.limit = limit
 
     def _ask(self, command: str, **arguments: Any) -> dict[str, Any] | None:
         replies = self.control.broadcast(
-            command, arguments, destination=self.destination, reply=True, timeout=self.timeout
+            command,
+            arguments,
+            destination=self.destination,
+            reply=True,
+            timeout=self.timeout,
+            limit=self.limit,
         )
         return flatten_reply(replies or []) or None
 
