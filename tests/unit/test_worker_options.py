@@ -408,12 +408,14 @@ def test_worker_options_reach_the_worker(
         "-Q", "a,b,c", "-X", "c", "-I", "json,csv", "--heartbeat-interval", "0.5",
         "--disable-prefetch", "--purge", "-E", "-B", "-s", "beat.db", "--scheduler", "x.Y",
         "--without-heartbeat", "--pool-start-method", "spawn", "-n", "w7@%h",
+        "--statedb=/tmp/%n.state",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "Discarded 1 message(s) from a, b." in result.output
     (worker,) = started_workers
     rt = worker.runtime
     assert rt.queues == ["a", "b"] and rt.concurrency == 2
+    assert worker.statedb_path == "/tmp/w7.state"
     assert rt.nodename == f"w7@{nodenames.gethostname()}"
     assert rt.prefetch_multiplier == 1 and worker.optimization == "fair"
     assert worker.banner is False  # -q

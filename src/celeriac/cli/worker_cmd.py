@@ -296,6 +296,13 @@ def worker(state: CliState, /, **opts: Any) -> None:
     raise SystemExit(code)
 
 
+def _statedb(path: str | None, node: str) -> str | None:
+    """``--statedb=/var/run/celery/%n.state``: expanded per node, as Celery does."""
+    from .nodenames import node_format
+
+    return node_format(path, node) if path else None
+
+
 def _chdir(path: str) -> None:
     try:
         os.chdir(path)
@@ -328,7 +335,7 @@ def _run(state: CliState, service: ServiceOptions, detached: Detached, opts: dic
         soft_time_limit=opts["soft_time_limit"],
         prefetch_multiplier=opts["prefetch_multiplier"],
         banner=not (opts["without_banner"] or state.quiet),
-        statedb=opts["statedb"],
+        statedb=_statedb(opts["statedb"], service.nodename),
         task_events=opts["task_events"],
         beat=opts["beat"],
         schedule_filename=opts["schedule_filename"],
