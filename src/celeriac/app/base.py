@@ -351,6 +351,8 @@ class Celeriac:
         send ``import_modules``, then import the autodiscovered modules, ``imports`` and
         ``include``. Returns the module names. A module that fails to import raises
         ImproperlyConfigured with one line naming it and the error."""
+        if not self._fixups:  # DJANGO_SETTINGS_MODULE may be set after the app was made
+            self._fixups = fixups_for(self)
         for fixup in self._fixups:
             fixup.before_import()
         signals.import_modules.send(sender=self)
