@@ -365,6 +365,7 @@ def test_current_app_is_the_app_made_last(memory_url: str) -> None:
     try:
         assert current_app.main == "made-last"
         assert current_app._get_current_object() is made  # type: ignore[attr-defined]
+        assert isinstance(current_app, Celery)
     finally:
         made.close()
 

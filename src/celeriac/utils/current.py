@@ -32,6 +32,10 @@ class Proxy(Generic[T]):
         find: Callable[[], T] = object.__getattribute__(self, "_find")
         return find()
 
+    @property  # type: ignore[misc]
+    def __class__(self) -> type[Any]:  # so isinstance(current_app, Celery) holds, as in Celery
+        return type(self._get_current_object())
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._get_current_object(), name)
 
