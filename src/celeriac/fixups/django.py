@@ -42,7 +42,7 @@ HINT_NOT_READY = (
     "django.setup() yourself before importing models"
 )
 HINT_SETTINGS = (
-    "Django is not configured: set DJANGO_SETTINGS_MODULE "
+    "Django's settings are missing or wrong: set DJANGO_SETTINGS_MODULE "
     "(os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'proj.settings') in proj/celery.py) "
     "or call settings.configure() and django.setup() before the app reads its settings"
 )
