@@ -289,6 +289,35 @@ class Queues:
         return tuple(found)
 
 
+BINDING_SEP = "\x06\x16"
+
+
+def binding_members(queues: Iterable[Queue]) -> list[tuple[str, str]]:
+    """kombu's Redis binding table entries for *queues*: (exchange, member), where the member
+    is ``routing_key SEP pattern SEP queue`` (the pattern only for topic exchanges)."""
+    members = []
+    for queue in queues:
+        exchange = queue.exchange_name or queue.name
+        pattern = topic_pattern(queue.routing_key).pattern if queue.exchange_type == "topic" else ""
+        members.append((exchange, BINDING_SEP.join([queue.routing_key, pattern, queue.name])))
+    return members
+
+
+def declare_bindings(broker: Any, queues: Iterable[Queue]) -> None:
+    """Write the bindings a Celery worker writes at start-up, so a Celery client that
+    publishes to an exchange with a routing key finds these queues. Only Redis keeps them:
+    the other brokers are celeriac's own."""
+    from .brokers.redis import RedisBroker
+
+    if not isinstance(broker, RedisBroker):
+        return
+    pipe = broker.client.pipeline(transaction=False)
+    for exchange, member in binding_members(queues):
+        pipe.sadd(f"_kombu.binding.{exchange}", member)
+        pipe.sadd(f"_kombu.binding_permanent.{exchange}", member)  # kombu 5.7's sweep keeps it
+    pipe.execute()
+
+
 def topic_pattern(binding_key: str) -> re.Pattern[str]:
     """kombu's topic match: words split on dots, ``*`` one word, ``#`` any run of words."""
     cached = _patterns.get(binding_key)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__, lifecycle
 from ..errors import ConfigurationError
+from ..queues import declare_bindings
 from ..urls import safe_url
 from . import log_lines
 from .control import ControlListener
@@ -143,6 +144,7 @@ class Worker:
         log_lines.install()
         app.import_task_modules()  # sends import_modules
         app.broker.ping()
+        declare_bindings(app.broker, [app.queues[name] for name in self.runtime.queues])
         if lifecycle.worker_set_up.hooks:
             lifecycle.worker_set_up.emit(self)
         if self.banner:
