@@ -142,12 +142,12 @@ class schedule(BaseSchedule):
 
     def next_run_after(self, after: datetime, tz: str | tzinfo | None = None) -> datetime:
         zone = _zone(tz) if tz is not None else self.tz
-        start = self.maybe_make_aware(after).astimezone(zone)
-        due = (start.astimezone(timezone.utc) + self.run_every).astimezone(zone)
-        if self.relative:
+        start = self.maybe_make_aware(after)
+        due = (start.astimezone(timezone.utc) + self.run_every).astimezone(start.tzinfo)
+        if self.relative:  # rounded on last_run_at's own clock (UTC when naive), as Celery does
             rounded = _round_down(due, self.run_every)
             due = rounded if rounded > start else due
-        return due
+        return due.astimezone(zone)
 
     def is_due(self, last_run_at: datetime) -> schedstate:
         remaining_s = max(self.remaining_estimate(last_run_at).total_seconds(), 0.0)

@@ -270,6 +270,30 @@ def test_schedule_matches_celerys_schedule(our_app: Celery) -> None:
         assert repr(ours) == repr(theirs)
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "Asia/Kolkata"])
+@pytest.mark.parametrize("relative", [False, True])
+def test_schedule_remaining_and_is_due_match_celerys(
+    our_app: Celery, zone: str, relative: bool
+) -> None:
+    our_app.conf.timezone = zone
+    capp = celery.Celery(set_as_current=False)
+    capp.conf.timezone = zone
+    rng = random.Random(f"{zone}{relative}")
+    intervals = [45, timedelta(minutes=5), timedelta(minutes=90), timedelta(hours=3)]
+    for every in [*intervals, timedelta(days=1), timedelta(days=2)]:
+        for _ in range(20):
+            now = datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(
+                seconds=rng.randrange(365 * 86400)
+            )
+            last = now - timedelta(seconds=rng.randrange(3 * 86400))
+            ours = schedule(every, relative=relative, nowfun=lambda n=now: n, app=our_app)
+            theirs = celery.schedules.schedule(
+                every, relative=relative, nowfun=lambda n=now: n, app=capp
+            )
+            assert ours.remaining_estimate(last) == theirs.remaining_estimate(last)
+            assert tuple(ours.is_due(last)) == tuple(theirs.is_due(last))
+
+
 def test_relative_schedule_runs_on_the_unit_boundary(our_app: Celery) -> None:
     hourly = schedule(timedelta(hours=1), relative=True, app=our_app)
     last = datetime(2025, 6, 2, 10, 17, 45, tzinfo=timezone.utc)
