@@ -22,7 +22,8 @@ task_published           OutgoingMessage (after)
 task_received            ctx, job (the slot that will run it, once accepted)
 task_unknown             ctx, delivery, message, exc (an unregistered task name)
 task_rejected            ctx, delivery, exc (a message that is not a runnable task)
-task_revoked             ctx, job or message, terminated, signum, expired
+task_revoked             ctx, job, terminated, signum, expired (prefork terminate:
+                         None, Terminated, True, signum, False)
 task_started             ctx, job, request (in the task's slot, its request current)
 task_succeeded           ctx, job, outcome (result stored, on_success called)
 task_failed              ctx, job, outcome
@@ -39,6 +40,7 @@ import base64
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -116,6 +118,17 @@ worker_stopped = Point("worker_stopped")  # worker (the pool has stopped)
 worker_heartbeat = Point("worker_heartbeat")  # the Liveness that beat
 
 POINTS: tuple[Point, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, Point))
+
+
+@dataclass(frozen=True)
+class Terminated:
+    """A task the prefork manager stopped (``revoke(terminate=True)``): what its slot table
+    knows, for ``task_revoked`` emitted with no execution context (``ctx`` is None)."""
+
+    app: Celeriac
+    id: str
+    name: str
+    hostname: str | None
 
 
 class OutgoingMessage:

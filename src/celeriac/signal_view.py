@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import lifecycle, signals
-from .lifecycle import OutgoingMessage, Point
+from .lifecycle import OutgoingMessage, Point, Terminated
 from .task import pop_request, push_request
 
 if TYPE_CHECKING:
@@ -130,12 +130,34 @@ def _rejected(ctx: ExecContext, delivery: Delivery, exc: Exception | None) -> No
     signals.task_rejected.send(sender=ctx.consumer, message=delivery, exc=exc)
 
 
+class TerminatedRequest:
+    """The request of a task the prefork manager terminated: what its slot table knew."""
+
+    def __init__(self, stopped: Terminated) -> None:
+        self.id = stopped.id
+        self.name = stopped.name
+        self.task = stopped.app.tasks.get(stopped.name)
+        self.hostname = stopped.hostname
+
+    def __repr__(self) -> str:
+        return f"<TerminatedRequest {self.name}[{self.id}]>"
+
+
 def _revoked(
-    ctx: ExecContext, job: Job, terminated: bool, signum: int | None, expired: bool
+    ctx: ExecContext | None,
+    job: Job | Terminated,
+    terminated: bool,
+    signum: int | None,
+    expired: bool,
 ) -> None:
+    if isinstance(job, Terminated):
+        request: Any = TerminatedRequest(job)
+    else:
+        assert ctx is not None
+        request = WorkerRequest(ctx, job)
     signals.task_revoked.send(
-        sender=job.task,
-        request=WorkerRequest(ctx, job),
+        sender=request.task,
+        request=request,
         terminated=terminated,
         signum=signum,
         expired=expired,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,29 @@ def test_receivers_that_raise_break_neither_the_tasks_nor_the_worker(
     log = worker.log()
     assert "receiver of task_prerun raised on purpose" in log
     assert "receiver of worker_process_init raised on purpose" in log
+
+
+def test_revoke_terminate_fires_task_revoked_in_the_prefork_manager(
+    worker_factory: Callable[..., WorkerProcess], tmp_path: Path, client: Celery
+) -> None:
+    log = tmp_path / "signals.jsonl"
+    worker = worker_factory(
+        "signal_tasks", "-P", "prefork", "-c", "1", env_extra={"SIGNAL_LOG": str(log)}
+    )
+    result = client.send_task("sig.wait", (30,))
+    deadline = time.monotonic() + 20
+    while not (log.exists() and of(read_lines(log), "task_prerun", result.id)):
+        assert time.monotonic() < deadline, worker.log()
+        time.sleep(0.05)
+    result.revoke(terminate=True, signal="SIGUSR1")
+    while not of(read_lines(log), "task_revoked", result.id):
+        assert time.monotonic() < deadline, worker.log()
+        time.sleep(0.05)
+    (revoked,) = of(read_lines(log), "task_revoked", result.id)
+    assert revoked["pid"] == worker.pid  # the manager, as in Celery
+    assert revoked["sender"] == "sig.wait"
+    assert (revoked["terminated"], revoked["signum"], revoked["expired"]) == (
+        True,
+        int(signal.SIGUSR1),
+        False,
+    )

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 from celeriac import Celery, signals
@@ -68,6 +69,9 @@ def _record(signal: Any = None, sender: Any = None, **kwargs: Any) -> None:
         "retval": repr(kwargs.get("retval")) if "retval" in kwargs else None,
         "result": repr(kwargs.get("result")) if "result" in kwargs else None,
         "exception": repr(kwargs.get("exception")) if "exception" in kwargs else None,
+        "terminated": kwargs.get("terminated"),
+        "signum": kwargs.get("signum"),
+        "expired": kwargs.get("expired"),
     }
     path = os.environ.get("SIGNAL_LOG")
     if path:
@@ -129,6 +133,12 @@ def flaky(self: Any) -> str:
     if self.request.retries == 0:
         raise self.retry(exc=KeyError("first try"), countdown=0)
     return "second try"
+
+
+@app.task(name="sig.wait")
+def wait(seconds: float) -> float:
+    time.sleep(seconds)  # revoked with terminate=True before it ends
+    return seconds
 
 
 @app.task(name="sig.chatty")

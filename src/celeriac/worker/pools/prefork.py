@@ -42,6 +42,7 @@ class Child:
     started_at: float
     killed_for: str | None = None
     revoked_task: str | None = None
+    revoked_signum: int | None = None  # the signal revoke(terminate=True) asked for
     retiring: bool = False  # asked to stop because the pool shrinks: not replaced
 
 
@@ -208,7 +209,9 @@ class PreforkPool:
                 running.task_name,
                 running.task_id,
             )
-            store_terminated(self.runtime.app, running)
+            store_terminated(
+                self.runtime.app, running, child.revoked_signum, self.runtime.nodename
+            )
         elif running is not None:
             logger.error(
                 "child %d (pid %d) %s while running %s[%s]",
@@ -248,6 +251,7 @@ class PreforkPool:
             running = self.table.running(child.index)
             if running is not None and running.task_id == task_id:
                 child.revoked_task = task_id
+                child.revoked_signum = signum
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     signum = signal.SIGKILL
                 _kill(child.pid, signum)

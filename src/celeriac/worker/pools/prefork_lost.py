@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ... import states
+from ... import lifecycle, states
 from ...backends.base import build_meta, encode_exception
 from ...errors import TaskRevokedError, TimeLimitExceeded, WorkerLostError
 from ..execute import result_expires_s
@@ -62,8 +62,11 @@ def handle_lost_task(app: Celeriac, running: Running, reason: str, killed_for: s
         )
 
 
-def store_terminated(app: Celeriac, running: Running) -> None:
-    """A task stopped by ``revoke(terminate=True)``: REVOKED ["terminated"], message acked."""
+def store_terminated(
+    app: Celeriac, running: Running, signum: int | None = None, hostname: str | None = None
+) -> None:
+    """A task stopped by ``revoke(terminate=True)``: REVOKED ["terminated"], message acked;
+    then ``task_revoked`` (terminated) in the manager, where Celery sends it too."""
     try:
         meta = build_meta(
             running.task_id, states.REVOKED, encode_exception(TaskRevokedError("terminated"))
@@ -72,3 +75,6 @@ def store_terminated(app: Celeriac, running: Running) -> None:
         app.broker.ack([running.receipt])
     except Exception:
         logger.exception("could not settle the terminated task %s", running.task_id)
+    if lifecycle.task_revoked.hooks:
+        stopped = lifecycle.Terminated(app, running.task_id, running.task_name, hostname)
+        lifecycle.task_revoked.emit(None, stopped, True, signum, False)
