@@ -519,3 +519,22 @@ def test_multi_as_celerys_systemd_unit_and_init_script_call_it(cli: click.Group)
     plan = build_plan(["-A", "proj", "worker", "-l", "info", "-E"])
     assert [n.name for n in plan.nodes] == [f"worker@{host}"]
     assert plan.global_args == ["-A", "proj"]
+
+
+def test_prefork_pool_grow_and_shrink_within_its_slots(
+    app: Celery, caplog: pytest.LogCaptureFixture
+) -> None:
+    from celeriac.worker.pools.prefork import PreforkPool
+
+    worker = Worker(app, pool="prefork", autoscale=(4, 1))
+    pool = PreforkPool(worker.runtime)
+    try:
+        assert pool.table.count == 4  # one slot per child there may ever be
+        assert pool.pool_grow(2) == 3
+        with caplog.at_level(logging.WARNING):
+            assert pool.pool_grow(5) == 4  # no more than the slots
+        assert "this pool has 4 slots" in caplog.text
+        assert pool.pool_shrink(2) == 2
+        assert pool.pool_shrink(10) == 1  # never fewer than one
+    finally:
+        pool.table.close()
