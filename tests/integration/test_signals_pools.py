@@ -89,7 +89,9 @@ def test_every_signal_fires_where_celery_fires_it(
 ) -> None:
     worker, lines, ids = run_worker(worker_factory, tmp_path, client, pool)
     # the worker's own life: in the main process
-    for name in [*WORKER_SIGNALS, "import_modules", "worker_shutting_down", "worker_shutdown"]:
+    logging_signals = ["after_setup_logger", "after_setup_task_logger"]
+    ends = ["worker_shutting_down", "worker_shutdown"]
+    for name in [*logging_signals, *WORKER_SIGNALS, "import_modules", *ends]:
         found = of(lines, name)
         assert len(found) == 1, (name, [line["signal"] for line in lines])
         assert found[0]["pid"] == worker.pid
@@ -120,12 +122,13 @@ def test_every_signal_fires_where_celery_fires_it(
     if pool != "asyncio":  # asyncio: a plain def task runs in a thread, its outcome in another
         assert_task_place(pool, worker.pid, failure)
         assert_task_place(pool, worker.pid, retry)
-    assert failure["pid"] == retry["pid"] == of(lines, "task_prerun", ids["bad"])[0]["pid"]
+    assert failure["pid"] == of(lines, "task_prerun", ids["bad"])[0]["pid"]
+    assert retry["pid"] == of(lines, "task_prerun", ids["flaky"])[0]["pid"]
     republished = of(lines, "before_task_publish", ids["flaky"])
     assert republished and republished[0]["sender"] == "sig.flaky"
     assert of(lines, "after_task_publish", ids["flaky"])
     states = [line["state"] for line in of(lines, "task_postrun", ids["flaky"])]
-    assert states == ["RETRY", "SUCCESS"]
+    assert sorted(states) == ["RETRY", "SUCCESS"]  # in prefork, two children may race
 
 
 def test_prefork_children_run_worker_process_init_before_their_tasks(

@@ -306,6 +306,26 @@ def test_a_receiver_that_raises_does_not_break_the_task(
     assert len(broke) == 3
 
 
+def test_a_failure_in_the_workers_own_code_fires_task_internal_error(
+    app: Celery, tasks: dict[str, Any], recorder: Recorder
+) -> None:
+    recorder.listen(signals.task_internal_error)
+    result = tasks["add"].delay(1, 2)
+    (delivery,) = app.broker.fetch(["celery"], 1, 0.0)
+    ctx = ExecContext(app=app, nodename="w1@test", place_base=worker_place("w1@test", "solo"))
+
+    def broken_hook(job: Any) -> None:
+        raise RuntimeError("worker bug")
+
+    ctx.on_task_start = broken_hook
+    execute.handle(ctx, delivery)  # logged, not raised
+    sender, error = recorder.one("task_internal_error")
+    assert sender is tasks["add"]
+    assert error["task_id"] == result.id and error["args"] == [1, 2]
+    assert isinstance(error["exception"], RuntimeError)
+    assert "worker bug" in error["einfo"].traceback
+
+
 # the log-lines view
 def test_short_repr_keeps_big_return_values_short() -> None:
     text = log_lines.short_repr(list(range(100_000)), maxsize=50)
