@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,8 +15,8 @@ import pytest
 import redis
 
 from celeriac import Celery
-from celeriac.errors import RemoteTaskError
-from celeriac.result import GroupResult, result_from_tuple
+from celeriac.errors import RemoteTaskError, TaskRevokedError
+from celeriac.result import AsyncResult, GroupResult, result_from_tuple
 from tests.support.redis_server import RedisServer
 from tests.support.workers import WorkerProcess, start_celeriac_worker
 
@@ -27,6 +28,8 @@ BROKER_DB, BACKEND_DB = 10, 11
 class Stack:
     client: Celery
     worker: WorkerProcess
+    other: WorkerProcess  # a second worker, of another queue
+    broker: redis.Redis
     results: redis.Redis
 
 
@@ -38,11 +41,29 @@ def stack(redis_server: RedisServer) -> Iterator[Stack]:
     worker = start_celeriac_worker(
         "semantics_tasks", broker_url, "-P", "solo", "-n", "sem@host", backend_url=backend_url
     )
+    try:
+        other = start_celeriac_worker(
+            "semantics_tasks",
+            broker_url,
+            "-P",
+            "threads",
+            "-Q",
+            "other",
+            "-n",
+            "other@host",
+            backend_url=backend_url,
+        )
+    except BaseException:
+        worker.stop()
+        raise
     client = Celery("sem_client", broker=broker_url, backend=backend_url)
     try:
-        yield Stack(client, worker, redis_server.client(BACKEND_DB))
+        yield Stack(
+            client, worker, other, redis_server.client(BROKER_DB), redis_server.client(BACKEND_DB)
+        )
     finally:
         worker.stop()
+        other.stop()
         client.close()
 
 
@@ -206,18 +227,22 @@ def test_pydantic_context_and_dump_kwargs_are_used(stack: Stack) -> None:
 # custom remote-control commands
 def test_custom_control_command_answers_a_broadcast(stack: Stack) -> None:
     replies = stack.client.control.broadcast(
-        "sem_bump", arguments={"n": 3}, reply=True, timeout=2.0
+        "sem_bump", arguments={"n": 3}, destination=["sem@host"], reply=True, timeout=2.0
     )
     assert replies == [{"sem@host": {"ok": "bumped by 3"}}]
 
 
 def test_custom_inspect_command_registered_under_its_name(stack: Stack) -> None:
-    replies = stack.client.control.broadcast("sem_where", reply=True, timeout=2.0)
+    replies = stack.client.control.broadcast(
+        "sem_where", destination=["sem@host"], reply=True, timeout=2.0
+    )
     assert replies == [{"sem@host": {"hostname": "sem@host", "has_app": True}}]
 
 
 def test_custom_command_that_raises_answers_with_an_error(stack: Stack) -> None:
-    replies = stack.client.control.broadcast("sem_broken_alias", reply=True, timeout=2.0)
+    replies = stack.client.control.broadcast(
+        "sem_broken_alias", destination=["sem@host"], reply=True, timeout=2.0
+    )
     assert replies is not None and len(replies) == 1
     assert "this command is broken" in replies[0]["sem@host"]["error"]
 
@@ -248,3 +273,49 @@ def test_waiting_again_after_a_timeout_still_gets_the_value(stack: Stack) -> Non
         result.get(timeout=0.1)
     assert stack.client.AsyncResult(result.id).get(timeout=WAIT_S) == 4
     assert result.get(timeout=WAIT_S) == 4
+
+
+# revoking
+def _state_becomes(result: AsyncResult, state: str) -> bool:
+    """Whether the stored state becomes *state* within WAIT_S (read afresh each time)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if result.app.AsyncResult(result.id).state == state:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_revoking_a_task_another_worker_started_marks_it_revoked(stack: Stack) -> None:
+    """Celery's rule: each worker that is not running it stores REVOKED at once if the task
+    has not started as far as the backend knows; the worker running it lets it finish, and
+    stores its outcome then."""
+    key = str(uuid.uuid4())
+    result = stack.client.send_task("sem.block", (key,))
+    assert stack.broker.blpop([f"{key}:started"], timeout=WAIT_S) is not None
+    stack.client.control.revoke(result.id)
+    assert _state_becomes(result, "REVOKED")
+    stack.broker.rpush(f"{key}:go", 1)
+    assert _state_becomes(result, "SUCCESS")
+    assert result.result == "released"
+
+
+def test_revoking_a_started_task_keeps_its_started_state(stack: Stack) -> None:
+    key = str(uuid.uuid4())
+    result = stack.client.send_task("sem.block_tracked", (key,), queue="other")
+    assert stack.broker.blpop([f"{key}:started"], timeout=WAIT_S) is not None
+    assert stack.client.AsyncResult(result.id).state == "STARTED"
+    stack.client.control.revoke(result.id)
+    stack.client.control.ping(timeout=1.0)  # every worker handled the revoke before this
+    assert stack.client.AsyncResult(result.id).state == "STARTED"
+    stack.broker.rpush(f"{key}:go", 1)
+    assert result.get(timeout=WAIT_S) == "released"
+
+
+def test_revoking_a_queued_task_marks_it_revoked_before_any_worker_takes_it(
+    stack: Stack,
+) -> None:
+    result = stack.client.send_task("sem.add", (1, 1), queue="nobody_reads_this")
+    stack.client.control.revoke(result.id)
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=WAIT_S)

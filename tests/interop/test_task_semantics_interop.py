@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import celery
 import celery.result
 import pytest
+import redis
 from pydantic import BaseModel
 
 import celeriac
@@ -32,6 +34,7 @@ class Peers:
     celeriac_client: celeriac.Celery
     ours: WorkerProcess
     theirs: WorkerProcess
+    broker: redis.Redis
 
     def both(self, name: str, *args: Any, **options: Any) -> tuple[Any, Any]:
         """Send the same call from the Celery client to both workers; both results."""
@@ -79,7 +82,7 @@ def peers(redis_server: RedisServer) -> Iterator[Peers]:
     )
     celeriac_client = celeriac.Celery("sem_interop", broker=broker_url, backend=backend_url)
     try:
-        yield Peers(celery_client, celeriac_client, ours, theirs)
+        yield Peers(celery_client, celeriac_client, ours, theirs, redis_server.client(BROKER_DB))
     finally:
         gc.collect()  # Celery's AsyncResult.__del__ unsubscribes: let it, while Redis is up
         celery_client.close()
@@ -255,3 +258,43 @@ def test_celery_broadcast_reaches_a_custom_control_command(peers: Peers) -> None
         "sem_bump", arguments={"n": 2}, destination=["ours@host"], reply=True, timeout=2.0
     )
     assert replies == [{"ours@host": {"ok": "bumped by 2"}}]
+
+
+# revoking
+def _state_becomes(app: celery.Celery, task_id: str, state: str) -> bool:
+    """Whether the stored state becomes *state* within WAIT_S (read afresh each time)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if app.AsyncResult(task_id).state == state:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("running_on", [OURS, THEIRS])
+def test_revoke_of_a_task_the_other_worker_runs_marks_it_revoked_until_it_ends(
+    peers: Peers, running_on: str
+) -> None:
+    """One worker runs the task; the other (Celery's or ours) marks it REVOKED on the
+    revoke; the one running it stores its outcome when it ends, as Celery does."""
+    key = str(uuid.uuid4())
+    broker = peers.broker
+    result = peers.celery_client.send_task("sem.block", (key,), queue=running_on)
+    assert broker.blpop([f"{key}:started"], timeout=WAIT_S) is not None
+    peers.celery_client.control.revoke(result.id)
+    assert _state_becomes(peers.celery_client, result.id, "REVOKED")
+    broker.rpush(f"{key}:go", 1)
+    assert _state_becomes(peers.celery_client, result.id, "SUCCESS")
+
+
+@pytest.mark.parametrize("running_on", [OURS, THEIRS])
+def test_revoke_of_a_started_task_leaves_it_started(peers: Peers, running_on: str) -> None:
+    key = str(uuid.uuid4())
+    broker = peers.broker
+    result = peers.celery_client.send_task("sem.block_tracked", (key,), queue=running_on)
+    assert broker.blpop([f"{key}:started"], timeout=WAIT_S) is not None
+    peers.celery_client.control.revoke(result.id)
+    peers.celery_client.control.ping(timeout=1.0)  # both handled the revoke before this
+    assert peers.celery_client.AsyncResult(result.id).state == "STARTED"
+    broker.rpush(f"{key}:go", 1)
+    assert result.get(timeout=WAIT_S) == "released"

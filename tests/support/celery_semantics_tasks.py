@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import redis
 from celery import Celery, Task, group
 from celery.exceptions import Reject
 from pydantic import BaseModel
 
-_url = os.environ.get("CELERIAC_BROKER_URL", "redis://127.0.0.1:6379/0")
+_url = _broker_url = os.environ.get("CELERIAC_BROKER_URL", "redis://127.0.0.1:6379/0")
 app = Celery(
     "celery_semantics_tasks",
     broker=_url,
@@ -44,6 +45,22 @@ def fields(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
 @app.task(name="sem.add")
 def add(x: int, y: int) -> int:
     return x + y
+
+
+@app.task(name="sem.block")
+def block(key: str) -> str:
+    """Say it started (``<key>:started``), then wait for ``<key>:go`` (at most 30 s)."""
+    client = redis.Redis.from_url(_broker_url)
+    client.rpush(f"{key}:started", os.getpid())
+    released = client.blpop([f"{key}:go"], timeout=30)
+    client.close()
+    return "released" if released else "timed out"
+
+
+@app.task(name="sem.block_tracked", track_started=True)
+def block_tracked(key: str) -> str:
+    """``sem.block``, storing STARTED as it starts."""
+    return str(block(key))
 
 
 @app.task(name="sem.retry_fields", bind=True)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import redis
 from pydantic import BaseModel, ValidationInfo, field_validator
 
 from celeriac import Celery, Task, group
 from celeriac.errors import Reject
 from celeriac.worker.control import control_command, inspect_command
 
+_broker_url = os.environ.get("CELERIAC_BROKER_URL", "redis://127.0.0.1:6379/0")
 app = Celery("semantics_tasks")
 app.conf.task_routes = {"sem.*": {"queue": os.environ.get("SEM_QUEUE", "celery")}}
 
@@ -71,6 +73,22 @@ def fields(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
 @app.task(name="sem.add")
 def add(x: int, y: int) -> int:
     return x + y
+
+
+@app.task(name="sem.block")
+def block(key: str) -> str:
+    """Say it started (``<key>:started``), then wait for ``<key>:go`` (at most 30 s)."""
+    client = redis.Redis.from_url(_broker_url)
+    client.rpush(f"{key}:started", os.getpid())
+    released = client.blpop([f"{key}:go"], timeout=30)
+    client.close()
+    return "released" if released else "timed out"
+
+
+@app.task(name="sem.block_tracked", track_started=True)
+def block_tracked(key: str) -> str:
+    """``sem.block``, storing STARTED as it starts."""
+    return str(block(key))
 
 
 @app.task(name="sem.retry_fields", bind=True)

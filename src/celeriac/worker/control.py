@@ -14,16 +14,20 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import pidbox
+from .. import pidbox, states
+from ..backends.base import build_meta, encode_exception
 from ..brokers.redis import CONNECTION_ERRORS
 from ..control import REVOKE_TTL_S
+from ..errors import TaskRevokedError
 from ..protocol import new_id
 from . import control_commands, revoked
 from .control_commands import ControlState, control_command, inspect_command
+from .execute import result_expires_s
 
 __all__ = ["ControlListener", "ControlState", "control_command", "inspect_command"]
 
 if TYPE_CHECKING:
+    from ..app import Celeriac
     from .runtime import WorkerRuntime
 
 logger = logging.getLogger(__name__)
@@ -37,9 +41,12 @@ class ControlListener:
         runtime: WorkerRuntime,
         terminate: Terminate | None = None,
         active: Callable[[], list[dict[str, Any]]] | None = None,
+        running: Callable[[], set[str]] | None = None,
     ) -> None:
         self.runtime = runtime
         self.terminate = terminate
+        # the ids running in this worker: the pool's (prefork children), else this process's
+        self.running = running or revoked.running_here
         self.active = active or (lambda: [])
         self.started_at = time.time()
         self._stopped = False
@@ -163,6 +170,8 @@ class ControlListener:
         revoked.note(ids)
         self.runtime.app.broker.add_revoked(ids, REVOKE_TTL_S)
         logger.info("tasks flagged as revoked: %s", ", ".join(ids))
+        running = self.running()
+        mark_revoked(self.runtime.app, [task_id for task_id in ids if task_id not in running])
         if args.get("terminate"):
             signum = _signal_number(args.get("signal", "SIGTERM"))
             for task_id in ids:
@@ -191,6 +200,29 @@ class ControlListener:
         logger.warning("remote shutdown requested")
         self.runtime.stop.warm.set()
         return {"ok": "shutting down"}
+
+
+# states a revoke may overwrite: the task has not started anywhere (or waits to run again)
+_NOT_STARTED = frozenset({states.PENDING, states.RECEIVED, states.RETRY, states.REJECTED})
+
+
+def mark_revoked(app: Celeriac, task_ids: list[str]) -> None:
+    """Store REVOKED now for revoked tasks no worker has started, so their callers learn it
+    at once (Celery's workers do so on every revoke). A task another worker started (STARTED
+    or a state of its own) or already finished keeps its state: the worker running it
+    stores its outcome."""
+    for task_id in task_ids:
+        try:
+            meta = app.backend.get_meta(task_id)
+            state = (meta or {}).get("status", states.PENDING)
+            if state not in _NOT_STARTED:
+                continue
+            revoked_meta = build_meta(
+                task_id, states.REVOKED, encode_exception(TaskRevokedError("revoked"))
+            )
+            app.backend.store(task_id, revoked_meta, result_expires_s(app))
+        except Exception as exc:  # a backend outage must not stop the revoke itself
+            logger.warning("could not mark task %s as revoked in the backend: %s", task_id, exc)
 
 
 def _close_quietly(pubsub: Any) -> None:

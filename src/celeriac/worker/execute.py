@@ -244,6 +244,7 @@ def begin(ctx: ExecContext, job: Job) -> None:
             place=place,
         )
         _store(ctx, message.id, meta)
+    revoked.started(message.id)
     if ctx.on_task_start is not None:
         ctx.on_task_start(job)
 
@@ -407,6 +408,7 @@ def finish(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
         if lifecycle.task_finished.hooks:
             lifecycle.task_finished.emit(ctx, job, outcome)
         ctx.processed += 1
+        revoked.finished(message.id)
         if ctx.on_task_end is not None:
             ctx.on_task_end(job)
     if not job.acked:

@@ -157,7 +157,11 @@ class Worker:
         state = StateDB(self.statedb_path) if self.statedb_path else None
         if state is not None:
             state.load(app)
-        control = ControlListener(self.runtime, terminate=getattr(pool, "terminate_task", None))
+        control = ControlListener(
+            self.runtime,
+            terminate=getattr(pool, "terminate_task", None),
+            running=getattr(pool, "running_ids", None),
+        )
         control.start()
         if not control.wait_subscribed(CONTROL_READY_S):
             logger.warning(

@@ -242,6 +242,11 @@ class PreforkPool:
         except BrokerError as exc:
             logger.warning("manager: %s; will retry", exc)
 
+    def running_ids(self) -> set[str]:
+        """The ids of the tasks the children are running now (a revoke leaves them be)."""
+        found = (self.table.running(child.index) for child in list(self.children.values()))
+        return {running.task_id for running in found if running is not None}
+
     def terminate_task(self, task_id: str, signum: int) -> bool:
         """Stop the child running *task_id* (revoke with terminate=True).
 
