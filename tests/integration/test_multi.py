@@ -119,3 +119,15 @@ def test_multi_kill_sends_sigkill_and_clears_the_pidfile(
     assert f"> k1@{HOST}: KILL -> {pid}" in killed.stdout
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert not (tmp_path / "k1.pid").exists()
+
+
+def test_multi_start_reports_a_node_that_cannot_start(tmp_path: Path) -> None:
+    unused = subprocess_env("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    started = multi(
+        unused, tmp_path, "start", "b1", "-A", "core_tasks", "-P", "solo",
+        f"--pidfile={tmp_path}/%n.pid", f"--logfile={tmp_path}/%n.log",
+    )  # fmt: skip
+    assert started.returncode == 1
+    assert f"> b1@{HOST}: FAILED (exit 1)" in started.stdout
+    assert "cannot reach the Redis broker" in started.stdout
+    assert not (tmp_path / "b1.pid").exists()

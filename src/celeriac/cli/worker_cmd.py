@@ -347,6 +347,8 @@ def _run(state: CliState, service: ServiceOptions, detached: Detached, opts: dic
     )
     if opts["purge"]:
         _purge(app, worker.runtime.queues)
+    elif service.detach:
+        app.broker.ping()  # a wrong broker URL fails `multi start`, not only the log file
     detached.ready()
     sys.stderr.flush()
     return worker.start()
