@@ -7,17 +7,16 @@ nothing. The service options (``--detach``, ``--pidfile``, ``--uid``...) live in
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from .main import CliState, setup_logging
+from .main import CliState
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -52,7 +51,6 @@ class ServiceOptions:
     gid: int | None = None
     umask: int | None = None
     detach: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def _service_options(
@@ -100,25 +98,16 @@ def _become_service(options: ServiceOptions) -> Detached:
 
 
 def _setup_logging(app: Celeriac, loglevel: str, options: ServiceOptions, color: bool) -> None:
-    try:
-        logs: Any = importlib.import_module("celeriac.worker.logs")
-    except ImportError:  # pragma: no cover - until the worker logging module is there
-        setup_logging(loglevel)
-        if options.logfile:
-            handler = logging.FileHandler(options.logfile)
-            handler.setFormatter(logging.getLogger().handlers[0].formatter)
-            logging.getLogger().handlers[:] = [handler]
-        return
-    try:
-        logs.setup_worker_logging(
-            app,
-            loglevel=loglevel,
-            logfile=options.logfile,
-            colorize=None if color else False,
-            hostname=options.nodename,
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'-l' / '--loglevel'") from None
+    """Celery's worker logging, to the expanded ``--logfile`` (stderr without one)."""
+    from ..worker.logs import setup_worker_logging
+
+    setup_worker_logging(
+        app,
+        loglevel=loglevel,
+        logfile=options.logfile,
+        colorize=None if color else False,
+        hostname=options.nodename,
+    )
 
 
 def _check_loglevel(loglevel: str) -> str:
