@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 import celery
 import pytest
 
+from celeriac import Celery
+from tests.interop.peers import CELERY_WORKER_FLAGS
 from tests.support.queue_tasks import configure
 from tests.support.redis_server import RedisServer
 from tests.support.workers import WorkerProcess
@@ -62,3 +64,26 @@ def test_celery_priority_message_on_the_priority_queue_is_run(
     assert redis_server.client(0).llen(f"urgent{SEP}9") == 1  # kombu's list for priority 9
     worker_factory("queue_tasks", "-P", "solo", "-Q", "urgent")
     assert result.get(timeout=WAIT_S) == {"task": "queues.plain", "routing_key": "urgent"}
+
+
+def test_celeriac_client_routes_into_the_queues_a_celery_worker_consumes(
+    redis_url: str, backend_url: str, celery_worker_factory: Callable[..., WorkerProcess]
+) -> None:
+    client = Celery("queues_client", broker=redis_url, backend=backend_url)
+    configure(client.conf)
+    try:
+        results = [
+            client.send_task("queues.encode"),  # direct exchange media: videos
+            client.send_task("queues.report"),  # topic exchange logs: errors
+            client.send_task("queues.plain", queue="urgent", priority=9),
+        ]
+        celery_worker_factory(
+            "celery_queue_tasks", "-P", "solo", "-Q", "videos,errors,urgent", *CELERY_WORKER_FLAGS
+        )
+        assert [result.get(timeout=WAIT_S) for result in results] == [
+            {"task": "queues.encode", "routing_key": "media.video"},
+            {"task": "queues.report", "routing_key": "web.error"},
+            {"task": "queues.plain", "routing_key": "urgent"},
+        ]
+    finally:
+        client.close()
