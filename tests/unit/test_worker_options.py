@@ -152,6 +152,7 @@ def test_autoscale_sets_bounds_for_prefork_and_warns_elsewhere(
     worker = Worker(app, pool="prefork", autoscale=(6, 2))
     assert worker.runtime.autoscale == (6, 2)
     assert worker.runtime.concurrency == 2  # starts at MIN
+    assert worker.runtime.prefetch_multiplier == 1  # waiting work stays countable
     assert "{min=2, max=6}" in worker.render_banner()
     with caplog.at_level(logging.WARNING):
         threads = Worker(app, pool="threads", concurrency=3, autoscale=(6, 2))

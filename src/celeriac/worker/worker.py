@@ -96,8 +96,9 @@ class Worker:
         self.scheduler = scheduler or conf.beat_scheduler
         self.optimization = optimization or "default"
         self.notes = list(notes)
-        if self.optimization == "fair":
-            # hold no message that a free child (or slot) could not start now
+        if self.optimization == "fair" or self.autoscale is not None:
+            # hold no message that a free child (or slot) could not start now; autoscaling
+            # also needs the waiting work in the queue, where it counts towards growing
             prefetch_multiplier = 1
         self.runtime = WorkerRuntime(
             app=app,
