@@ -539,3 +539,11 @@ def test_prefork_pool_grow_and_shrink_within_its_slots(
         assert pool.pool_shrink(10) == 1  # never fewer than one
     finally:
         pool.table.close()
+
+
+def test_multi_answers_a_mistyped_worker_option_before_starting(cli: click.Group) -> None:
+    result = invoke(cli, "multi", "start", "w1", "--concurency", "3")
+    assert result.exit_code == 2
+    assert "No such worker option '--concurency'. Did you mean '--concurrency'?" in result.output
+    result = invoke(cli, "multi", "start", "w1", "-c:w1", "3", "--without-gosip")
+    assert "Did you mean '--without-gossip'?" in result.output

@@ -82,15 +82,29 @@ def _option_words(key: str, value: str | None, node: str) -> list[str]:
     return [f"{key}={expanded}"] if key.startswith("--") else [key, expanded]
 
 
-def _worker_flags() -> set[str]:
+def _worker_options(flags_only: bool = False) -> set[str]:
     from .worker_cmd import worker
 
     return {
         name
         for param in worker.params
-        if isinstance(param, click.Option) and param.is_flag
+        if isinstance(param, click.Option) and (param.is_flag or not flags_only)
         for name in (*param.opts, *param.secondary_opts)
     }
+
+
+def _check_worker_option(option: str) -> None:
+    """A mistyped option fails here, once, with the closest real one, rather than in
+    every node's log."""
+    import difflib
+
+    known = _worker_options()
+    if option in known:
+        return
+    pool = [n for n in known if n.startswith("--")] if option.startswith("--") else known
+    best = difflib.get_close_matches(option, sorted(pool), n=1, cutoff=0.0)
+    hint = f" Did you mean {best[0]!r}?" if best else ""
+    raise click.UsageError(f"No such worker option {option!r}.{hint}")
 
 
 def _selected(selector: str, name: str, index: int) -> bool:
@@ -125,7 +139,7 @@ def _split_args(args: Sequence[str]) -> tuple[list[str], list[tuple[str, str | N
     """Node names and (option, value) pairs. An option's value is the next word unless
     the option is a flag or the next word is an option itself; any other word is a node
     name, wherever it stands (``multi start -A proj w1 -l info`` names w1)."""
-    flags = _worker_flags() | GLOBAL_FLAG | MULTI_FLAG
+    flags = _worker_options(flags_only=True) | GLOBAL_FLAG | MULTI_FLAG
     names: list[str] = []
     pairs: list[tuple[str, str | None]] = []
     i = 0
@@ -169,6 +183,7 @@ def build_plan(args: Sequence[str], state: CliState | None = None) -> Plan:
         elif option in GLOBAL_VALUE or option in GLOBAL_FLAG:
             global_args.extend(_option_words(option, value, ""))
         else:
+            _check_worker_option(option)
             worker_pairs.append((option, selector or None, value))
     nodes = [Node(name, i) for i, name in enumerate(_node_names(names, prefix), start=1)]
     for node in nodes:
