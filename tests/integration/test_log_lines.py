@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from celeriac import Celery
-from tests.support.workers import WorkerProcess
+from tests.support.workers import TESTS_DIR, WorkerProcess, subprocess_env
 
 STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}: (?P<level>[A-Z]+)/(?P<process>[\w-]+)\] "
 
@@ -143,6 +147,66 @@ def test_a_setup_logging_receiver_configures_logging_instead_of_celeriac(
     assert "received" not in log
 
 
+def long_line_pattern(size: int) -> re.Pattern[str]:
+    return re.compile(
+        STAMP + r"log\.long_lines\[[0-9a-f-]{36}\]: T(?P<tag>\d)-(?P<n>\d{4}) " + f"x{{{size}}} end"
+    )
+
+
+def assert_whole_lines(lines: list[str], size: int, tasks: int, count: int) -> None:
+    """Every long line whole, each once, from at least two children."""
+    ours = [text for text in lines if " x" in text or "-00" in text]
+    matched = [long_line_pattern(size).fullmatch(text) for text in ours]
+    assert all(matched), [text[:120] for text, m in zip(ours, matched, strict=True) if not m][:3]
+    seen = {(m["tag"], m["n"]) for m in matched if m}
+    assert len(seen) == len(ours) == tasks * count
+    processes = {m["process"] for m in matched if m}
+    assert processes <= {f"ForkPoolWorker-{i}" for i in (1, 2, 3)}
+    assert len(processes) >= 2  # children wrote at the same time
+
+
+def test_prefork_children_write_whole_lines_to_a_stderr_pipe(
+    redis_url: str, backend_url: str, client: Celery, tmp_path: Path
+) -> None:
+    cmd = [sys.executable, "-m", "celeriac", "-A", "log_tasks", "worker", "-P", "prefork"]
+    process = subprocess.Popen(
+        [*cmd, "-c", "3", "-l", "info", "--without-banner"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=subprocess_env(redis_url, backend_url),
+        cwd=str(TESTS_DIR / "support"),
+    )
+    worker = WorkerProcess(process, tmp_path / "unused.log")
+    chunks: list[bytes] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        stream: Any = process.stdout
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            chunks.append(chunk)
+            if b"ready." in b"".join(chunks[-2:]):
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(20), b"".join(chunks).decode(errors="replace")
+        size, count = 20_000, 30
+        results = [client.send_task("log.long_lines", (f"T{n}", size, count)) for n in range(6)]
+        assert [r.get(timeout=60) for r in results] == [count] * 6
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        reader.join(10)
+    finally:
+        worker.stop()
+        reader.join(10)
+        if process.stdout is not None:
+            process.stdout.close()
+    lines = b"".join(chunks).decode(errors="replace").splitlines()
+    assert_whole_lines(lines, size, 6, count)
+
+
 def test_prefork_children_write_whole_lines_to_one_logfile(
     worker_factory: Callable[..., WorkerProcess], client: Celery, tmp_path: Path
 ) -> None:
@@ -164,13 +228,4 @@ def test_prefork_children_write_whole_lines_to_one_logfile(
     assert [r.get(timeout=60) for r in results] == [count] * 6
     stop(worker)
     lines = logfile.read_text().splitlines()
-    whole = re.compile(
-        STAMP + r"log\.long_lines\[[0-9a-f-]{36}\]: T(?P<tag>\d)-(?P<n>\d{4}) " + f"x{{{size}}} end"
-    )
-    ours = [text for text in lines if " x" in text or "-00" in text]
-    matched = [whole.fullmatch(text) for text in ours]
-    assert all(matched), [text[:120] for text, m in zip(ours, matched, strict=True) if not m][:3]
-    seen = {(m["tag"], m["n"]) for m in matched if m}
-    assert len(seen) == 6 * count
-    assert {m["process"] for m in matched if m} <= {f"ForkPoolWorker-{i}" for i in (1, 2, 3)}
-    assert len({m["process"] for m in matched if m}) >= 2  # children wrote at the same time
+    assert_whole_lines(lines, size, 6, count)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import multiprocessing
 import os
+import stat
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, TextIO
@@ -90,11 +92,34 @@ class TaskFormatter(WorkerFormatter):
         return super().format(record)
 
 
+TURN_WAIT_S = 2.0
+
+
+def _is_regular_file(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+_turn_locks: dict[int, Any] = {}
+
+
+def _turns_for(fd: int) -> Any:
+    """One lock per descriptor, so the root's and the task loggers' handlers take turns too."""
+    lock = _turn_locks.get(fd)
+    if lock is None:
+        lock = _turn_locks[fd] = multiprocessing.Lock()
+    return lock
+
+
 class LineHandler(logging.Handler):
     """Writes each record whole with one ``write()`` on a raw descriptor.
 
     The descriptor is inherited by prefork children; a file is opened with ``O_APPEND``, so
-    every child's line lands at the end in one piece (no buffer splits a long line).
+    every child's line lands at the end in one piece (no buffer splits a long line). On a
+    pipe or terminal, where a write longer than ``PIPE_BUF`` is not atomic, the children
+    write one at a time.
     """
 
     def __init__(self, logfile: str | None = None) -> None:
@@ -109,15 +134,34 @@ class LineHandler(logging.Handler):
         else:
             self.fd = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._owns_fd = True
+        # a pipe or a terminal takes at most PIPE_BUF bytes in one piece, and a short line
+        # can land inside a longer one: prefork children take turns through a lock that the
+        # fork shares
+        self._turns: Any = None if _is_regular_file(self.fd) else _turns_for(self.fd)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
-            while data:
-                written = os.write(self.fd, data)
-                data = data[written:]
+            if self._turns is not None:
+                self._write_in_turn(data)
+            else:
+                self._write(data)
         except Exception:
             self.handleError(record)
+
+    def _write(self, data: bytes) -> None:
+        while data:
+            written = os.write(self.fd, data)
+            data = data[written:]
+
+    def _write_in_turn(self, data: bytes) -> None:
+        # bounded: a child killed while holding the lock must not silence the others
+        got = self._turns.acquire(timeout=TURN_WAIT_S)
+        try:
+            self._write(data)
+        finally:
+            if got:
+                self._turns.release()
 
     def close(self) -> None:
         with self.lock or threading.Lock():
