@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "result_expires": 86400,
     "result_serializer": "json",
     "result_accept_content": None,
+    # exception classes a stored result may be rebuilt as, beyond builtins, Celery's and the
+    # app's task modules: module names ("proj.errors") or class paths ("proj.errors.Busy")
+    "result_exception_allowlist": (),
     "result_extended": False,
     "result_persistent": None,
     "result_chord_ordered": True,

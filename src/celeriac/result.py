@@ -78,13 +78,6 @@ class AsyncResult(ResultBase):
     def __hash__(self) -> int:
         return hash(self.id)
 
-    def _meta(self) -> Meta:
-        if self._cache is not None:
-            return self._cache
-        meta = self.backend.get_meta(self.id) or {"status": states.PENDING, "result": None}
-        if meta.get("status") in states.READY_STATES:
-            self._cache = meta
-        return meta
     def __del__(self) -> None:
         # a wait that timed out may have left a subscription to this result on Redis:
         # drop it with the last reference (never opens a backend that was not in use)
@@ -94,6 +87,13 @@ class AsyncResult(ResultBase):
             if release is not None:
                 release(self.id)
 
+    def _meta(self) -> Meta:
+        if self._cache is not None:
+            return self._cache
+        meta = self.backend.get_meta(self.id) or {"status": states.PENDING, "result": None}
+        if meta.get("status") in states.READY_STATES:
+            self._cache = meta
+        return meta
 
     @property
     def state(self) -> str:
@@ -200,11 +200,10 @@ class AsyncResult(ResultBase):
 
     wait = get
 
-    @staticmethod
-    def _value(meta: Meta) -> Any:
+    def _value(self, meta: Meta) -> Any:
         value = meta.get("result")
         if meta.get("status") in states.EXCEPTION_STATES and isinstance(value, dict):
-            return decode_exception(value)
+            return decode_exception(value, self.app)
         return value
 
 
@@ -418,6 +417,7 @@ def _app_or_default(app: Celeriac | None) -> Celeriac:
     from .app import default_app
 
     return default_app()
+
 
 class ResultSet(GroupResult):
     """Results with no group id of their own: ``ResultSet([r1, r2]).get()`` (Celery's name)."""

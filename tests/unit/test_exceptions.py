@@ -1,5 +1,6 @@
 """Task exceptions in Celery's result form: encoded by type name, args and module; decoded
-to the original type when it can be imported, else to a stand-in with the same name."""
+to the original type when this app trusts its module (a module it has tasks in, or its
+allow-list), else to a stand-in with the same name."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from celeriac import Celery
 from celeriac.backends import decode_exception, encode_exception
 from celeriac.errors import (
     CeleriacError,
@@ -31,6 +33,15 @@ class Outer:
 class NeedsTwo(Exception):
     def __init__(self, first: str, second: str) -> None:
         super().__init__(first, second)
+
+
+# an app with a task in this module: its exception classes may be rebuilt
+APP = Celery("exc", broker="memory://exceptions")
+
+
+@APP.task
+def in_this_module() -> None:
+    return None
 
 
 def test_builtin_exception_encodes_as_celery_does() -> None:
@@ -92,18 +103,19 @@ def test_builtin_exception_decodes_to_its_own_type_and_args() -> None:
 
 
 def test_importable_custom_exception_decodes_to_the_original_type() -> None:
-    exc = decode_exception(encode_exception(ProjError("custom", 42)))
+    exc = decode_exception(encode_exception(ProjError("custom", 42)), APP)
     assert type(exc) is ProjError
     assert exc.args == ("custom", 42)
 
 
 def test_nested_exception_class_decodes_to_the_original_type() -> None:
-    assert type(decode_exception(encode_exception(Outer.InnerError("x")))) is Outer.InnerError
+    exc = decode_exception(encode_exception(Outer.InnerError("x")), APP)
+    assert type(exc) is Outer.InnerError
 
 
 def test_exception_whose_constructor_wants_other_arguments_keeps_type_and_args() -> None:
     exc = decode_exception(
-        {"exc_type": "NeedsTwo", "exc_message": ["only"], "exc_module": __name__}
+        {"exc_type": "NeedsTwo", "exc_message": ["only"], "exc_module": __name__}, APP
     )
     assert type(exc) is NeedsTwo
     assert exc.args == ("only",)
@@ -112,7 +124,7 @@ def test_exception_whose_constructor_wants_other_arguments_keeps_type_and_args()
 def _stand_in(**overrides: Any) -> BaseException:
     value = {"exc_type": "Boom", "exc_message": ["a", 1], "exc_module": "proj_not_installed.errs"}
     value.update(overrides)
-    return decode_exception(value)
+    return decode_exception(value, APP)
 
 
 def test_exception_from_a_module_not_installed_decodes_to_a_stand_in_named_like_it() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,11 +25,14 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from .. import errors, states
 
 if TYPE_CHECKING:
+    from ..app import Celeriac
     from ..config import Settings
 from ..errors import BackendError, SerializationError
 from ..serialization import dumps_json, loads_json
 
 Meta = dict[str, Any]
+
+logger = logging.getLogger(__name__)
 
 # celeriac errors that Celery defines in celery.exceptions: stored under that module so a
 # Celery client raises its own class, and read back as ours.
@@ -42,7 +46,22 @@ CELERY_EXCEPTION_NAMES = {
     "Retry": errors.Retry,
     "Reject": errors.Reject,
     "ChordError": errors.ChordError,
+    "TimeoutError": errors.TimeoutError,
+    "QueueNotFound": errors.QueueNotFound,
+    "InvalidTaskError": errors.InvalidTaskError,
+    "Terminated": errors.Terminated,
+    "AlreadyRegistered": errors.AlreadyRegistered,
+    "IncompleteStream": errors.IncompleteStream,
+    "Ignore": errors.Ignore,
+    "ImproperlyConfigured": errors.ImproperlyConfigured,
+    "SecurityError": errors.SecurityError,
+    "TaskError": errors.TaskError,
+    "TaskPredicate": errors.TaskPredicate,
+    "CeleryError": errors.CeleriacError,
 }
+
+# modules whose exception classes any stored result may name: they are ours and loaded
+_OWN_MODULES = ("celeriac.errors", "celeriac.exceptions")
 
 
 GROUP_KEY_PREFIX = "celery-taskset-meta-"
@@ -256,15 +275,24 @@ def _jsonable_args(args: tuple[Any, ...]) -> list[Any]:
     return safe
 
 
-def decode_exception(value: Any) -> BaseException:
-    """Rebuild a stored exception: its own type when importable here, else a named stand-in."""
+def decode_exception(value: Any, app: Celeriac | None = None) -> BaseException:
+    """Rebuild a stored exception, trusting the stored names as little as possible.
+
+    A stored result is data anyone with write access to the backend can forge, so its
+    ``exc_module`` is never imported on its say-so. The class is rebuilt only when it is a
+    builtin, one of Celery's or celeriac's exceptions, a class in a module the *app* has
+    registered tasks in and that is already loaded, or named in the app's
+    ``result_exception_allowlist``; and only when it really is an exception class. Anything
+    else comes back as a RemoteTaskError subclass named like the original, carrying its
+    type name, module and message.
+    """
     if not isinstance(value, Mapping) or "exc_type" not in value:
         return errors.RemoteTaskError(repr(value))
     exc_type = str(value.get("exc_type") or "Exception")
     module = str(value.get("exc_module") or "builtins")
     message = value.get("exc_message")
     args = tuple(message) if isinstance(message, (list, tuple)) else (message,)
-    cls = _find_exception_class(exc_type, module)
+    cls = _find_exception_class(exc_type, module, app)
     if cls is None:
         stand_in = errors.remote_error_class(exc_type, module)
         return stand_in(*args)
@@ -279,24 +307,61 @@ def decode_exception(value: Any) -> BaseException:
             return errors.remote_error_class(exc_type, module)(*args)
 
 
-def _find_exception_class(exc_type: str, module: str) -> type[BaseException] | None:
+def _find_exception_class(
+    exc_type: str, module: str, app: Celeriac | None
+) -> type[BaseException] | None:
     if module == "celery.exceptions" and exc_type in CELERY_EXCEPTION_NAMES:
         return _celery_named(exc_type)
     if module == "builtins":
-        found = getattr(builtins, exc_type, None)
+        found: Any = getattr(builtins, exc_type, None)
+    elif module in _OWN_MODULES:
+        found = getattr(errors, exc_type, None)
     else:
-        mod = sys.modules.get(module)
+        mod = _trusted_module(module, exc_type, app)
         if mod is None:
-            try:
-                mod = importlib.import_module(module)
-            except Exception:  # not importable here: the caller builds a stand-in
-                return None
+            return None
         found = mod
         for part in exc_type.split("."):
             found = getattr(found, part, None)
     if isinstance(found, type) and issubclass(found, BaseException):
         return found
+    if found is not None:
+        logger.warning(
+            "stored result names %s.%s, which is not an exception class; read as a RemoteTaskError",
+            module,
+            exc_type,
+        )
     return None
+
+
+def _trusted_module(module: str, exc_type: str, app: Celeriac | None) -> Any:
+    """The loaded module a stored exception may come from, or None (never imports it,
+    unless the app's allow-list names it)."""
+    if app is None:
+        return None
+    allowlist = _allowlist(app)
+    if module in allowlist or f"{module}.{exc_type}" in allowlist:
+        found = sys.modules.get(module)
+        if found is not None:
+            return found
+        try:  # the app's own configuration names it: importing it is the user's choice
+            return importlib.import_module(module)
+        except Exception:  # not importable here: the caller builds a stand-in
+            return None
+    if module in _task_modules(app):
+        return sys.modules.get(module)
+    return None
+
+
+def _allowlist(app: Celeriac) -> frozenset[str]:
+    names = app.conf.get("result_exception_allowlist") or ()
+    if isinstance(names, str):
+        names = [part.strip() for part in names.split(",")]
+    return frozenset(str(name) for name in names if name)
+
+
+def _task_modules(app: Celeriac) -> set[str]:
+    return {str(getattr(task, "__module__", "")) for task in list(app.tasks.values())}
 
 
 _BOTH: dict[str, type[BaseException]] = {}

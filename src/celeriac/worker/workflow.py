@@ -170,19 +170,8 @@ def fail_signature(
 ) -> None:
     """Fail every task a signature would have run: each waiter gets *exc*, an enclosing
     chord counts it, and what follows it fails too."""
-    if isinstance(sig, group):
-        for member in sig.tasks:
-            fail_signature(app, member, exc, traceback_text, state, call_errbacks_too)
-        return
-    if isinstance(sig, chain):
-        for step in sig.tasks:
-            fail_signature(app, step, exc, traceback_text, state, call_errbacks_too)
-        return
-    if isinstance(sig, chord):
-        for member in sig.tasks:
-            fail_signature(app, member, exc, traceback_text, state, False)
-        if sig.body is not None:
-            fail_signature(app, sig.body, exc, traceback_text, state, call_errbacks_too)
+    if isinstance(sig, (group, chain, chord)):
+        _fail_canvas(app, sig, exc, traceback_text, state, call_errbacks_too)
         return
     task_id = sig.id
     options = sig.options
@@ -212,6 +201,48 @@ def fail_signature(
         )
         call_errbacks(app, errbacks, request, exc, traceback_text, Origin(task_id, root_id))
     fail_chain(app, options.get("chain"), exc, traceback_text, state)
+
+
+def _fail_canvas(
+    app: Celeriac,
+    sig: group | chain | chord,
+    exc: BaseException,
+    traceback_text: str | None,
+    state: str,
+    call_errbacks_too: bool,
+) -> None:
+    """``fail_signature`` for a group, chain or chord. A group's members each get its own
+    errbacks too, and the header's own error (Celery's rule for a group body); a chain or
+    chord calls its own errbacks once, under its result's id."""
+    own = list(_as_list(sig.options.get("link_error"))) if call_errbacks_too else []
+    if isinstance(sig, group):
+        member_exc = exc.__cause__ if isinstance(exc, ChordError) and exc.__cause__ else exc
+        for member in sig.tasks:
+            if own:
+                member = member.clone()
+                for errback in own:
+                    member.link_error(errback)
+            fail_signature(app, member, member_exc, traceback_text, state, call_errbacks_too)
+        return
+    if isinstance(sig, chain):
+        for step in sig.tasks:
+            fail_signature(app, step, exc, traceback_text, state, call_errbacks_too)
+    else:
+        for member in sig.tasks:
+            fail_signature(app, member, exc, traceback_text, state, False)
+        if sig.body is not None:
+            fail_signature(app, sig.body, exc, traceback_text, state, call_errbacks_too)
+    result_id = sig.id or (sig.tasks[-1].id if isinstance(sig, chain) and sig.tasks else None)
+    if own and result_id:
+        request = Request(id=result_id, task=sig.task, called_directly=False)
+        root_id = sig.options.get("root_id") or result_id
+        call_errbacks(app, own, request, exc, traceback_text, Origin(result_id, root_id))
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def call_errbacks(
@@ -291,7 +322,7 @@ def _finish_chord(
 ) -> None:
     culprit = next((p for p in claim.parts if p.failed), None) if claim.complete else part
     if culprit is None:
-        values = [p.result for p in claim.parts]
+        values = _joined_values(app, claim)
         try:
             body.apply_async(
                 (values,), parent_id=origin.task_id, root_id=origin.root_id, add_to_parent=False
@@ -302,12 +333,41 @@ def _finish_chord(
         finally:
             app.backend.finish_chord(claim, failed=False)
         return
-    error = ChordError(f"Dependency {culprit.task_id} raised {decode_exception(culprit.result)!r}")
+    cause = decode_exception(culprit.result, app)
+    error = ChordError(f"Dependency {culprit.task_id} raised {cause!r}")
+    error.__cause__ = cause
     logger.info("chord %s failed: %s", claim.group_id, error)
     try:
         fail_signature(app, body, error, _traceback_of(error))
     finally:
         app.backend.finish_chord(claim, failed=True)
+
+
+def _joined_values(app: Celeriac, claim: ChordClaim) -> list[Any]:
+    """The header's values in order; nested as the header's saved GroupResult says when the
+    sender saved one (a header task whose result is a group: Celery's rule)."""
+    from ..result import GroupResult
+
+    try:
+        saved = GroupResult.restore(claim.group_id, app=app)
+    except Exception:
+        logger.exception("chord %s: could not read its saved header", claim.group_id)
+        saved = None
+    if saved is None:
+        return [p.result for p in claim.parts]
+    by_id = {p.task_id: p.result for p in claim.parts}
+    return [_value_of(app, result, by_id) for result in saved.results]
+
+
+def _value_of(app: Celeriac, result: AsyncResult | GroupResult, by_id: dict[str, Any]) -> Any:
+    from ..result import GroupResult
+
+    if isinstance(result, GroupResult):
+        return [_value_of(app, member, by_id) for member in result.results]
+    if result.id in by_id:
+        return by_id[result.id]
+    meta = app.backend.get_meta(result.id) or {}
+    return meta.get("result")
 
 
 def _traceback_of(error: ChordError) -> str:
