@@ -81,19 +81,30 @@ def _build(package: str) -> Project:
         project.calls.append((self.request.id, self.request.retries, self.request.is_eager))
         raise KeyError("missing")
 
+    project.tasks = {"flaky": flaky, "info": info, "boom": boom, "auto": auto}
+    _add_followers(project)
+    return project
+
+
+def _add_followers(project: Project) -> None:
+    """Tasks that run after, or inside, the others."""
+    app, info = project.app, project.tasks["info"]
+
     @app.task(bind=True)
     def parent(self: Any) -> Any:
         child = info.apply((1,))
         return [self.request.id, child.result["parent_id"], child.result["root_id"]]
 
-    project.tasks = {
-        "flaky": flaky,
-        "info": info,
-        "boom": boom,
-        "auto": auto,
-        "parent": parent,
-    }
-    return project
+    @app.task
+    def record(value: Any) -> Any:
+        project.hooks.append(f"record:{value}")
+        return value
+
+    @app.task
+    def errback(task_id: str) -> None:
+        project.hooks.append(f"errback:{task_id}")
+
+    project.tasks.update(parent=parent, record=record, errback=errback)
 
 
 @pytest.fixture(params=["celery", "celeriac"])
@@ -209,6 +220,28 @@ def test_always_eager_with_eager_propagates_raises_at_delay(project: Project) ->
     project.app.conf.task_eager_propagates = True
     with pytest.raises(ValueError, match="bad input"):
         project.tasks["boom"].delay()
+
+
+def test_always_eager_runs_link_callbacks_with_the_result(project: Project) -> None:
+    project.app.conf.task_always_eager = True
+    record = project.tasks["record"]
+    project.tasks["info"].apply_async((1,), task_id="L", link=[record.s(), record.s()])
+    assert len(project.hooks) == 2
+    assert all(hook.startswith("record:{") for hook in project.hooks)
+
+
+def test_apply_without_always_eager_sends_link_callbacks_instead_of_running_them(
+    project: Project,
+) -> None:
+    project.tasks["info"].apply((1,), link=project.tasks["record"].s())
+    assert project.hooks == []
+
+
+def test_always_eager_failure_applies_link_error_with_the_task_id(project: Project) -> None:
+    project.app.conf.task_always_eager = True
+    result = project.tasks["boom"].apply_async(task_id="E", link_error=project.tasks["errback"].s())
+    assert result.state == "FAILURE"
+    assert project.hooks == ["errback:E", "on_failure:ValueError"]  # Celery's order
 
 
 # celeriac only: what the celery package reads at task creation we read at the call

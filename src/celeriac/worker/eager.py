@@ -7,8 +7,9 @@ Celery's rules, checked against the celery package:
 - A retry runs the task again at once, with the same id and ``request.retries`` one
   higher, until it succeeds or ``max_retries`` is used up (then MaxRetriesExceededError, or
   the ``exc`` given to ``retry``). ``autoretry_for`` retries the same way.
-- The hooks run (``on_success``, ``on_failure``, ``on_retry``, ``after_return``);
-  ``task_store_eager_result`` also stores the final state in the result backend.
+- The hooks run (``on_success``, ``on_failure``, ``on_retry``, ``after_return``), and the
+  ``link``/``link_error`` signatures are applied; ``task_store_eager_result`` also stores
+  the final state in the result backend.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def run_eagerly(
             if is_retry:
                 _hook(task, "on_retry", task_id, _reason(outcome), task_id, args, kwargs, einfo)
             else:
+                _errbacks(task, link_error, request, outcome, einfo)  # before on_failure
                 _hook(task, "on_failure", task_id, outcome, task_id, args, kwargs, einfo)
             if propagate:  # Celery's: even a Retry leaves apply() when exceptions propagate
                 if outcome is exc:
@@ -84,7 +86,35 @@ def run_eagerly(
         _hook(task, "after_return", task_id, states.SUCCESS, value, task_id, args, kwargs, None)
         meta = build_meta(task_id, states.SUCCESS, value)
         _store(task, task_id, meta, request)
+        _callbacks(task, link, request, value)
         return EagerResult(task_id, meta, app=task.app)
+
+
+def _signatures(links: Any) -> list[Any]:
+    if not links:
+        return []
+    return list(links) if isinstance(links, (list, tuple)) else [links]
+
+
+def _callbacks(task: Task, links: Any, request: Request, value: Any) -> None:
+    """``link``: each callback gets the result, as Celery's: ``apply_async``, so it runs
+    here too under ``task_always_eager`` and is sent to the broker otherwise."""
+    from ..canvas import maybe_signature
+
+    for link in _signatures(links):
+        maybe_signature(link, app=task.app).apply_async(
+            (value,), parent_id=request.id, root_id=request.root_id, add_to_parent=False
+        )
+
+
+def _errbacks(task: Task, links: Any, request: Request, exc: Exception, einfo: str) -> None:
+    """``link_error``: Celery's rule, as a worker applies it (workflow.call_errbacks)."""
+    errbacks = _signatures(links)
+    if errbacks:
+        from .workflow import Origin, call_errbacks
+
+        origin = Origin(task_id=str(request.id), root_id=str(request.root_id or request.id))
+        call_errbacks(task.app, errbacks, request, exc, einfo, origin)
 
 
 def _request(
