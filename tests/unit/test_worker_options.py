@@ -547,3 +547,31 @@ def test_multi_answers_a_mistyped_worker_option_before_starting(cli: click.Group
     assert "No such worker option '--concurency'. Did you mean '--concurrency'?" in result.output
     result = invoke(cli, "multi", "start", "w1", "-c:w1", "3", "--without-gosip")
     assert "Did you mean '--without-gossip'?" in result.output
+
+
+def test_report_masks_secret_settings() -> None:
+    from celeriac.cli.report_cmd import MASK, masked
+
+    options = {"password": "s3cret", "visibility_timeout": 10, "api_key": "k"}
+    assert masked("broker_transport_options", options) == {
+        "password": MASK,
+        "visibility_timeout": 10,
+        "api_key": MASK,
+    }
+    assert "pw" not in str(masked("result_backend", "redis://user:pw@127.0.0.1:1/0"))
+    assert masked("worker_concurrency", 4) == 4
+    assert masked("secret_key", "") == ""  # nothing to hide
+
+
+def test_shell_ipython_without_ipython_says_how_to_get_it(
+    cli: click.Group, memory_url: str
+) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("IPython") is None:
+        result = invoke(cli, "-b", memory_url, "shell", "--ipython")
+        assert result.exit_code == 1
+        assert "--ipython: IPython is not installed; pip install ipython" in result.output
+    else:  # with IPython installed, -c still runs plain code without a prompt
+        result = invoke(cli, "-b", memory_url, "shell", "--ipython", "-c", "print(app)")
+        assert result.exit_code == 0
