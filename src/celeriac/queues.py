@@ -182,17 +182,22 @@ class Queues:
         self.create_missing = create_missing
         self._lock = threading.Lock()
         self.declared: dict[str, Queue] = {}
+        self.fans_out = False
         for queue in _as_queue_list(queues):
             self._add(queue)
         if not self.declared:  # Celery's: no task_queues means the default queue alone
             self._add(Queue(default_queue, self.default_exchange, self.default_routing_key))
-        self.fans_out = any(q.exchange_type != "direct" for q in self.declared.values())
 
     def _add(self, queue: Queue) -> Queue:
         if not queue.exchange_name:
             queue.exchange = self.default_exchange
         if not queue.routing_key:
             queue.routing_key = self.default_routing_key
+        binding = (queue.exchange_name, queue.routing_key)
+        if queue.exchange_type == "topic" or any(
+            (q.exchange_name, q.routing_key) == binding for q in self.declared.values()
+        ):
+            self.fans_out = True  # one routing key may reach several queues: no shortcut
         self.declared[queue.name] = queue
         return queue
 

@@ -335,3 +335,23 @@ def test_queues_object_alone_resolves_destinations() -> None:
     queues = Queues([Queue("a", Exchange("x"), "k")], create_missing=False)
     target = queues.destination(exchange="x", routing_key="k")
     assert (target.queues, target.exchange, target.routing_key) == (("a",), "x", "k")
+
+
+def test_direct_exchange_copies_to_every_queue_bound_with_the_same_key(app: Celery) -> None:
+    app.conf.task_queues = [
+        Queue("celery"),
+        Queue("audit", Exchange("orders"), "order.created"),
+        Queue("mailer", Exchange("orders"), "order.created"),
+    ]
+
+    @app.task(name="proj.created", exchange="orders", routing_key="order.created")
+    def created() -> None:
+        return None
+
+    created.delay()
+    assert _counts(app, "audit", "mailer", "celery") == {"audit": 1, "mailer": 1, "celery": 0}
+
+
+def test_fanout_queue_declared_for_a_worker_does_not_slow_plain_sends(app: Celery) -> None:
+    app.conf.task_queues = [Queue("celery"), Queue("everyone", Exchange("all", type="fanout"))]
+    assert app.queues.fans_out is False
