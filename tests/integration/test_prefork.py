@@ -185,9 +185,9 @@ def test_worker_time_limit_option_applies_to_every_task(
 
 
 def test_warm_shutdown_lets_running_tasks_finish(worker_factory: Factory, client: Celery) -> None:
-    worker = worker_factory("prefork_tasks", "-P", "prefork", "-c", "2", "-l", "debug")
+    worker = worker_factory("prefork_tasks", "-P", "prefork", "-c", "2", "-l", "info")
     result = client.send_task("pf.place", (1.0,))
-    worker.wait_for_log(f"task pf.place[{result.id}] received")
+    worker.wait_for_log(f"Task pf.place[{result.id}] received")
     worker.signal(signal.SIGTERM)
     assert worker.wait(20) == 0
     assert result.get(timeout=5)["pool"] == "prefork"
@@ -195,9 +195,9 @@ def test_warm_shutdown_lets_running_tasks_finish(worker_factory: Factory, client
 
 
 def test_cold_shutdown_stops_running_tasks_now(worker_factory: Factory, client: Celery) -> None:
-    worker = worker_factory("prefork_tasks", "-P", "prefork", "-c", "1", "-l", "debug")
+    worker = worker_factory("prefork_tasks", "-P", "prefork", "-c", "1", "-l", "info")
     result = client.send_task("pf.place", (30,))
-    worker.wait_for_log(f"task pf.place[{result.id}] received")
+    worker.wait_for_log(f"Task pf.place[{result.id}] received")
     started = time.monotonic()
     worker.signal(signal.SIGQUIT)
     worker.wait(10)
