@@ -180,6 +180,9 @@ def test_pidfile_is_created_and_removed(tmp_path: Path) -> None:
     pidfile.check()
     pidfile.acquire()
     assert read_pid(str(path)) == os.getpid()
+    assert list(tmp_path.iterdir()) == [path]  # the staged copy is gone
+    with pytest.raises(ConfigurationError, match="cannot create the pidfile"):
+        Pidfile(str(tmp_path / "no-dir" / "w.pid")).acquire()
     pidfile.release()
     assert not path.exists()
 

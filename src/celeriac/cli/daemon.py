@@ -140,25 +140,34 @@ class Pidfile:
             raise self._held_by(pid)
 
     def acquire(self) -> None:
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                pid = read_pid(self.path)
-                if pid is not None and pid != os.getpid() and pid_alive(pid):
-                    raise self._held_by(pid) from None
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)  # stale: its process is gone
-                continue
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"cannot create the pidfile {self.path}: {exc.strerror}; choose a "
-                    "--pidfile in a directory the worker's user can write"
-                ) from None
+        """Write our pid to a file of our own, then link it to the pidfile's name: the link
+        fails if the name exists, so two workers never both hold it, and no reader ever
+        sees the pidfile empty."""
+        staged = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(staged, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
             with os.fdopen(fd, "w") as fh:
                 fh.write(f"{os.getpid()}\n")
-            self.owned = True
-            return
+            for _ in range(3):
+                try:
+                    os.link(staged, self.path)
+                except FileExistsError:
+                    pid = read_pid(self.path)
+                    if pid is not None and pid != os.getpid() and pid_alive(pid):
+                        raise self._held_by(pid) from None
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path)  # stale: its process is gone
+                    continue
+                self.owned = True
+                return
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the pidfile {self.path}: {exc.strerror}; choose a "
+                "--pidfile in a directory the worker's user can write"
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(staged)
         raise ConfigurationError(f"cannot create the pidfile {self.path}: it keeps reappearing")
 
     def release(self) -> None:
