@@ -324,7 +324,7 @@ ACTIONS: dict[str, Callable[[Plan], int]] = {
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def multi(ctx: click.Context, action: str | None, args: tuple[str, ...]) -> None:
-    """Start, stop or restart several detached workers, as ``celery multi``.
+    """Start, stop or restart several detached workers, as celery multi does.
 
     \b
     celeriac multi start w1 w2 -A proj -l info
