@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 PING_TASK = "celery.ping"
 WORKER_LOGLEVEL = "error"  # Celery's: a test run shows the worker's errors, not its chatter
 IN_THREAD_POOLS = ("solo", "threads")
+READY_TIMEOUT_S = 60.0  # start-up includes importing the task modules and the broker ping
 
 
 class TestWorker(Worker):
@@ -102,7 +103,11 @@ def start_worker(
     with _worker_loglevel(loglevel):
         thread.start()
         try:
-            worker.ready.wait()
+            if not worker.ready.wait(READY_TIMEOUT_S):
+                raise RuntimeError(
+                    f"the test worker was not ready after {READY_TIMEOUT_S:.0f} s; "
+                    "run with -l debug (loglevel='debug') to see where it stopped"
+                )
             if worker.error is not None:
                 raise worker.error
             if perform_ping_check:
