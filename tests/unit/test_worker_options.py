@@ -279,19 +279,31 @@ def test_unknown_option_names_the_closest(
     assert suggestion in result.output.split("No such option", 1)[1]
 
 
-def test_every_command_answers_an_unknown_option_with_a_real_one(cli: click.Group) -> None:
-    for name, command in cli.commands.items():
-        if name == "multi":  # passes its options through to each node's worker
-            continue
+def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+    for name, command in group.commands.items():
         if isinstance(command, click.Group):
-            continue  # its sub-commands are checked by name below
-        result = invoke(cli, name, "--zzz-not-an-option")
-        assert result.exit_code == 2, (name, result.output)
-        assert "Did you mean" in result.output, (name, result.output)
+            found.extend(_leaf_commands(command, (*path, name)))
+        else:
+            found.append((*path, name))
+    return found
+
+
+def test_every_command_answers_an_unknown_option_with_a_real_one(cli: click.Group) -> None:
+    leaves = [p for p in _leaf_commands(cli) if p != ("multi",)]  # multi: tested above
+    assert ("worker",) in leaves and len(leaves) >= 8
+    for path in leaves:
+        command: click.Command = cli
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = command.commands[name]
+        result = invoke(cli, *path, "--zzz-not-an-option")
+        assert result.exit_code == 2, (path, result.output)
+        assert "Did you mean" in result.output, (path, result.output)
         suggested = result.output.split("Did you mean", 1)[1]
         params = command.get_params(click.Context(command))
         real = {n for p in params for n in (*p.opts, *p.secondary_opts)}
-        assert any(f"'{opt}'" in suggested for opt in real), (name, result.output)
+        assert any(f"'{opt}'" in suggested for opt in real), (path, result.output)
 
 
 # multi's node-name syntax
