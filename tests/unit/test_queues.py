@@ -355,3 +355,25 @@ def test_direct_exchange_copies_to_every_queue_bound_with_the_same_key(app: Cele
 def test_fanout_queue_declared_for_a_worker_does_not_slow_plain_sends(app: Celery) -> None:
     app.conf.task_queues = [Queue("celery"), Queue("everyone", Exchange("all", type="fanout"))]
     assert app.queues.fans_out is False
+
+
+class ByFirstArgument:
+    """Celery's older router object: route_for_task(task, args, kwargs)."""
+
+    def route_for_task(self, task: str, args: Any = None, kwargs: Any = None) -> Any:
+        if task == "proj.encode" and args and args[0] == "hd":
+            return {"queue": "videos"}
+        return None
+
+
+def test_old_style_router_object_with_route_for_task(app: Celery) -> None:
+    app.conf.task_routes = [ByFirstArgument()]
+    app.send_task("proj.encode", ("hd",))
+    app.send_task("proj.encode", ("sd",))
+    assert _counts(app, "videos", "celery") == {"videos": 1, "celery": 1}
+
+
+def test_old_style_router_class_named_by_its_path(app: Celery) -> None:
+    app.conf.task_routes = (f"{__name__}.ByFirstArgument",)
+    app.send_task("proj.encode", ("hd",))
+    assert _counts(app, "videos") == {"videos": 1}
