@@ -716,7 +716,11 @@ class chord(Signature):
         return self._need_body().link(callback)
 
     def link_error(self, errback: Signature | Mapping[str, Any]) -> Signature | Mapping[str, Any]:
-        return self._need_body().link_error(errback)
+        """On the body (kept until the chord gets one), and with
+        ``task_allow_error_cb_on_chord_header`` on each header task too (Celery's rule)."""
+        from .canvas_apply import link_chord_error
+
+        return link_chord_error(self, _as_signature(errback, self._app))
 
     def _need_body(self) -> Signature:
         if self.body is None:

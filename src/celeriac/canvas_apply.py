@@ -390,6 +390,7 @@ def apply_chord(
     header_options = {key: value for key, value in opts.items() if key not in _BODY_ONLY}
     header_options.update(header_delay, parent_id=parent_id, add_to_parent=add_to_parent)
     if header.tasks:
+        _save_structure(header, gid)
         app.backend.set_chord_size(gid, chord_size(header))
         header_result = apply_group(
             header, args, kwargs, {**header_options, "task_id": gid, "chord": body}
@@ -401,6 +402,43 @@ def apply_chord(
     if top is not header_result:
         top.parent = header_result
     return body_result
+
+
+def link_chord_error(c: chord, errback: Signature) -> Signature:
+    """``chord.link_error``: the body's errback (kept in the chord's options until it has a
+    body); with ``task_allow_error_cb_on_chord_header``, each header task's too, as an
+    immutable copy; a chord in the header links it the same way (Celery's rules)."""
+    on_header = bool(c.app.conf.get("task_allow_error_cb_on_chord_header"))
+    for task in c.tasks:
+        if isinstance(task, chord):
+            task.link_error(errback)
+        elif on_header:
+            task.link_error(errback.clone().set(immutable=True))
+    if c.body is None:
+        c._append_option("link_error", errback)
+    else:
+        c.body.link_error(errback)
+    return errback
+
+
+def _save_structure(header: group, gid: str) -> None:
+    """Celery's rule: when a header task's result is a group (a chain or chord ending in
+    one), the header's GroupResult is saved before sending, so the worker finishing the
+    chord gives the body nested lists, not every value flat."""
+    if not any(_ends_in_group(task) for task in header.tasks):
+        return
+    frozen = header.freeze(gid)
+    assert isinstance(frozen, GroupResult)
+    frozen.save()
+
+
+def _ends_in_group(sig: Signature) -> bool:
+    if isinstance(sig, chain):
+        steps = chain_steps(sig.tasks, sig._app)
+        return bool(steps) and _ends_in_group(steps[-1])
+    if isinstance(sig, chord):
+        return sig.body is not None and _ends_in_group(sig.body)
+    return isinstance(sig, group)
 
 
 def apply_chord_eagerly(

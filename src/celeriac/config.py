@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "task_always_eager": False,
     "task_eager_propagates": False,
     "task_allow_error_cb_on_chord_header": False,
+    "task_allow_error_cb_on_chord_header": False,
     "task_store_eager_result": False,
     "task_annotations": None,
     "task_publish_retry": True,
