@@ -14,6 +14,7 @@ every queue has the four priority lists.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -106,9 +107,10 @@ def exchange_of(value: Any, where: str) -> Exchange | None:
 
 
 def queue_of(value: Any) -> Queue:
-    """Our Queue for *value*: ours, or a kombu-like object read by its attributes."""
+    """Our Queue for *value* (a copy of ours, or a kombu-like object read by its
+    attributes): filling in the defaults never changes the user's object."""
     if isinstance(value, Queue):
-        return value
+        return dataclasses.replace(value, options=dict(value.options))
     name = getattr(value, "name", None)
     if not isinstance(name, str) or not name or not hasattr(value, "exchange"):
         raise ImproperlyConfigured(

@@ -64,6 +64,13 @@ def test_kombu_objects_are_not_changed_by_reading_them(app: Celery) -> None:
     assert declared.routing_key == ""
 
 
+def test_our_queue_objects_are_not_changed_by_the_defaults(app: Celery) -> None:
+    declared = Queue("plain")
+    app.conf.task_queues = [declared]
+    assert app.queues["plain"].exchange_name == "celery"
+    assert (declared.exchange, declared.routing_key) == (None, "")
+
+
 def test_queue_without_exchange_is_bound_to_the_default_exchange_and_key(app: Celery) -> None:
     app.conf.task_queues = [Queue("plain")]
     plain = app.queues["plain"]
