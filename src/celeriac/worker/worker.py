@@ -23,6 +23,7 @@ from .statedb import StateDB
 
 if TYPE_CHECKING:
     from ..app import Celeriac
+    from ..beat.embedded import EmbeddedBeat
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Worker:
             concurrency = conf.worker_concurrency or default_concurrency(pool_name)
         if pool_name == "solo":
             concurrency = 1
-        self.autoscale = _autoscale_for(pool_name, autoscale or conf.get("worker_autoscale"))
+        self.autoscale = _autoscale_for(pool_name, autoscale)
         if self.autoscale is not None:
             concurrency = self.autoscale[1]  # start at MIN, as Celery does
         elif int(concurrency) < 1:
@@ -174,9 +175,12 @@ class Worker:
         if lifecycle.worker_ready.hooks:
             lifecycle.worker_ready.emit(self)
         logger.info("%s ready.", self.runtime.nodename)
+        embedded_beat = self._start_beat() if self.beat else None  # -B
         try:
             code = pool.run()
         finally:
+            if embedded_beat is not None:
+                embedded_beat.stop()
             control.stop()
             if state is not None:
                 state.save(app)
@@ -227,16 +231,16 @@ class Worker:
                 "-E/--task-events accepted: celeriac does not send Celery task events yet, "
                 "so flower and `celery events` will not see this worker's tasks"
             )
-        if self.beat:
-            logger.warning(
-                "-B/--beat accepted (schedule %s, scheduler %s): the embedded beat is not "
-                "part of celeriac yet, so no periodic task is sent by this worker",
-                self.schedule_filename,
-                self.scheduler or "default",
-            )
+        if self.beat and self.scheduler:
+            logger.info("--scheduler %s accepted; celeriac's beat is used", self.scheduler)
         if self.notes and not self.banner:
             for note in self.notes:
                 logger.info("note: %s", note)
+
+    def _start_beat(self) -> EmbeddedBeat:
+        from ..beat.embedded import EmbeddedBeat
+
+        return EmbeddedBeat.start(self.app, self)
 
     def _queue_line(self, name: str) -> str:
         queue = self.app.queues[name]
