@@ -248,6 +248,22 @@ def test_ini_switch_enables_the_fixtures_even_beside_pytest_plugins(
     _run(pytester).assert_outcomes(passed=1)
 
 
+def test_celerys_own_plugin_still_works_beside_celeriac_installed(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import celery
+        import pytest
+
+        @pytest.mark.celery(task_always_eager=True)
+        def test_celery_app_is_celerys(celery_app):
+            assert isinstance(celery_app, celery.Celery)
+        """
+    )
+    _run(pytester, "-p", "celery.contrib.pytest", "--strict-markers").assert_outcomes(passed=1)
+
+
 # start_worker and TestApp, used directly
 @pytest.fixture
 def test_app() -> Iterator[Celery]:
