@@ -86,7 +86,7 @@ class Worker:
         self.app = app
         self.banner = banner
         self.statedb_path = statedb or conf.worker_state_db
-        # -E and -B are accepted and kept; events and the embedded beat are wired later
+        # -E is accepted and kept (task events come later); -B runs the embedded beat
         self.task_events = bool(task_events or conf.worker_send_task_events)
         if task_events:
             conf.worker_send_task_events = True
