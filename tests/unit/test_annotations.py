@@ -13,6 +13,14 @@ from celeriac import Celery, Task
 from celeriac.errors import ImproperlyConfigured
 
 
+@pytest.fixture
+def app(app: Celery) -> Iterator[Celery]:
+    """The unit app, with its annotations dropped after the test: a later test's
+    shared_task registers on every live app and must not meet them."""
+    yield app
+    app.conf.task_annotations = None
+
+
 def _add(x: int, y: int) -> int:
     return x + y
 
