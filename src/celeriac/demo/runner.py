@@ -31,7 +31,7 @@ from .model import DemoReport, Observation, PoolReport, TaskRecord
 from .observe import connections, process_tree
 from .progress import Reporter
 from .seed_app import ROUTES
-from .workerproc import DemoWorker, sigint_deferred, sweep
+from .workerproc import DemoWorker, adopting_orphans, sigint_deferred, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,22 @@ def run_demo(options: DemoOptions, reporter: Reporter) -> DemoReport:
     )
     server = LoopbackServer()
     token = uuid.uuid4().hex
+    with adopting_orphans():
+        _run_pools(options, report, url, token, server, workdir, reporter, iterations)
+    report.elapsed_s = time.monotonic() - started
+    return report
+
+
+def _run_pools(
+    options: DemoOptions,
+    report: DemoReport,
+    url: str,
+    token: str,
+    server: LoopbackServer,
+    workdir: str,
+    reporter: Reporter,
+    iterations: int,
+) -> None:
     try:
         with _broker_env(url) as env:
             client = Celeriac("celeriac-demo", broker=url, backend=url, task_routes=ROUTES)
@@ -123,8 +139,6 @@ def run_demo(options: DemoOptions, reporter: Reporter) -> DemoReport:
             server.stop()
             reporter.close()
             shutil.rmtree(workdir, ignore_errors=True)
-    report.elapsed_s = time.monotonic() - started
-    return report
 
 
 def run_pool(session: Session, pool: str) -> PoolReport:

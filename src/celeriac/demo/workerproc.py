@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import psutil
@@ -123,6 +125,8 @@ class DemoWorker:
                     self.process.wait(5)
             for proc in tokened(self.token):
                 self._remember(proc.pid)
+            for proc in _zombie_children():  # orphans adopted and dead before a snapshot
+                self._remember(proc.pid)
             return _kill_all(list(self._seen.values()))
 
 
@@ -138,9 +142,75 @@ def tokened(token: str) -> Iterator[psutil.Process]:
             continue
 
 
+def _zombie_children() -> list[psutil.Process]:
+    found = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    found.append(child)
+    return found
+
+
 def sweep(token: str) -> list[int]:
     """The last line of defence at exit: stop whatever still carries this run's token."""
     return _kill_all(list(tokened(token)))
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@contextlib.contextmanager
+def adopting_orphans() -> Iterator[None]:
+    """Make this process the subreaper of what it starts (Linux), for the block's length.
+
+    A prefork child whose manager died is then re-parented to the demo, not to init, so the
+    demo can collect its exit itself: when the demo returns, every process it started is
+    gone, not a zombie waiting for init to reap it."""
+    libc = None
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            libc = None
+    try:
+        yield
+    finally:
+        if libc is not None:
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def _reap(procs: Sequence[psutil.Process]) -> None:
+    """Collect the exit of those that are (now) this process's own children."""
+    me = os.getpid()
+    for proc in procs:
+        try:
+            if proc.ppid() != me:
+                continue
+        except psutil.NoSuchProcess:
+            continue
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(proc.pid, 0 if not _running(proc) else os.WNOHANG)
+
+
+def wait_gone(procs: Sequence[psutil.Process], timeout_s: float = 5.0) -> list[int]:
+    """Wait until none of *procs* exists any more (zombies count as existing: a process
+    still in the table is still there); returns the pids still present at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        _reap(procs)
+        left = [p for p in procs if _exists(p)]
+        if not left or time.monotonic() >= deadline:
+            return sorted(p.pid for p in left)
+        time.sleep(0.02)
+
+
+def _exists(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.is_running())
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _running(proc: psutil.Process) -> bool:
@@ -161,6 +231,9 @@ def _kill_all(procs: Sequence[psutil.Process]) -> list[int]:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
     psutil.wait_procs(still, timeout=3)
+    left = wait_gone(procs)
+    if left:
+        logger.warning("demo process(es) %s still present after SIGKILL", left)
     return sorted(p.pid for p in alive)
 
 

@@ -1,0 +1,136 @@
+"""Clean exits and warm/cold shutdowns, with real processes, real Redis and real signals.
+
+- ``celeriac demo`` returns only once every process it started is gone (not even a zombie);
+- a warm shutdown (SIGTERM, SIGINT) lets the running task finish and be acked, and puts the
+  prefetched-but-unstarted messages back on their queue at once, on every pool;
+- a second SIGINT is a cold shutdown that still loses nothing with ``acks_late``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.workers import ROOT
+
+DEMO = [sys.executable, "-m", "celeriac", "demo", "--json"]
+
+
+def _wait_until(what: Callable[[], bool], timeout_s: float, why: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not what():
+        if time.monotonic() > deadline:
+            raise AssertionError(why())
+        time.sleep(0.02)
+
+
+class Watcher:
+    """Remember every descendant a process ever had (polled every 10 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.seen: dict[int, psutil.Process] = {}
+        self.workers: set[int] = set()  # those whose command line runs a worker
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.done.is_set():
+            try:
+                for child in self.root.children(recursive=True):
+                    if child.pid not in self.seen:
+                        self.seen[child.pid] = child
+                        self._note_worker(child)
+            except psutil.NoSuchProcess:
+                return
+            time.sleep(0.01)
+
+    def _note_worker(self, proc: psutil.Process) -> None:
+        try:
+            if "worker" in proc.cmdline():
+                self.workers.add(proc.pid)
+        except psutil.Error:
+            return
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(5)
+
+    def present(self) -> list[str]:
+        """Every remembered process still in the process table (zombies included)."""
+        left = []
+        for proc in self.seen.values():
+            try:
+                if proc.is_running():
+                    left.append(f"{proc.pid} {proc.status()} {' '.join(proc.cmdline()[:6])}")
+            except psutil.NoSuchProcess:
+                continue
+        return left
+
+    def kill_left(self) -> None:
+        for proc in self.seen.values():
+            try:
+                if proc.is_running():
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                continue
+
+
+def _demo_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env.pop("CELERIAC_BROKER_URL", None)
+    env.pop("CELERIAC_RESULT_BACKEND", None)
+    return env
+
+
+@pytest.fixture
+def demo_runs() -> Iterator[list[tuple[subprocess.Popen[bytes], Watcher]]]:
+    runs: list[tuple[subprocess.Popen[bytes], Watcher]] = []
+    yield runs
+    for proc, watcher in runs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        watcher.stop()
+        watcher.kill_left()
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["to-the-end", "sigint-mid-run"])
+def test_demo_returns_only_when_every_process_it_started_is_gone(
+    tmp_path: Path,
+    redis_url: str,
+    demo_runs: list[tuple[subprocess.Popen[bytes], Watcher]],
+    interrupt: bool,
+) -> None:
+    proc = subprocess.Popen(
+        [*DEMO, "--pool", "prefork", "-c", "3", "--broker", redis_url],
+        cwd=tmp_path,
+        env=_demo_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    watcher = Watcher(proc.pid)
+    demo_runs.append((proc, watcher))
+    if interrupt:
+        _wait_until(
+            lambda: len(watcher.workers) >= 4,
+            60,
+            lambda: f"the demo never had its 4 worker processes: {watcher.present()}",
+        )
+        proc.send_signal(signal.SIGINT)
+    proc.wait(120)
+    left = watcher.present()  # right after the return, before anyone else could reap
+    watcher.stop()
+    assert len(watcher.workers) >= 4, "the manager and its 3 children were all seen"
+    assert left == [], f"still present after the demo returned: {left}"
