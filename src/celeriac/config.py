@@ -107,6 +107,12 @@ DEFAULTS: dict[str, Any] = {
     "enable_utc": True,
     "beat_schedule": {},
     "beat_scheduler": None,
+    "beat_schedule_filename": "celerybeat-schedule",  # accepted; beat keeps its state in the broker
+    "beat_sync_every": 0,  # accepted; every claim is written to the broker at once
+    "beat_cron_starting_deadline": None,  # accepted; see beat_catch_up
+    "beat_catch_up": "once",  # after every beat was down: "once", "none" or "all" missed runs
+    "beat_catch_up_after": 5.0,  # a run due longer ago than this (seconds) counts as missed
+    "beat_claim_timeout": 10.0,  # a claimed run not confirmed sent by then is sent by another beat
     "beat_max_loop_interval": 0,
     "security_key": None,
     # celeriac's own

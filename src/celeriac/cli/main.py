@@ -193,6 +193,7 @@ def cli(
 
 def _register_commands() -> None:
     from . import (
+        beat_cmd,
         dead_cmd,
         demo_cmd,
         migrate_cmd,
@@ -204,6 +205,7 @@ def _register_commands() -> None:
     )
 
     cli.add_command(worker_cmd.worker)
+    cli.add_command(beat_cmd.beat)
     cli.add_command(multi_cmd.multi)
     cli.add_command(report_cmd.report)
     cli.add_command(shell_cmd.shell)

@@ -217,7 +217,7 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--autoscale", default=None, metavar="MAX,MIN",
                      callback=_parsed(_parse_autoscale),
                      help="Grow and shrink prefork children with the load."),
-        click.option("-B", "--beat", is_flag=True, help="Embedded beat (accepted; not yet)."),
+        click.option("-B", "--beat", is_flag=True, help="Run beat in this worker too."),
         click.option("-s", "--schedule-filename", "--schedule", "schedule_filename",
                      default=None, help="Beat's schedule file."),
         click.option("--scheduler", default=None, help="Beat's scheduler class."),
