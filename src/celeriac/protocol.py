@@ -343,8 +343,11 @@ def parse_envelope(raw: bytes | str, accept: Collection[str] = ("json",)) -> Tas
         raise InvalidMessage(f"envelope is not valid JSON ({exc})") from None
     _require(isinstance(envelope, dict), "envelope is not a JSON object")
     headers = envelope.get("headers")
+    # a hand-written producer may leave out properties (the broker gave it a delivery tag)
     properties = envelope.get("properties")
-    _require(isinstance(properties, dict), "envelope has no 'properties' object")
+    if properties is None:
+        properties = {}
+    _require(isinstance(properties, dict), "envelope 'properties' is not an object")
     _require(isinstance(headers, dict), "envelope has no 'headers' object")
     task_id = headers.get("id")
     task_id = task_id if isinstance(task_id, str) and task_id else None
@@ -359,8 +362,8 @@ def parse_envelope(raw: bytes | str, accept: Collection[str] = ("json",)) -> Tas
         "properties.delivery_info is not an object",
         task_id,
     )
-    content_type = envelope.get("content-type")
-    _require(isinstance(content_type, str), "envelope has no 'content-type'", task_id)
+    content_type = _content_type(envelope)
+    _require(isinstance(content_type, str), "envelope 'content-type' is not a string", task_id)
     assert isinstance(content_type, str)
     body = _decode_body(envelope.get("body"), properties.get("body_encoding"), task_id)
     try:
@@ -378,7 +381,7 @@ def _parse_v1(
     accept: Collection[str],
 ) -> TaskMessage:
     """A message with no task header: Celery's protocol 1 if its body says so."""
-    content_type = envelope.get("content-type")
+    content_type = _content_type(envelope)
     body = envelope.get("body")
     decoded: Any = None
     if isinstance(content_type, str) and isinstance(body, str):
@@ -409,6 +412,13 @@ def _parse_v1(
         properties,
         content_type,
     )
+
+
+def _content_type(envelope: dict[str, Any]) -> Any:
+    """The envelope's content type; JSON when a hand-written producer left it out (the only
+    type celeriac accepts by default, and still checked against ``accept_content``)."""
+    content_type = envelope.get("content-type")
+    return serialization.JSON if content_type is None else content_type
 
 
 def _decode_body(body: Any, encoding: Any, task_id: str | None) -> bytes:

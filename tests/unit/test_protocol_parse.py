@@ -163,12 +163,12 @@ INVALID_CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str, bool]] = {
     # name: (change to the good envelope, words the reason must hold, whether the id survives)
     "no headers": (lambda e: e.pop("headers"), "no 'headers'", False),
     "headers not an object": (_set("headers", ["task", "id"]), "no 'headers'", False),
-    "no properties": (lambda e: e.pop("properties"), "no 'properties'", False),
+    "properties not an object": (_set("properties", "celery"), "not an object", False),
     "no task header": (_drop_header("task"), "no 'task'", True),
     "empty task header": (lambda e: e["headers"].update(task=""), "no 'task'", True),
     "task header not a string": (lambda e: e["headers"].update(task=42), "no 'task'", True),
     "no id header": (_drop_header("id"), "no 'id'", False),
-    "no content type": (lambda e: e.pop("content-type"), "content-type", True),
+    "content type not a string": (_set("content-type", 5), "content-type", True),
     "unknown content type": (_set("content-type", "application/x-yaml"), "unknown content", True),
     "pickle not accepted": (
         _set("content-type", "application/x-python-serialize"),
@@ -190,6 +190,20 @@ INVALID_CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str, bool]] = {
     "kwargs not an object": (_set_body(b"[[], [], {}]"), "kwargs is list", True),
     "embed not an object": (_set_body(b"[[], {}, 3]"), "embed is int", True),
 }
+
+
+def test_envelope_without_properties_or_content_type_is_read_as_json() -> None:
+    envelope = orjson.loads(orjson.dumps(CELERY_ENVELOPE))
+    envelope.pop("properties")
+    envelope.pop("content-type")
+    envelope.pop("content-encoding", None)
+    envelope["body"] = orjson.dumps([[2, 3], {}, {}]).decode()
+    message = protocol.parse_envelope(_raw(envelope))
+    assert (message.args, message.properties, message.content_type) == (
+        [2, 3],
+        {},
+        "application/json",
+    )
 
 
 @pytest.mark.parametrize("case", sorted(INVALID_CASES))

@@ -6,8 +6,12 @@ from __future__ import annotations
 # each one in kombu's `unacked` hash and `unacked_index` zset and in this consumer's own set
 # of held tags (KEYS[3]). A worker killed right after this script still leaves every message
 # it took in `unacked`, and its owner set tells the survivors which ones were its.
-# A queue item that is not a JSON envelope with a delivery tag cannot be tracked in
-# `unacked`; it goes straight to the queue's dead-letter list and comes back with an empty tag.
+# A JSON object without `properties` or without its `delivery_tag` (a hand-written
+# producer) is given a tag, written into the envelope as a last `properties` key (JSON
+# readers keep the last of a repeated key), so restores and redeliveries carry the same tag.
+# A queue item that is not a JSON object, or whose properties or tag have the wrong type,
+# cannot be tracked in `unacked`; it goes straight to the queue's dead-letter list and comes
+# back with an empty tag.
 #
 # The tag is read without decoding the whole envelope when the envelope ends the way Celery
 # and celeriac write it (`"body_encoding": "base64", "delivery_tag": "<tag>"}}`: the last keys
@@ -39,6 +43,7 @@ local now = ARGV[2]
 local request = ARGV[3]
 local inbox_queue = ARGV[4]
 local acks = tonumber(ARGV[5])
+local minted = 0
 local function tag_of(raw)
   local n = #raw
   if n > 20 and string.sub(raw, -3) == '"}}' then
@@ -47,15 +52,29 @@ local function tag_of(raw)
     if at and string.find(string.sub(raw, math.max(1, at - 30), at - 1),
                           '"body_encoding": ?"base64", ?$') then
       local tag = string.match(raw, '^ ?"([%w%-_.:]+)"}}$', at + 15)
-      if tag then return tag end
+      if tag then return tag, raw end
     end
   end
   local ok, env = pcall(cjson.decode, raw)
-  if ok and type(env) == 'table' and type(env.properties) == 'table' then
-    local tag = env.properties.delivery_tag
-    if type(tag) == 'string' and tag ~= '' then return tag end
+  if not ok or type(env) ~= 'table' or next(env) == nil or env[1] ~= nil then return nil end
+  local props = env.properties
+  if props == nil then
+    props = {}
+  elseif type(props) ~= 'table' or props[1] ~= nil then
+    return nil
+  else
+    local tag = props.delivery_tag
+    if type(tag) == 'string' and tag ~= '' then return tag, raw end
+    if tag ~= nil then return nil end
   end
-  return nil
+  -- no tag (a hand-written producer): mint one and write it into the envelope, as a
+  -- last `properties` key that replaces the first, so every later copy carries it
+  local head = string.match(raw, '^(.*)}%s*$')
+  if not head then return nil end
+  minted = minted + 1
+  local tag = 'celeriac-' .. request .. '-' .. minted
+  props.delivery_tag = tag
+  return tag, head .. ',"properties":' .. cjson.encode(props) .. '}'
 end
 local hset, zadd, tags, taken = {}, {}, {}, {}
 local function take(key, queue, limit)
@@ -63,8 +82,9 @@ local function take(key, queue, limit)
   while #out < limit do
     local raw = redis.call('RPOP', key)
     if not raw then break end
-    local tag = tag_of(raw)
+    local tag, tagged = tag_of(raw)
     if tag then
+      raw = tagged
       hset[#hset + 1] = tag
       hset[#hset + 1] = '[' .. raw .. suffix
       zadd[#zadd + 1] = now
