@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .stamping import StampingVisitor
+
 if TYPE_CHECKING:
     from .app import Celeriac
     from .result import AsyncResult, GroupResult
@@ -254,6 +256,24 @@ class Signature(dict[str, Any]):
     def on_error(self: _S, errback: Signature | Mapping[str, Any]) -> _S:
         self.link_error(errback)
         return self
+
+    # stamping (stamping.py)
+    def stamp(
+        self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any
+    ) -> None:
+        """Stamp this signature and every task under it: *headers* and what *visitor*
+        returns become stamps each message carries (``self.request.stamps``)."""
+        from . import stamping
+
+        stamping.stamp(self, visitor, append_stamps, headers)
+
+    def stamp_links(
+        self, visitor: StampingVisitor | None, append_stamps: bool = False, **headers: Any
+    ) -> None:
+        """Stamp the callbacks and errbacks linked to this signature."""
+        from . import stamping
+
+        stamping.stamp_links(self, visitor, append_stamps, headers)
 
     # ids chosen in advance
     def freeze(

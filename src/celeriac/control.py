@@ -98,6 +98,38 @@ class Control:
                 destination=destination,
             )
 
+    def revoke_by_stamped_headers(
+        self,
+        headers: dict[str, Any] | list[str],
+        destination: Sequence[str] | None = None,
+        terminate: bool = False,
+        signal: str | int = "SIGTERM",
+        reply: bool = False,
+        timeout: float = 1.0,
+        limit: int | None = None,
+        **_ignored: Any,
+    ) -> list[dict[str, Any]] | None:
+        """Revoke every task stamped with one of *headers* (``{name: value or [values]}``):
+        stored broker-side, as revokes are, and broadcast as Celery's command (with
+        ``reply=True``, the workers' answers are returned, as ``broadcast`` gives them)."""
+        from .worker.control import stamped_headers_argument
+        from .worker.revoked import stamp_tokens
+
+        stamps = stamped_headers_argument(headers)
+        signame = signal if isinstance(signal, str) else signal_module.Signals(signal).name
+        self.app.broker.add_revoked(stamp_tokens(stamps), REVOKE_TTL_S)
+        if getattr(self.app.broker, "client", None) is not None:
+            arguments = {"headers": stamps, "terminate": terminate, "signal": signame}
+            return self.broadcast(
+                "revoke_by_stamped_headers",
+                arguments,
+                destination=destination,
+                reply=reply,
+                timeout=timeout,
+                limit=limit,
+            )
+        return None
+
     def terminate(self, task_id: str, signal: str = "SIGTERM") -> None:
         self.revoke(task_id, terminate=True, signal=signal)
 

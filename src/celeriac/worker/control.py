@@ -55,7 +55,10 @@ class ControlListener:
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda args: {"ok": "pong"},
             "revoke": self._revoke,
-            "revoked": lambda args: sorted(self.runtime.app.broker.revoked_ids()),
+            "revoke_by_stamped_headers": self._revoke_by_stamped_headers,
+            "revoked": lambda args: sorted(
+                i for i in self.runtime.app.broker.revoked_ids() if not revoked.is_stamp_token(i)
+            ),
             "registered": lambda args: sorted(self.runtime.app.tasks),
             "active": lambda args: self.active(),
             "reserved": lambda args: [],
@@ -184,6 +187,32 @@ class ControlListener:
                     )
         return {"ok": f"tasks {', '.join(ids)} flagged as revoked"}
 
+    def _revoke_by_stamped_headers(self, args: dict[str, Any]) -> dict[str, str]:
+        """Celery's command: tasks whose stamps match are not run (queued ones are dropped
+        as REVOKED when reached); with ``terminate``, matching running ones are stopped."""
+        headers = stamped_headers_argument(args.get("headers"))
+        tokens = revoked.stamp_tokens(headers)
+        revoked.note_stamps(tokens)
+        self.runtime.app.broker.add_revoked(tokens, REVOKE_TTL_S)
+        logger.info("stamped headers flagged as revoked: %s", headers)
+        if not args.get("terminate"):
+            return {"ok": f"headers {headers} flagged as revoked, but not terminated"}
+        signum = _signal_number(args.get("signal") or "SIGTERM")
+        stopped: dict[str, set[Any]] = {}
+        for task_id, stamps in revoked.running_with_stamps(headers).items():
+            if self.terminate is not None and self.terminate(task_id, signum):
+                for name, value in stamps.items():
+                    stopped.setdefault(name, set()).add(value)
+            else:
+                logger.warning(
+                    "cannot terminate %s: the %s pool runs tasks inside the worker process",
+                    task_id,
+                    self.runtime.pool_name,
+                )
+        if not stopped:
+            return {"ok": f"headers {headers} were not terminated"}
+        return {"ok": f"headers {stopped} revoked"}
+
     def _stats(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
@@ -223,6 +252,19 @@ def mark_revoked(app: Celeriac, task_ids: list[str]) -> None:
             app.backend.store(task_id, revoked_meta, result_expires_s(app))
         except Exception as exc:  # a backend outage must not stop the revoke itself
             logger.warning("could not mark task %s as revoked in the backend: %s", task_id, exc)
+
+
+def stamped_headers_argument(value: Any) -> dict[str, Any]:
+    """``{name: value or [values]}`` from a revoke_by_stamped_headers request (Celery also
+    takes a list of ``"name=value"``)."""
+    if isinstance(value, list):
+        pairs = [str(item).partition("=") for item in value]
+        value = {name: found for name, _, found in pairs if name}
+    if not isinstance(value, dict) or not value:
+        raise ValueError(
+            f"revoke_by_stamped_headers needs a dict of stamp names to values, got {value!r}"
+        )
+    return value
 
 
 def _close_quietly(pubsub: Any) -> None:

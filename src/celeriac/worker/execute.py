@@ -114,6 +114,9 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
         _discard(ctx, Job(delivery, message, task), "revoked")
         return None
     headers = message.headers
+    if headers.get("stamped_headers") and revoked.revoked_stamp(headers, ctx.revoked):
+        _discard(ctx, Job(delivery, message, task), "revoked")  # revoke_by_stamped_headers
+        return None
     if not (headers.get("expires") or headers.get("eta")):
         return Job(delivery, message, task)  # the common case: nothing to compare with now
     now = datetime.now(timezone.utc)
@@ -244,7 +247,7 @@ def begin(ctx: ExecContext, job: Job) -> None:
             place=place,
         )
         _store(ctx, message.id, meta)
-    revoked.started(message.id)
+    revoked.started(message.id, message.headers.get("stamps"))
     if ctx.on_task_start is not None:
         ctx.on_task_start(job)
 
