@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -193,7 +194,10 @@ def test_prefork_children_write_whole_lines_to_a_stderr_pipe(
     try:
         assert ready.wait(20), b"".join(chunks).decode(errors="replace")
         size, count = 20_000, 30
-        results = [client.send_task("log.long_lines", (f"T{n}", size, count)) for n in range(6)]
+        barrier = f"together-{uuid.uuid4().hex}"  # the first three log at the same time
+        results = [
+            client.send_task("log.long_lines", (f"T{n}", size, count, barrier, 3)) for n in range(6)
+        ]
         assert [r.get(timeout=60) for r in results] == [count] * 6
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
@@ -224,7 +228,10 @@ def test_prefork_children_write_whole_lines_to_one_logfile(
     )
     wait_for_text(logfile, "ready.", worker)
     size, count = 20_000, 40
-    results = [client.send_task("log.long_lines", (f"T{n}", size, count)) for n in range(6)]
+    barrier = f"together-{uuid.uuid4().hex}"  # the first three log at the same time
+    results = [
+        client.send_task("log.long_lines", (f"T{n}", size, count, barrier, 3)) for n in range(6)
+    ]
     assert [r.get(timeout=60) for r in results] == [count] * 6
     stop(worker)
     lines = logfile.read_text().splitlines()

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
+
+import redis
 
 from celeriac import Celery, signals
 from celeriac.utils.log import get_task_logger
@@ -79,7 +82,16 @@ def chatty(text: str) -> str:
 
 
 @app.task(name="log.long_lines")
-def long_lines(tag: str, size: int, count: int) -> int:
+def long_lines(tag: str, size: int, count: int, together: str = "", wanted: int = 0) -> int:
+    """Log *count* long lines; with *together*, first wait (10 s at most) until *wanted*
+    tasks have arrived at that Redis key, so several children log at the same time."""
+    if together:
+        client = redis.Redis.from_url(os.environ["CELERIAC_BROKER_URL"])
+        client.incr(together)
+        deadline = time.monotonic() + 10
+        while int(client.get(together) or 0) < wanted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        client.close()
     for number in range(count):
         logger.warning("%s-%04d %s end", tag, number, "x" * size)
     return count
