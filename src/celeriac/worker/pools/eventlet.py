@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigurationError
 from ..place import Place, greenlet_id
-from ..serve import serve_in_process, warn_unenforced_time_limits
+from ..serve import serve_in_process
+from ..timelimits import Watchdog, eventlet_interrupter
 
 if TYPE_CHECKING:
     from ..runtime import WorkerRuntime
@@ -89,8 +90,17 @@ class EventletPool:
     def __init__(self, runtime: WorkerRuntime) -> None:
         self.runtime = runtime
         warn_unless_patched(require_eventlet())
+        self.watchdog = Watchdog(runtime, eventlet_interrupter())  # time limits, terminate
+
+    def terminate_task(self, task_id: str, signum: int) -> bool:
+        return self.watchdog.terminate(task_id, signum)
+
+    def running_ids(self) -> set[str]:
+        return self.watchdog.running_ids()
 
     def run(self) -> int:
-        warn_unenforced_time_limits(self.runtime, self.name)
         slots = GreenThreadSlots(self.runtime.concurrency)
-        return serve_in_process(self.runtime, slots, self.name)
+        try:
+            return serve_in_process(self.runtime, slots, self.name, handler=self.watchdog.handle)
+        finally:
+            self.watchdog.served()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ... import lifecycle
 from ..place import Place
 from ..serve import serve_in_process
+from ..timelimits import SignalInterrupter, Watchdog
 
 if TYPE_CHECKING:
     from ..runtime import WorkerRuntime
@@ -50,9 +51,22 @@ class SoloPool:
 
     def __init__(self, runtime: WorkerRuntime) -> None:
         self.runtime = runtime
+        self.watchdog: Watchdog | None = None  # made in run(): its signal handler needs it
+
+    def terminate_task(self, task_id: str, signum: int) -> bool:
+        return self.watchdog is not None and self.watchdog.terminate(task_id, signum)
+
+    def running_ids(self) -> set[str]:
+        return self.watchdog.running_ids() if self.watchdog is not None else set()
 
     def run(self) -> int:
         # tasks run in this process: it is the one worker_process_init prepares (Celery's)
         if lifecycle.worker_process_started.hooks:
             lifecycle.worker_process_started.emit(self.runtime.nodename)
-        return serve_in_process(self.runtime, InlineSlots(), self.name)
+        self.watchdog = Watchdog(self.runtime, SignalInterrupter())  # time limits, terminate
+        try:
+            return serve_in_process(
+                self.runtime, InlineSlots(), self.name, handler=self.watchdog.handle
+            )
+        finally:
+            self.watchdog.served()

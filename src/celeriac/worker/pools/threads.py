@@ -17,7 +17,8 @@ from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ..place import Place
-from ..serve import serve_in_process, warn_unenforced_time_limits
+from ..serve import serve_in_process
+from ..timelimits import ThreadInterrupter, Watchdog
 
 if TYPE_CHECKING:
     from ..runtime import WorkerRuntime
@@ -155,11 +156,20 @@ class ThreadPool:
 
     def __init__(self, runtime: WorkerRuntime) -> None:
         self.runtime = runtime
+        self.watchdog = Watchdog(runtime, ThreadInterrupter())  # time limits, terminate
+
+    def terminate_task(self, task_id: str, signum: int) -> bool:
+        return self.watchdog.terminate(task_id, signum)
+
+    def running_ids(self) -> set[str]:
+        return self.watchdog.running_ids()
 
     def run(self) -> int:
-        warn_unenforced_time_limits(self.runtime, self.name)
         slots = ThreadSlots(self.runtime.concurrency)
         try:
-            return serve_in_process(self.runtime, slots, self.name)
+            return serve_in_process(
+                self.runtime, slots, self.name, handler=self.watchdog.handle
+            )
         finally:
             slots.close()
+            self.watchdog.served()
