@@ -7,6 +7,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -300,6 +301,21 @@ def test_start_worker_with_threads_runs_tasks_together(test_app: Celery) -> None
         results = [meet.delay(), meet.delay()]
         names = {result.get(timeout=10) for result in results}
     assert len(names) == 2
+
+
+def test_start_worker_on_a_sqlite_broker_and_backend(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'broker.sqlite3'}"
+    app = TestApp(broker=url, backend=url)
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    try:
+        with start_worker(app, pool="threads"):
+            assert add.delay(1, 2).get(timeout=10) == 3
+    finally:
+        app.close()
 
 
 def test_start_worker_leaves_unstarted_tasks_queued(test_app: Celery) -> None:
