@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .stamping import StampingVisitor
+from .stamping import StampingVisitor as StampingVisitor  # re-exported: Celery's import path
 
 if TYPE_CHECKING:
     from .app import Celeriac
