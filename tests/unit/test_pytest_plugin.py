@@ -280,6 +280,13 @@ def test_test_app_has_its_own_memory_broker_and_the_ping_task(test_app: Celery) 
     assert "celery.ping" in test_app.tasks
 
 
+def test_testing_tasks_module_gives_the_ping_task(test_app: Celery) -> None:
+    from celeriac.contrib.testing.tasks import ping
+
+    assert ping.name == "celery.ping"
+    assert ping.apply().get() == "pong"
+
+
 def test_setup_default_app_puts_the_previous_app_back(test_app: Celery) -> None:
     from celeriac.app.base import default_app
 
