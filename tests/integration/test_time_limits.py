@@ -89,3 +89,23 @@ def test_threads_task_stuck_in_c_is_abandoned_and_the_worker_recycles_itself(
 def test_worker_wide_limits_from_the_command_line(worker_factory: Factory, client: Celery) -> None:
     worker_factory("limit_tasks", "-P", "threads", "-c", "2", "--soft-time-limit", "0.5")
     assert client.send_task("limits.soft_caught", ("cli",)).get(timeout=15) == "soft limit caught"
+
+
+def test_asyncio_pool_soft_hard_and_terminate_on_coroutine_tasks(
+    worker_factory: Factory, client: Celery, r: redis.Redis
+) -> None:
+    worker = worker_factory("limit_tasks", "-P", "asyncio", "-c", "4")
+    soft = client.send_task("limits.asoft_caught", ("asoft",), soft_time_limit=0.5)
+    assert soft.get(timeout=15) == "soft limit caught"
+    started = time.monotonic()
+    hard = client.send_task("limits.aforever", ("ahard",), time_limit=1)
+    with pytest.raises(TimeLimitExceeded):
+        hard.get(timeout=15)
+    assert time.monotonic() - started < 10
+    term = client.send_task("limits.aforever", ("aterm",))
+    wait_until(lambda: r.exists("started:aterm") == 1, 15, "the task to start")
+    term.revoke(terminate=True)
+    with pytest.raises(TaskRevokedError, match="terminated"):
+        term.get(timeout=15)
+    assert client.send_task("limits.add", (3, 4)).get(timeout=15) == 7
+    assert worker.process.poll() is None

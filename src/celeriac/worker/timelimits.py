@@ -18,6 +18,7 @@ worker execs itself afresh (same pid, same command line), which drops the stuck 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -26,10 +27,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .. import states
 from ..backends.base import build_meta, encode_exception
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from .runtime import WorkerRuntime
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TICK_S = 0.05
 RECYCLE_GRACE_S = 2.0  # how long a task told to stop may take before it is abandoned
@@ -409,3 +412,104 @@ def _store_terminated(ctx: ExecContext, job: Job, direct: bool = False) -> None:
     elif not job.acked:
         ctx.ack_now_or_later(job.delivery.receipt, after_result=True)
         job.acked = True
+
+
+# the asyncio pool: limits on the loop itself
+class ThrowingAwait(Generic[T]):
+    """Await a coroutine and let another party throw an exception into it at its current
+    ``await``: the way in is a cancel of the asyncio task, which is turned into that
+    exception here, so the task body sees SoftTimeLimitExceeded (say), not CancelledError."""
+
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+        self.coro = coro
+        self.pending: BaseException | None = None
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coro = self.coro
+        value: Any = None
+        exc: BaseException | None = None
+        while True:
+            try:
+                yielded = coro.send(value) if exc is None else coro.throw(exc)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            value, exc = None, None
+            try:
+                value = yield yielded
+            except asyncio.CancelledError as cancelled:
+                if self.pending is not None:
+                    exc, self.pending = self.pending, None
+                    uncancel = getattr(asyncio.current_task(), "uncancel", None)
+                    if uncancel is not None:  # Python 3.11+: this cancel is taken back
+                        uncancel()
+                else:
+                    exc = cancelled
+            except BaseException as other:  # thrown in by the loop: pass it down
+                exc = other
+
+
+class AsyncLimits:
+    """Soft and hard limits and terminate for coroutine tasks on the asyncio pool's loop."""
+
+    def __init__(self, runtime: WorkerRuntime, loop: asyncio.AbstractEventLoop) -> None:
+        self.runtime = runtime
+        self.loop = loop
+        self.running: dict[str, tuple[asyncio.Task[Any], ThrowingAwait[Outcome], Job]] = {}
+        self.terminated: set[str] = set()
+
+    async def invoke(self, coro: Coroutine[Any, Any, Outcome], job: Job) -> Outcome:
+        hard, soft = limits_for(self.runtime, job)
+        task_id = job.message.id
+        driver = ThrowingAwait(coro)
+        current = asyncio.current_task()
+        assert current is not None
+        self.running[task_id] = (current, driver, job)
+        timers = []
+        if soft:
+            timers.append(self.loop.call_later(soft, self._throw, task_id, "soft"))
+        if hard:
+            timers.append(self.loop.call_later(hard, self._throw, task_id, "hard"))
+        try:
+            outcome = await driver
+        finally:
+            for timer in timers:
+                timer.cancel()
+            self.running.pop(task_id, None)
+        if outcome.state == states.FAILURE and isinstance(outcome.exc, TimeLimitExceeded):
+            outcome.exc = TimeLimitExceeded(f"TimeLimitExceeded({hard},)")
+        return outcome
+
+    def _throw(self, task_id: str, why: str) -> None:
+        found = self.running.get(task_id)
+        if found is None:
+            return
+        task, driver, job = found
+        exc: BaseException
+        if why == "soft":
+            exc = SoftTimeLimitExceeded()
+            logger.warning("soft time limit exceeded for %s[%s]", job.message.task, task_id)
+        elif why == "hard":
+            exc = TimeLimitExceeded()
+            logger.error("hard time limit exceeded for %s[%s]", job.message.task, task_id)
+        else:
+            exc = Terminated("terminated")
+            self.terminated.add(task_id)
+            logger.warning("terminating %s[%s] (revoke, terminate=True)", job.message.task, task_id)
+        driver.pending = exc
+        task.cancel()
+
+    def terminate(self, task_id: str, signum: int) -> bool:
+        """From any thread: True when the task runs here and was told to stop."""
+        if task_id not in self.running:
+            return False
+        self.loop.call_soon_threadsafe(self._throw, task_id, "terminate")
+        return True
+
+    def was_terminated(self, ctx: ExecContext, job: Job) -> bool:
+        """Store REVOKED for a terminated task (True), as prefork does."""
+        if job.message.id not in self.terminated:
+            return False
+        self.terminated.discard(job.message.id)
+        _store_terminated(ctx, job)
+        return True

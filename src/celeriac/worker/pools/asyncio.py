@@ -19,7 +19,8 @@ from ...brokers.base import Delivery
 from ..consumer import Consumer
 from ..execute import ExecContext, accept, begin, finish, internal_error, invoke, invoke_async
 from ..place import Place, asyncio_task_name
-from ..serve import make_context, settle, vouched_for, warn_unenforced_time_limits
+from ..serve import make_context, settle, vouched_for
+from ..timelimits import AsyncLimits
 from .threads import DaemonThreadExecutor
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ class LoopRunner:
         self.io_threads = io_threads
         self.task_threads = task_threads
         self.tasks: set[asyncio.Task[None]] = set()
+        self.limits: AsyncLimits | None = None  # time limits and terminate, see timelimits
         self._unfinished: dict[str, Delivery] = {}
         self._lock = threading.Lock()
 
@@ -153,7 +155,11 @@ class LoopRunner:
         if self.stop.stopping:
             return False
         await self._off_loop(begin, ctx, job)
-        if job.task.is_async:
+        if job.task.is_async and self.limits is not None:
+            outcome = await self.limits.invoke(invoke_async(ctx, job), job)
+            if await self._off_loop(self.limits.was_terminated, ctx, job):
+                return True
+        elif job.task.is_async:
             outcome = await invoke_async(ctx, job)
         else:  # a plain function would block every coroutine: run it in a thread
             outcome = await self.loop.run_in_executor(self.task_threads, invoke, ctx, job)
@@ -207,9 +213,15 @@ class AsyncioPool:
 
     def __init__(self, runtime: WorkerRuntime) -> None:
         self.runtime = runtime
+        self.limits: AsyncLimits | None = None
+
+    def terminate_task(self, task_id: str, signum: int) -> bool:
+        return self.limits is not None and self.limits.terminate(task_id, signum)
+
+    def running_ids(self) -> set[str]:
+        return set(self.limits.running) if self.limits is not None else set()
 
     def run(self) -> int:
-        warn_unenforced_time_limits(self.runtime, self.name)
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
         logger.info(
@@ -235,6 +247,7 @@ class AsyncioPool:
         task_threads = DaemonThreadExecutor(runtime.concurrency, "celeriac-sync-task")
         consumer_thread = DaemonThreadExecutor(1, "celeriac-consumer")
         runner = LoopRunner(ctx, slots, runtime.stop, loop, io_threads, task_threads)
+        runner.limits = self.limits = AsyncLimits(runtime, loop)
         consumer = Consumer(ctx, runtime.queues, slots, runtime.stop, handler=runner.hand_over)
         with vouched_for(runtime):
             await self._consume(loop, consumer, consumer_thread, runner, io_threads, task_threads)
