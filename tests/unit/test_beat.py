@@ -3,6 +3,7 @@ changes and bad input."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -278,3 +279,57 @@ def test_each_beat_app_on_another_memory_url_has_its_own_store() -> None:
     assert PeriodicTasks(two).list() == []
     counts = Counter(e.name for e in PeriodicTasks(one).list())
     assert counts == {"only-one": 1}
+
+
+def test_entry_options_beat_cannot_send_are_refused(app: Celery) -> None:
+    app.conf.beat_schedule = {"e": {"task": "t", "schedule": 5, "options": {"quue": "x"}}}
+    wanted = r"\['options'\] has unknown option\(s\) quue; apply_async takes.*countdown"
+    with pytest.raises(InvalidSchedule, match=wanted):
+        Beat(app)
+    app.conf.beat_schedule = {"e": {"task": "t", "schedule": 5, "options": {"task_id": "x"}}}
+    with pytest.raises(InvalidSchedule, match="task id comes from the entry"):
+        Beat(app)
+
+
+def test_a_run_that_cannot_be_sent_is_logged_and_the_others_still_go(
+    app: Celery, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.conf.beat_schedule = {
+        "broken": {"task": "unit.a", "schedule": 10, "options": {"countdown": "soon"}},
+        "fine": {"task": "unit.b", "schedule": 10},
+    }
+    clock = Clock(START + 1)
+    beat = Beat(app, clock=clock)
+    beat.tick()
+    clock.now_s = START + 10.5
+    beat.tick()
+    assert sent_ids(app) == [slot_task_id("fine", START + 10)]
+    assert "unit.a[" in caplog.text and "countdown must be a number" in caplog.text
+    clock.now_s = START + 60  # far past any claim's lease: nothing left pending to retry
+    assert beat.store.expired(clock.now_s) == []
+
+
+def test_worker_beat_fires_beat_embedded_init_and_stops_with_the_worker(app: Celery) -> None:
+    from celeriac.beat.embedded import EmbeddedBeat
+    from celeriac.signals import beat_embedded_init
+
+    every(app, 0.05)
+    seen: list[object] = []
+
+    def receiver(sender: object = None, **kwargs: object) -> None:
+        seen.append(sender)
+
+    beat_embedded_init.connect(receiver)
+    try:
+        embedded = EmbeddedBeat.start(app, worker=None)
+    finally:
+        beat_embedded_init.disconnect(receiver)
+    try:
+        assert seen == [embedded.service]
+        deadline = time.monotonic() + 10
+        while embedded.service.sent_count < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert embedded.service.sent_count >= 2
+    finally:
+        embedded.stop()
+    assert not embedded._thread.is_alive()

@@ -67,8 +67,27 @@ def entry_from_settings(app: Celeriac, name: object, spec: object) -> Entry:
         schedule=_schedule(app, where, spec["schedule"], bool(spec.get("relative", False))),
         args=_args(where, spec.get("args")),
         kwargs=_mapping(where, "kwargs", spec.get("kwargs")),
-        options=_mapping(where, "options", spec.get("options")),
+        options=_options(where, spec.get("options")),
     )
+
+
+def _options(where: str, value: object) -> dict[str, Any]:
+    from ..app.base import SEND_OPTIONS
+
+    options = _mapping(where, "options", value)
+    if "task_id" in options:
+        raise InvalidSchedule(
+            f"{where}['options'] has task_id; remove it: each run's task id comes from the "
+            f"entry's name and the run's time, so that no two beats send one run twice"
+        )
+    unknown = sorted(set(options) - SEND_OPTIONS)
+    if unknown:
+        allowed = ", ".join(sorted(SEND_OPTIONS - {"task", "task_id"}))
+        raise InvalidSchedule(
+            f"{where}['options'] has unknown option(s) {', '.join(unknown)}; "
+            f"apply_async takes {allowed}"
+        )
+    return options
 
 
 def _schedule(app: Celeriac, where: str, value: object, relative: bool) -> BaseSchedule:

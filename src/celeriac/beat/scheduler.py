@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from ..errors import CeleriacError, InvalidSchedule
+from ..errors import BrokerError, CeleriacError, InvalidSchedule
 from . import slots
 from .entries import Entry, entry_from_settings, from_json
 from .store import BeatStore, Pending, open_store
@@ -101,7 +101,10 @@ class Beat:
         self._take_over_expired(entries, now_s)  # older than anything due now
         lasts = self.store.last_slots()
         for entry in entries.values():
-            wait_s = min(wait_s, self._tick_entry(entry, lasts.get(entry.name), now_s))
+            try:
+                wait_s = min(wait_s, self._tick_entry(entry, lasts.get(entry.name), now_s))
+            except InvalidSchedule as exc:  # one bad entry must not stop the others
+                logger.error("beat: %s cannot be scheduled: %s", entry.name, exc)
         return max(wait_s, 0.0)
 
     def _tick_entry(self, entry: Entry, last: str | None, now_s: float) -> float:
@@ -140,7 +143,15 @@ class Beat:
             slots.as_datetime(slot_s).isoformat(),
             task_id,
         )
-        self.app.send_task(entry.task, entry.args, entry.kwargs, task_id=task_id, **entry.options)
+        try:
+            self.app.send_task(
+                entry.task, entry.args, entry.kwargs, task_id=task_id, **entry.options
+            )
+        except BrokerError:
+            raise  # the claim stays pending: this beat or another sends it later
+        except CeleriacError as exc:  # sending it again would fail again: log, move on
+            logger.error("beat: %s[%s] cannot be sent: %s", entry.task, task_id, exc)
+            return
         self.sent_count += 1
 
     def _take_over_expired(self, entries: dict[str, Entry], now_s: float) -> None:
