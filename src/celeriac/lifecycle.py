@@ -60,7 +60,7 @@ class Point:
 
     __slots__ = ("hooks", "name")
 
-    _lock = threading.Lock()
+    _lock = threading.RLock()  # reentrant: a signal change may arrive from a GC callback
 
     def __init__(self, name: str) -> None:
         self.name = name

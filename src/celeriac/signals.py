@@ -93,7 +93,8 @@ class Signal:
         # (lookup key, sender key, reference): a weak reference, or a callable returning the
         # receiver for a strong one; read without the lock (replaced whole on change)
         self._entries: tuple[tuple[Any, Any, Callable[[], Receiver | None]], ...] = ()
-        self._lock = threading.Lock()
+        # reentrant: a weak receiver collected while the lock is held calls back into it
+        self._lock = threading.RLock()
         # told whether the signal has receivers whenever that may have changed: how the
         # signals view subscribes to the lifecycle only while someone listens
         self._watchers: list[Callable[[bool], None]] = []
