@@ -84,6 +84,7 @@ def test_schedule_changed_through_the_cli_reaches_a_running_beat(
     assert run(cli, redis_url, "list").output.startswith("no periodic tasks")
     assert "every1" not in store.last_slots()
     assert "beat: sending every1" in beat.log()
+    assert "beat_init received from Beat" in beat.log()
     store.close()
 
 

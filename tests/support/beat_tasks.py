@@ -12,6 +12,7 @@ import json
 import os
 
 from celeriac import Celery
+from celeriac.signals import beat_init
 
 app = Celery("beat_tasks")
 app.conf.beat_max_loop_interval = 0.5
@@ -27,6 +28,11 @@ if os.environ.get("BEAT_EVERY_S"):
             "args": json.loads(os.environ.get("BEAT_ARGS", "[]")),
         }
     }
+
+
+@beat_init.connect
+def announce(sender: object = None, **kwargs: object) -> None:
+    print(f"beat_init received from {type(sender).__name__}", flush=True)
 
 
 @app.task(name="beat.record", bind=True)
