@@ -9,6 +9,7 @@ from typing import Any
 
 from ..brokers.base import Delivery
 from .consumer import Consumer
+from . import log_lines
 from .execute import ExecContext, handle
 from .liveness import Liveness
 from .place import worker_place
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 def make_context(
     runtime: WorkerRuntime, slots: Slots, pool_name: str, child_index: int | None = None
 ) -> ExecContext:
+    log_lines.install()  # also for pools run without Worker.start: failures are logged
     return ExecContext(
         app=runtime.app,
         nodename=runtime.nodename,
