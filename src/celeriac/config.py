@@ -27,6 +27,10 @@ DEFAULTS: dict[str, Any] = {
     "broker_connection_max_retries": 100,
     "broker_heartbeat": None,
     "broker_pool_limit": 10,
+    # TLS for a redis:// or rediss:// broker: True, or Celery's dict (ssl_cert_reqs,
+    # ssl_ca_certs, ssl_certfile, ssl_keyfile, ...); redis_backend_use_ssl for the results
+    "broker_use_ssl": None,
+    "redis_backend_use_ssl": None,
     # results
     "result_backend": None,
     "result_backend_transport_options": {},

@@ -27,7 +27,7 @@ from ..config import Settings
 from ..errors import BackendError, TimeoutError
 from ..resp import pack
 from ..serialization import dumps_json
-from ..urls import safe_url
+from ..urls import redis_connection, safe_url, scrub, secrets_in
 from .base import (
     CHORD_CLAIM_S,
     CHORD_DONE_S,
@@ -151,17 +151,22 @@ class RedisBackend:
     def __init__(self, url: str, settings: Settings, client_name: str = "celeriac") -> None:
         self.url = url
         try:
+            redis_url, tls = redis_connection(
+                url, settings.get("redis_backend_use_ssl"), "redis_backend_use_ssl"
+            )
             self._client = redis.Redis.from_url(
-                url,
+                redis_url,
                 client_name=f"{client_name}:results",
                 socket_connect_timeout=float(settings.broker_connection_timeout or 4.0),
                 socket_keepalive=True,
                 health_check_interval=30,
+                **tls,
             )
         except ValueError as exc:
+            reason = scrub(str(exc), secrets_in(url))
             raise BackendError(
-                f"invalid Redis result backend URL {safe_url(url)!r}: {exc}"
-            ) from exc
+                f"invalid Redis result backend URL {safe_url(url)!r}: {reason}"
+            ) from None
         self._local = threading.local()
         self._waiters: weakref.WeakSet[ResultWaiter] = weakref.WeakSet()  # every thread's
         self._client_name = client_name

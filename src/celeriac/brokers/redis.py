@@ -29,7 +29,7 @@ from ..config import Settings
 from ..errors import BrokerError
 from ..protocol import mark_redelivered
 from ..resp import pack
-from ..urls import safe_url
+from ..urls import redis_connection, safe_url, scrub, secrets_in
 from .base import (
     PRIORITY_SEP,
     PRIORITY_STEPS,
@@ -104,15 +104,18 @@ class RedisBroker:
         self._retry_policy = dict(settings.task_publish_retry_policy or {})
         self._publish_retry = bool(settings.task_publish_retry)
         try:
+            redis_url, tls = redis_connection(url, settings.get("broker_use_ssl"), "broker_use_ssl")
             self._client = redis.Redis.from_url(
-                url,
+                redis_url,
                 client_name=client_name,
                 socket_connect_timeout=self._connect_timeout_s,
                 socket_keepalive=True,
                 health_check_interval=30,
+                **tls,
             )
         except ValueError as exc:
-            raise BrokerError(f"invalid Redis broker URL {safe_url(url)!r}: {exc}") from exc
+            reason = scrub(str(exc), secrets_in(url))
+            raise BrokerError(f"invalid Redis broker URL {safe_url(url)!r}: {reason}") from None
         self.owner = owner_id(client_name)
         self._owned_key = OWNED_PREFIX + self.owner
         self._fetching_key = FETCHING_PREFIX + self.owner

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import platform
-import re
 import sys
-from collections.abc import Mapping
 from importlib import metadata
-from typing import Any
 
 import click
 
-from ..urls import safe_url
+from ..urls import masked, safe_url
 from .main import CliState
 
-SECRET = re.compile(r"API|TOKEN|KEY|SECRET|PASS|PROFANITIES_LIST|SIGNATURE|DATABASE", re.I)
-MASK = "********"
+MASK = "********"  # what urls.masked shows for a secret-looking setting
 PACKAGES = ("celeriac", "redis", "hiredis", "orjson", "click", "kombu", "celery", "django")
 
 
@@ -24,19 +20,6 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
-
-
-def masked(key: str, value: Any) -> Any:
-    """Hide what looks secret: a key named like a secret, a URL's password, nested too."""
-    if isinstance(value, Mapping):
-        return {k: masked(str(k), v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(masked(key, v) for v in value)
-    if isinstance(value, str) and "://" in value:
-        return safe_url(value)
-    if SECRET.search(key) and value not in (None, "", [], {}):
-        return MASK
-    return value
 
 
 def report_text(state: CliState) -> str:
