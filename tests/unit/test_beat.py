@@ -333,3 +333,19 @@ def test_worker_beat_fires_beat_embedded_init_and_stops_with_the_worker(app: Cel
     finally:
         embedded.stop()
     assert not embedded._thread.is_alive()
+
+
+def test_a_dead_beats_claim_is_not_sent_again_once_a_worker_ran_it(app: Celery) -> None:
+    every(app, 10)
+    clock = Clock(START + 1)
+    beat = Beat(app, clock=clock)
+    beat.tick()
+    slot = f"{START + 10:.6f}"
+    dead = Pending("tick", slot, START + 11, "beat.999@gone")
+    assert beat.store.claim("tick", f"{START:.6f}", slot, dead)  # sent, then died unconfirmed
+    task_id = slot_task_id("tick", START + 10)
+    app.backend.store(task_id, {"task_id": task_id, "status": "SUCCESS", "result": 1}, None)
+    clock.now_s = START + 12
+    beat.tick()
+    assert sent_ids(app) == []
+    assert beat.store.expired(START + 1000) == []  # taken over and confirmed

@@ -161,7 +161,7 @@ class Beat:
             if not self.store.take_over(mine, now_s):
                 continue
             entry = entries.get(stale.name)
-            if entry is not None:
+            if entry is not None and not self._known_to_backend(entry, float(stale.slot)):
                 logger.warning(
                     "beat: %s's run at %s was claimed by %s, which never confirmed it; "
                     "sending it now",
@@ -171,6 +171,16 @@ class Beat:
                 )
                 self._send(entry, float(stale.slot))
             self.store.confirm(stale.name, stale.slot)
+
+    def _known_to_backend(self, entry: Entry, slot_s: float) -> bool:
+        """Whether a worker already stored a state for this run: then its claimer died after
+        sending it, and sending it again would run it twice."""
+        task_id = slots.slot_task_id(entry.name, slot_s)
+        try:
+            return self.app.backend.get_meta(task_id) is not None
+        except CeleriacError as exc:
+            logger.warning("beat: cannot ask the result backend about %s: %s", task_id, exc)
+            return False
 
     def run(self, stop: threading.Event) -> None:
         """Tick until *stop* is set; a broker error is logged and retried, never fatal."""
