@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..brokers.base import Delivery
-from .consumer import Consumer
 from . import log_lines
+from .consumer import Consumer
 from .execute import ExecContext, handle
 from .liveness import Liveness
 from .place import worker_place

@@ -209,9 +209,7 @@ class PreforkPool:
                 running.task_name,
                 running.task_id,
             )
-            store_terminated(
-                self.runtime.app, running, child.revoked_signum, self.runtime.nodename
-            )
+            store_terminated(self.runtime.app, running, child.revoked_signum, self.runtime.nodename)
         elif running is not None:
             logger.error(
                 "child %d (pid %d) %s while running %s[%s]",
