@@ -59,7 +59,13 @@ def replace_task(task: Task, sig: Any) -> Any:
         following: Signature = maybe_signature(step, app=task.app, clone=True)
         following.set(replaced_task_nesting=nesting)
         replacement = replacement | following
-    if request.is_eager:
+    return task.on_replace(replacement)
+
+
+def send_replacement(task: Task, replacement: Signature) -> Any:
+    """``Task.on_replace``'s default: run it here in an eager call, else send it and end
+    the replaced task with Ignore."""
+    if task.request.is_eager:
         return replacement.apply().get()
     replacement.delay()
     raise Ignore("Replaced by new task")

@@ -347,6 +347,13 @@ class Task:
 
         return replace_task(self, sig)
 
+    def on_replace(self, sig: Signature) -> Any:
+        """Called by ``replace`` with the ready replacement (Celery 5.3's hook): sends it.
+        An override must return ``super().on_replace(sig)``."""
+        from .canvas_replace import send_replacement
+
+        return send_replacement(self, sig)
+
     def add_to_chord(self, sig: Signature, lazy: bool = False) -> Any:
         """Add *sig* to the chord this task is a header part of (the body waits for it too).
         Sent now, unless *lazy*: then the frozen signature is returned for you to send."""

@@ -8,10 +8,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from celeriac import Celery, chain, chord, group
+from celeriac.canvas import Signature
 from celeriac.errors import ImproperlyConfigured
 from tests.support.redis_server import RedisServer
 from tests.support.replace_tasks import ROUTES, ReplaceTasks, define_tasks
@@ -169,3 +171,21 @@ def test_replace_in_an_eager_call_runs_the_replacement_here(stack: Stack) -> Non
     t = stack.t
     assert t.to_task.apply((1,)).get() == 2
     assert t.to_chain.apply((1,)).get() == 12
+
+
+def test_on_replace_is_called_with_the_ready_replacement(stack: Stack) -> None:
+    from celeriac import Task
+
+    seen: list[str] = []
+
+    class Watching(Task):
+        def on_replace(self, sig: Signature) -> Any:
+            seen.append(sig.task)
+            return super().on_replace(sig)
+
+    @stack.client.task(name="rep.watched", bind=True, base=Watching)
+    def watched(self: Any, x: int) -> Any:
+        return self.replace(stack.t.add.s(x, 1))
+
+    assert watched.apply((1,)).get() == 2
+    assert seen == ["rep.add"]
