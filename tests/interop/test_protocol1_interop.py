@@ -5,7 +5,6 @@ failures and retries, with results stored as Celery stores them."""
 from __future__ import annotations
 
 import base64
-import gc
 import time
 from collections.abc import Iterator
 
@@ -15,6 +14,7 @@ import pytest
 import redis
 from celery import chain, chord, group
 
+from tests.interop.peers import release_celery_results
 from tests.support.redis_server import RedisServer
 from tests.support.workers import start_celeriac_worker
 
@@ -37,7 +37,7 @@ def client(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterato
     try:
         yield app
     finally:
-        gc.collect()  # Celery's AsyncResult.__del__ unsubscribes: let it, while Redis is up
+        release_celery_results(app)
         app.close()
         worker.stop()
 
@@ -82,11 +82,13 @@ def test_request_fields_of_a_protocol_1_message(client: celery.Celery) -> None:
     assert fields["custom_attribute"] == "x"
 
 
-def test_failure_reaches_the_client(client: celery.Celery) -> None:
-    result = client.send_task("sem.add", (1, "a"))
-    with pytest.raises(TypeError):
+def test_call_that_does_not_fit_fails_at_once(client: celery.Celery) -> None:
+    started = time.monotonic()
+    result = client.send_task("sem.add", (1, 2, 3))
+    with pytest.raises(TypeError, match="positional argument"):
         result.get(timeout=WAIT_S)
     assert result.state == "FAILURE"
+    assert time.monotonic() - started < 5
 
 
 def test_retry_of_a_protocol_1_message(client: celery.Celery) -> None:
