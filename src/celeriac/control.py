@@ -193,6 +193,10 @@ class Inspect:
         return self._ask("active")
 
     def registered(self) -> dict[str, Any] | None:
+    def _request(self, command: str, **arguments: Any) -> dict[str, Any] | None:
+        """Any command by name, a project's own ``@inspect_command`` too (Celery's name)."""
+        return self._ask(command, **arguments)
+
         return self._ask("registered")
 
     def revoked(self) -> dict[str, Any] | None:

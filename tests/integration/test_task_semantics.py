@@ -217,6 +217,11 @@ def test_custom_control_command_answers_a_broadcast(stack: Stack) -> None:
     assert replies == [{"sem@host": {"ok": "bumped by 3"}}]
 
 
+def test_custom_inspect_command_answers_inspect_request(stack: Stack) -> None:
+    inspect = stack.client.control.inspect(destination=["sem@host"], timeout=2.0)
+    assert inspect._request("sem_where") == {"sem@host": {"hostname": "sem@host", "has_app": True}}
+
+
 def test_custom_inspect_command_registered_under_its_name(stack: Stack) -> None:
     replies = stack.client.control.broadcast(
         "sem_where", destination=["sem@host"], reply=True, timeout=2.0
