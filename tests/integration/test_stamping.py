@@ -188,3 +188,36 @@ def test_revoke_by_stamped_headers_takes_celerys_list_form(stack: Stack) -> None
         doomed.get(timeout=WAIT_S)
     with pytest.raises(ValueError, match="dict of stamp names"):
         stack.client.control.revoke_by_stamped_headers({})
+
+
+def test_revoke_by_stamped_headers_with_terminate_stops_a_running_prefork_task(
+    redis_server: RedisServer,
+) -> None:
+    redis_server.client(10).flushdb()
+    redis_server.client(11).flushdb()
+    broker_url, backend_url = redis_server.url(10), redis_server.url(11)
+    worker = start_celeriac_worker(
+        "stamp_tasks", broker_url, "-P", "prefork", "-c", "1", backend_url=backend_url
+    )
+    client = Celery("stamp_terminate_client", broker=broker_url, backend=backend_url)
+    results = redis_server.client(11)
+    try:
+        t = define_tasks(client)
+        key = f"hold-{uuid.uuid4()}"
+        sig = t.hold.s(key)
+        sig.stamp(batch="t1")
+        running = sig.delay()
+        assert results.blpop([f"{key}:started"], timeout=int(WAIT_S)) is not None
+        replies = client.control.revoke_by_stamped_headers(
+            {"batch": "t1"}, terminate=True, reply=True, timeout=WAIT_S, limit=1
+        )
+        assert replies is not None and len(replies) == 1
+        answer = next(iter(replies[0].values()))
+        assert answer == {"ok": "headers defaultdict(<class 'set'>, {'batch': {'t1'}}) revoked"}
+        with pytest.raises(TaskRevokedError, match="terminated"):
+            running.get(timeout=WAIT_S)
+        # the worker goes on with a new child
+        assert t.add.delay(2, 3).get(timeout=WAIT_S) == 5
+    finally:
+        worker.stop()
+        client.close()

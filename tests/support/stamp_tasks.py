@@ -45,6 +45,7 @@ def define_tasks(app: Any) -> StampTasks:
         url = os.environ.get("CELERIAC_RESULT_BACKEND") or os.environ["CELERIAC_BROKER_URL"]
         client = redis.Redis.from_url(url)
         try:
+            client.rpush(f"{key}:started", "yes")
             return "released" if client.blpop([key], timeout=HOLD_S) else "timed out"
         finally:
             client.close()

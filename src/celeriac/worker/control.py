@@ -11,8 +11,11 @@ import os
 import signal
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from .. import pidbox, states
 from ..backends.base import build_meta, encode_exception
@@ -20,6 +23,7 @@ from ..brokers.redis import CONNECTION_ERRORS
 from ..control import REVOKE_TTL_S
 from ..errors import TaskRevokedError
 from ..protocol import new_id
+from ..urls import masked
 from . import control_commands, revoked
 from . import events as worker_events
 from .control_commands import ControlState, control_command, inspect_command
@@ -69,6 +73,7 @@ class ControlListener:
                 for q in self.runtime.queues
             ],
             "stats": self._stats,
+            "conf": self._conf,
             "shutdown": self._shutdown,
             "hello": lambda args: {"revoked": {}, "clock": 1},
             "enable_events": lambda args: _switch_task_events(True),
@@ -201,11 +206,14 @@ class ControlListener:
         if not args.get("terminate"):
             return {"ok": f"headers {headers} flagged as revoked, but not terminated"}
         signum = _signal_number(args.get("signal") or "SIGTERM")
-        stopped: dict[str, set[Any]] = {}
+        stopped: defaultdict[str, set[Any]] = defaultdict(set)  # Celery's reply shows it
+        running = self.running()
         for task_id, stamps in revoked.running_with_stamps(headers).items():
+            if task_id not in running:
+                continue  # finished meanwhile (or its child died): nothing to stop
             if self.terminate is not None and self.terminate(task_id, signum):
                 for name, value in stamps.items():
-                    stopped.setdefault(name, set()).add(value)
+                    stopped[name].add(value)
             else:
                 logger.warning(
                     "cannot terminate %s: the %s pool runs tasks inside the worker process",
@@ -227,6 +235,17 @@ class ControlListener:
             "broker": {"transport": self.runtime.app.broker_url.split("://", 1)[0]},
             "clock": new_id(),
         }
+
+    def _conf(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Celery's ``inspect conf``: the settings set (all with ``with_defaults``), with
+        passwords in URLs and secret-looking values masked, as JSON-able values."""
+        app = self.runtime.app
+        conf = app.conf
+        every = bool(args.get("with_defaults"))
+        answer = {key: conf[key] for key in conf if every or conf.is_set(key)}
+        # the URLs in use (from the environment or -b as much as from the settings)
+        answer.update(broker_url=app.broker_url, result_backend=app.backend_url)
+        return {key: _jsonable(masked(key, value)) for key, value in answer.items()}
 
     def _shutdown(self, args: dict[str, Any]) -> dict[str, str]:
         logger.warning("remote shutdown requested")
@@ -281,6 +300,14 @@ def _switch_task_events(on: bool) -> dict[str, str]:
         return {"ok": f"task events already {word}"}
     logger.info("Events of group {task} %s by remote.", word)
     return {"ok": f"task events {word}"}
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return repr(value)
+    return value
 
 
 def _close_quietly(pubsub: Any) -> None:

@@ -6,8 +6,12 @@ the ids of the tasks running in this process, which a revoke leaves to finish (C
 from __future__ import annotations
 
 import json
+import mmap
+import multiprocessing
+import os
+import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 _lock = threading.Lock()
@@ -31,11 +35,14 @@ def started(task_id: str, stamps: Mapping[str, Any] | None = None) -> None:
     _running.add(task_id)
     if stamps:
         _running_stamps[task_id] = dict(stamps)
+        if os.getpid() != _HOME_PID:  # a forked pool child: its parent answers revokes
+            _shared.put(task_id, stamps)
 
 
 def finished(task_id: str) -> None:
     _running.discard(task_id)
-    _running_stamps.pop(task_id, None)
+    if _running_stamps.pop(task_id, None) is not None and os.getpid() != _HOME_PID:
+        _shared.drop(task_id)
 
 
 def running_here() -> set[str]:
@@ -80,10 +87,11 @@ def revoked_stamp(headers: Mapping[str, Any], known: set[str]) -> dict[str, Any]
 
 
 def running_with_stamps(headers: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The running tasks (id: matching stamps) that carry one of *headers*' stamps."""
+    """The running tasks (id: matching stamps) that carry one of *headers*' stamps: in this
+    process, or in the pool children forked from it."""
     wanted = set(stamp_tokens(headers))
     found: dict[str, dict[str, Any]] = {}
-    for task_id, stamps in list(_running_stamps.items()):
+    for task_id, stamps in [*_running_stamps.items(), *_shared.entries()]:
         for name, value in stamps.items():
             for one in _all(value):
                 if stamp_token(name, one) in wanted:
@@ -97,3 +105,72 @@ def is_stamp_token(value: str) -> bool:
 
 def _all(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple, set)) else [value]
+
+
+class _SharedStamps:
+    """The stamps of the stamped tasks running in forked pool children, in memory shared
+    with the parent (made before the fork): one fixed-size entry per running stamped task,
+    ``pid, length, JSON [task_id, stamps]``. Entries of a child that died are skipped by
+    the caller, which only acts on ids its pool says are running."""
+
+    ENTRIES = 128
+    SIZE = 2048
+    _HEAD = struct.Struct("<qI")
+
+    def __init__(self) -> None:
+        self._map = mmap.mmap(-1, self.ENTRIES * self.SIZE)
+        self._lock = multiprocessing.Lock()
+
+    def put(self, task_id: str, stamps: Mapping[str, Any]) -> None:
+        data = json.dumps([task_id, dict(stamps)], default=str).encode()
+        if len(data) > self.SIZE - self._HEAD.size:
+            return  # stamps too large to share: a terminate by stamps will not find it
+        with self._lock:
+            for offset in self._offsets():
+                pid, _ = self._HEAD.unpack_from(self._map, offset)
+                if pid == 0 or not _alive(pid):
+                    self._HEAD.pack_into(self._map, offset, os.getpid(), len(data))
+                    start = offset + self._HEAD.size
+                    self._map[start : start + len(data)] = data
+                    return
+
+    def drop(self, task_id: str) -> None:
+        pid = os.getpid()
+        with self._lock:
+            for offset in self._offsets():
+                owner, length = self._HEAD.unpack_from(self._map, offset)
+                if owner == pid and self._read(offset, length)[0] == task_id:
+                    self._HEAD.pack_into(self._map, offset, 0, 0)
+
+    def entries(self) -> list[tuple[str, dict[str, Any]]]:
+        found: list[tuple[str, dict[str, Any]]] = []
+        for offset in self._offsets():
+            owner, length = self._HEAD.unpack_from(self._map, offset)
+            if owner:
+                try:
+                    task_id, stamps = self._read(offset, length)
+                except ValueError:  # caught mid-write: it is read again on the next revoke
+                    continue
+                found.append((str(task_id), dict(stamps)))
+        return found
+
+    def _read(self, offset: int, length: int) -> Any:
+        start = offset + self._HEAD.size
+        return json.loads(bytes(self._map[start : start + length]))
+
+    def _offsets(self) -> Iterator[int]:
+        return iter(range(0, self.ENTRIES * self.SIZE, self.SIZE))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_HOME_PID = os.getpid()  # the process this module was loaded in (a prefork parent)
+_shared = _SharedStamps()
