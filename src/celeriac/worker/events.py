@@ -20,6 +20,7 @@ ran: ``ppid``, ``thread_id``, ``thread_name``, ``greenlet``, ``asyncio_task``,
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import threading
 import time
@@ -44,19 +45,21 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 2.0  # Celery's default (its event_heartbeat... setting is fixed at 2)
 PLACE_FIELDS = ("ppid", "thread_id", "thread_name", "greenlet", "asyncio_task", "child_index")
+SWITCH_WAIT_S = 1.5  # longest an enable/disable_events reply waits for prefork's children
 _MAX_SLOTS = 1024  # processes a worker may have at once: the main one and prefork children
 
 
 class SharedCounters:
     """The task-events switch and each process's counts, shared across prefork's forks.
 
-    Cell 0 is the switch; then two cells per process: active, processed. Slot 0 is the
-    process that started the worker, slot i + 1 prefork child i. Each slot is written only
-    by its own process (under a lock there, for the threads pools)."""
+    Cell 0 is the switch; then three cells per process: active, processed, and the switch
+    it follows now plus one (0: no process in the slot). Slot 0 is the process that started
+    the worker, slot i + 1 prefork child i. Each slot is written only by its own process
+    (under a lock there, for the threads pools)."""
 
     def __init__(self, slots: int) -> None:
         self.slots = max(1, min(slots, _MAX_SLOTS))
-        self._cells: Any = RawArray("q", 1 + 2 * self.slots)
+        self._cells: Any = RawArray("q", 1 + 3 * self.slots)
         self.slot = 0
         self._lock = threading.Lock()
 
@@ -72,21 +75,30 @@ class SharedCounters:
         """Use the slot of this process (a prefork child: its index's); nothing is running."""
         self.slot = 0 if child_index is None else min(child_index + 1, self.slots - 1)
         self._lock = threading.Lock()
-        self._cells[1 + 2 * self.slot] = 0
+        self._cells[1 + 3 * self.slot] = 0
+
+    def following(self, switch: bool | None) -> None:
+        """Say which switch this process follows now (None: it is gone)."""
+        self._cells[3 + 3 * self.slot] = 0 if switch is None else int(switch) + 1
+
+    def all_follow(self, switch: bool) -> bool:
+        """Whether every process in the table follows *switch* (or has none to follow)."""
+        cells = self._cells
+        return all(cells[3 + 3 * i] in (0, int(switch) + 1) for i in range(self.slots))
 
     def started(self) -> None:
         with self._lock:
-            self._cells[1 + 2 * self.slot] += 1
+            self._cells[1 + 3 * self.slot] += 1
 
     def finished(self) -> None:
         with self._lock:
-            self._cells[1 + 2 * self.slot] -= 1
-            self._cells[2 + 2 * self.slot] += 1
+            self._cells[1 + 3 * self.slot] -= 1
+            self._cells[2 + 3 * self.slot] += 1
 
     def totals(self) -> tuple[int, int]:
         cells = self._cells
-        active = sum(max(0, cells[1 + 2 * i]) for i in range(self.slots))
-        processed = sum(cells[2 + 2 * i] for i in range(self.slots))
+        active = sum(max(0, cells[1 + 3 * i]) for i in range(self.slots))
+        processed = sum(cells[2 + 3 * i] for i in range(self.slots))
         return active, processed
 
 
@@ -113,20 +125,26 @@ class WorkerEvents:
 
     def enable(self) -> bool:
         """Send task events from now on (every process); False when they already were."""
-        was = self.counters.task_events
-        self.counters.task_events = True
-        self.follow_switch()
-        return not was
+        return self._switch(True)
 
     def disable(self) -> bool:
+        return self._switch(False)
+
+    def _switch(self, on: bool) -> bool:
+        """Flip the switch and wait (a little) until prefork's children follow it, so the
+        tasks they start once the reply is sent are the ones that see the change."""
         was = self.counters.task_events
-        self.counters.task_events = False
+        self.counters.task_events = on
         self.follow_switch()
-        return was
+        deadline = time.monotonic() + SWITCH_WAIT_S
+        while not self.counters.all_follow(on) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return was != on
 
     def follow_switch(self) -> None:
         """Subscribe the task hooks of this process exactly while task events are on."""
         on = self.counters.task_events
+        self.counters.following(on)
         if on == self._subscribed:
             return
         for point, hook in self._task_hooks():
@@ -214,10 +232,14 @@ class WorkerEvents:
             return
         # a prefork child: its own connection, pid, clock and flusher thread
         self.dispatcher.after_fork()
-        self._slot_known = False
+        index = _child_index()
+        self.counters.take_slot(index)
+        self._slot_known = index is not None
+        self.follow_switch()
         self.dispatcher.start()
 
     def on_process_stopping(self, hostname: str, pid: int, exitcode: int) -> None:
+        self.counters.following(None)
         self.dispatcher.close()
 
     # one task
@@ -320,6 +342,15 @@ class WorkerEvents:
         if outcome.state == states.REJECTED:
             requeue = bool(getattr(outcome.exc, "requeue", False))
             self._buffer("task-rejected", {"uuid": job.message.id, "requeue": requeue})
+
+
+def _child_index() -> int | None:
+    """A prefork child's index, from the process name it was given (ForkPoolWorker-<i+1>)."""
+    name = multiprocessing.current_process().name
+    prefix, _, number = name.rpartition("-")
+    if prefix != "ForkPoolWorker" or not number.isdigit():
+        return None
+    return int(number) - 1
 
 
 _current: WorkerEvents | None = None
