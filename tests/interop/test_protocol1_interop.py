@@ -20,7 +20,7 @@ from tests.support.workers import start_celeriac_worker
 
 WAIT_S = 15.0
 BROKER_DB, BACKEND_DB = 12, 13
-POOLS = ["solo", "threads", "prefork", "gevent", "asyncio"]
+POOLS = ["solo", "threads", "prefork", "gevent", "eventlet", "asyncio"]
 
 
 @pytest.fixture(scope="module", params=POOLS)
