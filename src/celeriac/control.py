@@ -3,6 +3,7 @@ ours and ours obey Celery's."""
 
 from __future__ import annotations
 
+import logging
 import signal as signal_module
 import time
 import uuid
@@ -14,6 +15,8 @@ from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .app import Celeriac
+
+logger = logging.getLogger(__name__)
 
 REVOKE_TTL_S = 3 * 3600  # Celery keeps revoked ids for three hours
 
@@ -67,7 +70,11 @@ class Control:
                 item = client.brpop([queue], timeout=max(0.01, min(remaining, 1.0)))
                 if item is None:
                     continue
-                body, _headers = pidbox.decode(item[1])
+                try:
+                    body, _headers = pidbox.decode(item[1])
+                except ValueError as exc:  # a pickled or malformed reply: never decoded
+                    logger.warning("ignoring a reply to %s: %s", command, exc)
+                    continue
                 replies.append(body)
         finally:
             client.srem(binding_key, pidbox.reply_binding(oid))
@@ -186,6 +193,10 @@ class Inspect:
         )
         return flatten_reply(replies or []) or None
 
+    def _request(self, command: str, **arguments: Any) -> dict[str, Any] | None:
+        """Any command by name, a project's own ``@inspect_command`` too (Celery's name)."""
+        return self._ask(command, **arguments)
+
     def ping(self) -> dict[str, Any] | None:
         return self._ask("ping")
 
@@ -193,10 +204,6 @@ class Inspect:
         return self._ask("active")
 
     def registered(self) -> dict[str, Any] | None:
-    def _request(self, command: str, **arguments: Any) -> dict[str, Any] | None:
-        """Any command by name, a project's own ``@inspect_command`` too (Celery's name)."""
-        return self._ask(command, **arguments)
-
         return self._ask("registered")
 
     def revoked(self) -> dict[str, Any] | None:
@@ -204,6 +211,10 @@ class Inspect:
 
     def stats(self) -> dict[str, Any] | None:
         return self._ask("stats")
+
+    def conf(self, with_defaults: bool = False) -> dict[str, Any] | None:
+        """Each worker's settings (only those set, unless *with_defaults*), secrets masked."""
+        return self._ask("conf", with_defaults=with_defaults)
 
     def active_queues(self) -> dict[str, Any] | None:
         return self._ask("active_queues")

@@ -85,6 +85,14 @@ def decode(raw: bytes | str) -> tuple[dict[str, Any], dict[str, Any]]:
     envelope = orjson.loads(raw)
     if not isinstance(envelope, dict):
         raise ValueError("pidbox message is not a JSON object")
+    content_type = envelope.get("content-type")
+    if content_type not in (None, "application/json", "json"):
+        # never unpickled (nor anything else): remote control is JSON only, as Celery's
+        # default accept_content has it
+        raise ValueError(
+            f"control message of content type {content_type!r} refused; celeriac's remote "
+            f"control reads JSON only (send it with accept_content/serializer 'json')"
+        )
     body = envelope.get("body")
     if isinstance(body, str):
         encoding = (envelope.get("properties") or {}).get("body_encoding")
