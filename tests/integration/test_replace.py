@@ -150,6 +150,8 @@ def test_add_to_chord_makes_the_body_wait_for_the_added_parts(stack: Stack) -> N
     t = stack.t
     result = chord([t.grow.s(1), t.grow.s(2), t.add.s(3, 3)])(t.tsum.s())
     assert result.get(timeout=WAIT_S) == 1 + 2 + 6 + 101 + 102
+    lazy = chord([t.grow_lazy.s(1), t.add.s(3, 3)])(t.tsum.s())
+    assert lazy.get(timeout=WAIT_S) == 1 + 6 + 201
 
 
 # bad input and eager calls

@@ -14,7 +14,7 @@ from typing import Any
 
 from celeriac import Celery
 
-ROUTES = {"rep.to_*": {"queue": "replacer"}, "rep.grow": {"queue": "replacer"}}
+ROUTES = {"rep.to_*": {"queue": "replacer"}, "rep.grow*": {"queue": "replacer"}}
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class ReplaceTasks:
     to_nothing: Any
     to_linked: Any
     grow: Any
+    grow_lazy: Any
 
 
 def define_tasks(app: Any) -> ReplaceTasks:
@@ -91,6 +92,12 @@ def define_tasks(app: Any) -> ReplaceTasks:
         self.add_to_chord(add.si(x, 100))
         return x
 
+    @task(name="rep.grow_lazy", bind=True)
+    def grow_lazy(self: Any, x: int) -> int:
+        """``add_to_chord(lazy=True)``: the added ``add(x, 200)`` is sent here."""
+        self.add_to_chord(add.si(x, 200), lazy=True).delay()
+        return x
+
     return ReplaceTasks(
         add,
         tsum,
@@ -107,6 +114,7 @@ def define_tasks(app: Any) -> ReplaceTasks:
         to_nothing,
         to_linked,
         grow,
+        grow_lazy,
     )
 
 
