@@ -9,7 +9,7 @@ from tests.support.beat_ha import HaReport, run_beat_ha
 
 
 def _assert_exactly_once(report: HaReport) -> None:
-    report_text = report.summary()
+    report_text = report.summary() + "\n" + report.duplicate_lines()
     ids = report.expected_ids()
     assert len(ids) >= 6, report_text
     assert [report.sends[i] for i in ids] == [1] * len(ids), report_text
@@ -21,7 +21,7 @@ def _assert_exactly_once(report: HaReport) -> None:
 def test_three_beats_on_redis_one_killed_send_and_run_each_slot_once(
     redis_url: str, backend_url: str, tmp_path: Path
 ) -> None:
-    report = run_beat_ha(redis_url, backend_url, tmp_path, window_s=7, kill_after_s=2)
+    report = run_beat_ha(redis_url, backend_url, tmp_path, window_s=8, kill_after_s=2)
     print(report.summary())
     _assert_exactly_once(report)
 

@@ -30,11 +30,15 @@ from tests.support.workers import (
 )
 
 SENT_LINE = re.compile(r"beat: sending tick \(beat\.record\) for \S+ id ([0-9a-f-]{36})")
-CLAIM_TIMEOUT_S = 2.0  # how soon a claim of the killed beat is taken over
+CLAIM_TIMEOUT_S = 3.0  # how soon a claim of the killed beat is taken over
 
 
 def start_beat(
-    broker_url: str, env_extra: dict[str, str], *args: str, app: str = "beat_tasks"
+    broker_url: str,
+    env_extra: dict[str, str],
+    *args: str,
+    app: str = "beat_tasks",
+    backend_url: str | None = None,
 ) -> WorkerProcess:
     fd, log_name = tempfile.mkstemp(prefix="beat-", suffix=".log")
     log_file = os.fdopen(fd, "wb")
@@ -42,7 +46,7 @@ def start_beat(
         [sys.executable, "-m", "celeriac", "-A", app, "beat", "-l", "info", *args],
         stdout=log_file,
         stderr=subprocess.STDOUT,
-        env=subprocess_env(broker_url, **env_extra),
+        env=subprocess_env(broker_url, backend_url, **env_extra),
         cwd=str(TESTS_DIR / "support"),
     )
     log_file.close()
@@ -68,9 +72,20 @@ class HaReport:
     sends: Counter[str] = field(default_factory=Counter)  # task id -> times sent
     runs: Counter[str] = field(default_factory=Counter)  # task id -> times run
     killed_pid: int = 0
+    logs: list[str] = field(default_factory=list)  # each beat's log, the killed one first
 
     def expected_ids(self) -> list[str]:
         return [slot_task_id("tick", slot) for slot in self.slots]
+
+    def duplicate_lines(self) -> str:
+        """The log lines about every task id sent more than once, for a failure message."""
+        twice = [task_id for task_id, count in self.sends.items() if count > 1]
+        return "\n".join(
+            f"beat {index}: {line}"
+            for index, log in enumerate(self.logs)
+            for line in log.splitlines()
+            if any(task_id in line for task_id in twice)
+        )
 
     def summary(self) -> str:
         ids = self.expected_ids()
@@ -105,7 +120,8 @@ def run_beat_ha(
     )  # fmt: skip
     started: list[WorkerProcess] = []
     try:
-        started = [start_beat(broker_url, env) for _ in range(beats)]
+        # the worker's result backend: a beat taking over a dead beat's claim asks it first
+        started = [start_beat(broker_url, env, backend_url=backend_url) for _ in range(beats)]
         for beat in started:
             beat.wait_for_log("beat: starting")
         begun = time.time()
@@ -122,7 +138,8 @@ def run_beat_ha(
     report = HaReport(slots=[start + k for k in range(int(end - start) + 1)])
     report.killed_pid = started[0].pid
     for beat in started:
-        report.sends.update(SENT_LINE.findall(beat.log()))
+        report.logs.append(beat.log())
+        report.sends.update(SENT_LINE.findall(report.logs[-1]))
 
     def all_ran() -> bool:
         text = runs_file.read_text() if runs_file.exists() else ""
