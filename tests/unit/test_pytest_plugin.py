@@ -310,6 +310,28 @@ def test_start_worker_with_threads_runs_tasks_together(test_app: Celery) -> None
     assert len(names) == 2
 
 
+def test_start_worker_solo_runs_tasks_in_its_thread_with_time_limits(test_app: Celery) -> None:
+    from celeriac.errors import SoftTimeLimitExceeded
+
+    stop = threading.Event()
+
+    @test_app.task(soft_time_limit=0.2)
+    def slow() -> str:
+        try:
+            # short waits: the limit reaches a thread between two Python instructions
+            while not stop.wait(0.01):
+                pass
+        except SoftTimeLimitExceeded:
+            return threading.current_thread().name
+        return "not interrupted"
+
+    try:
+        with start_worker(test_app, pool="solo"):
+            assert slow.delay().get(timeout=10).startswith("celeriac-test-worker")
+    finally:
+        stop.set()
+
+
 def test_start_worker_on_a_sqlite_broker_and_backend(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'broker.sqlite3'}"
     app = TestApp(broker=url, backend=url)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ... import lifecycle
 from ..place import Place
 from ..serve import serve_in_process
-from ..timelimits import SignalInterrupter, Watchdog
+from ..timelimits import SignalInterrupter, ThreadInterrupter, Watchdog
 
 if TYPE_CHECKING:
     from ..runtime import WorkerRuntime
@@ -63,7 +64,11 @@ class SoloPool:
         # tasks run in this process: it is the one worker_process_init prepares (Celery's)
         if lifecycle.worker_process_started.hooks:
             lifecycle.worker_process_started.emit(self.runtime.nodename)
-        self.watchdog = Watchdog(self.runtime, SignalInterrupter())  # time limits, terminate
+        # time limits, terminate; SIGALRM only reaches the main thread, so a solo worker run
+        # in another thread (start_worker in a test) interrupts with an async exception
+        in_main = threading.current_thread() is threading.main_thread()
+        interrupter = SignalInterrupter() if in_main else ThreadInterrupter()
+        self.watchdog = Watchdog(self.runtime, interrupter)
         try:
             return serve_in_process(
                 self.runtime, InlineSlots(), self.name, handler=self.watchdog.handle
