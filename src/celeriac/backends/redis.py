@@ -478,11 +478,10 @@ class RedisBackend:
     def release(self, task_id: str) -> None:
         """An AsyncResult of *task_id* was garbage-collected: no waiter stays subscribed to
         a result nobody can read any more (``AsyncResult.__del__``)."""
-        if not self._waiters:
-            return
-        key = meta_key(task_id)
-        for waiter in list(self._waiters):
-            waiter.release(key)
+        for waiter in list(self._waiters):  # one per thread that waited
+            unfinished = waiter.unfinished
+            if unfinished is not None and unfinished.endswith(task_id):
+                waiter.release(meta_key(task_id))
 
     def _reset_waiters(self) -> None:
         """Close this thread's waiting connections (RESP3 and RESP2); the next wait opens

@@ -56,7 +56,8 @@ class ResultWaiter:
             raise Resp3Unavailable(str(exc)) from exc
         self._subscribed: str | None = None
         self._owed = False  # a GET was sent whose answer is not read yet
-        self._satisfied = True  # the last wait got its result (its subscription is spent)
+        # the key of a wait that ended without its result (a timeout), still subscribed
+        self.unfinished: str | None = None
         self._lock = threading.Lock()  # release() may come from another thread's gc
         self._dropped: set[str] = set()  # released while a wait held the connection
 
@@ -66,26 +67,26 @@ class ResultWaiter:
         the answer)."""
         with self._lock:
             self._dropped.discard(key)
-            self._satisfied = False
+            self.unfinished = key
             try:
                 meta = self._wait(key, remaining, recheck_s)
             finally:
                 if self._dropped:
                     self._unsubscribe_dropped()
-            self._satisfied = True
+            self.unfinished = None
             return meta
 
     def release(self, key: str) -> None:
         """The AsyncResult of *key* is gone: drop the subscription a wait that ended without
         its result left behind. Never blocks (it runs from ``__del__``): when a wait holds
         the connection, that wait drops it on its way out."""
-        if self._subscribed != key or self._satisfied:
+        if self.unfinished != key:
             return
         if not self._lock.acquire(blocking=False):
             self._dropped.add(key)
             return
         try:
-            if self._subscribed == key and not self._satisfied:
+            if self.unfinished == key:
                 self._dropped.add(key)
                 self._unsubscribe_dropped()
         finally:
@@ -97,7 +98,7 @@ class ResultWaiter:
         key = self._subscribed
         if key is None or key not in dropped or self.pid != os.getpid():
             return
-        self._subscribed = None
+        self._subscribed = self.unfinished = None
         try:
             self._conn.send_packed_command(pack(("UNSUBSCRIBE", key)))
         except (redis.exceptions.ConnectionError, OSError):  # gone: so is the subscription

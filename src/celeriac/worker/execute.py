@@ -263,6 +263,11 @@ def make_request(ctx: ExecContext, job: Job, place: Place) -> Request:
         properties=properties,
         time_limit=hard,
         soft_time_limit=soft,
+        argsrepr=headers.get("argsrepr"),
+        kwargsrepr=headers.get("kwargsrepr"),
+        shadow=headers.get("shadow"),
+        content_type=message.content_type,
+        content_encoding=request_fields.content_encoding(message.content_type),
         id=message.id,
         task=message.task,
         args=message.args,
@@ -291,7 +296,6 @@ def make_request(ctx: ExecContext, job: Job, place: Place) -> Request:
         stamped_headers=headers.get("stamped_headers") or [],
         stamps=headers.get("stamps") or {},
     )
-    request.__dict__.update(request_fields.from_headers(headers, message.content_type))
     if custom:  # Celery puts each of the sender's own headers on the request too
         for key, value in custom.items():
             request.__dict__.setdefault(key, value)  # never in place of a protocol field

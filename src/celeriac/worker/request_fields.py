@@ -42,6 +42,8 @@ _PROTOCOL_HEADERS = frozenset(
 
 def custom_headers(headers: dict[str, Any]) -> dict[str, Any]:
     """The headers the sender added itself (``apply_async(headers={...})``)."""
+    if headers.keys() <= _PROTOCOL_HEADERS:  # the common case, checked in one set operation
+        return {}
     return {key: value for key, value in headers.items() if key not in _PROTOCOL_HEADERS}
 
 
@@ -57,15 +59,9 @@ def delivery_info(properties: dict[str, Any], queue: str) -> dict[str, Any]:
     return info
 
 
-def from_headers(headers: dict[str, Any], content_type: str) -> dict[str, Any]:
-    """The request fields read straight from headers and properties."""
-    return {
-        "argsrepr": headers.get("argsrepr"),
-        "kwargsrepr": headers.get("kwargsrepr"),
-        "shadow": headers.get("shadow"),
-        "content_type": content_type,
-        "content_encoding": "binary" if _binary(content_type) else "utf-8",
-    }
+def content_encoding(content_type: str) -> str:
+    """The encoding a body of *content_type* travels in (the envelope's, not kept)."""
+    return "binary" if _binary(content_type) else "utf-8"
 
 
 def _binary(content_type: str) -> bool:
