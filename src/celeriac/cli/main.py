@@ -214,6 +214,9 @@ def _register_commands() -> None:
     cli.add_command(tasks_cmd.purge)
     cli.add_command(dead_cmd.dead)
     cli.add_command(migrate_cmd.migrate_imports)
+    from . import events_cmd
+
+    cli.add_command(events_cmd.events)
     if demo_cmd.demo is not None:
         cli.add_command(demo_cmd.demo)
 
