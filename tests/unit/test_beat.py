@@ -3,6 +3,8 @@ changes and bad input."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -349,3 +351,19 @@ def test_a_dead_beats_claim_is_not_sent_again_once_a_worker_ran_it(app: Celery) 
     beat.tick()
     assert sent_ids(app) == []
     assert beat.store.expired(START + 1000) == []  # taken over and confirmed
+
+
+def test_a_slow_live_beats_claim_is_left_to_it_for_two_more_timeouts(app: Celery) -> None:
+    every(app, 100)
+    clock = Clock(START + 1)
+    beat = Beat(app, clock=clock)  # beat_claim_timeout: 10 s
+    beat.tick()
+    slot = f"{START + 100:.6f}"
+    alive = f"beat.1.{os.getppid()}@{socket.gethostname()}"  # a live process of this host
+    assert beat.store.claim("tick", f"{START:.6f}", slot, Pending("tick", slot, START + 110, alive))
+    clock.now_s = START + 125  # lease over, but its beat still runs
+    beat.tick()
+    assert sent_ids(app) == []
+    clock.now_s = START + 131  # two claim timeouts later: taken over
+    beat.tick()
+    assert sent_ids(app) == [slot_task_id("tick", START + 100)]

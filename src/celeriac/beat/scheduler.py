@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from ..brokers.base import owner_pid_here
 from ..errors import BrokerError, CeleriacError, InvalidSchedule
 from . import slots
 from .entries import Entry, entry_from_settings, from_json
@@ -75,7 +76,8 @@ class Beat:
         )
         self.configured = settings_entries(app)
         self.store = store if store is not None else open_store(app.broker_url)
-        self.owner = f"beat.{os.getpid()}.{threading.get_ident()}@{socket.gethostname()}"
+        # <name>.<pid>@<host>, as brokers.base.owner_pid_here reads it
+        self.owner = f"beat.{threading.get_ident()}.{os.getpid()}@{socket.gethostname()}"
         self.sent_count = 0
 
     def entries(self) -> dict[str, Entry]:
@@ -157,6 +159,8 @@ class Beat:
     def _take_over_expired(self, entries: dict[str, Entry], now_s: float) -> None:
         """Send the slots whose claimer died between claiming and confirming them."""
         for stale in self.store.expired(now_s):
+            if self._claimer_alive(stale, now_s):
+                continue  # slow, not dead: its send is likely under way
             mine = Pending(stale.name, stale.slot, now_s + self.claim_timeout_s, self.owner)
             if not self.store.take_over(mine, now_s):
                 continue
@@ -171,6 +175,22 @@ class Beat:
                 )
                 self._send(entry, float(stale.slot))
             self.store.confirm(stale.name, stale.slot)
+
+    def _claimer_alive(self, stale: Pending, now_s: float) -> bool:
+        """Whether the claim's beat is a live process of this host, given a while longer
+        (at most two more claim timeouts) before its claim is taken from it."""
+        pid = owner_pid_here(stale.owner)
+        if pid is None or pid == os.getpid():
+            return False
+        if now_s > stale.lease_until_s + 2 * self.claim_timeout_s:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def _known_to_backend(self, entry: Entry, slot_s: float) -> bool:
         """Whether a worker already stored a state for this run: then its claimer died after
