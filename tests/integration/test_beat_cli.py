@@ -123,12 +123,13 @@ def test_beat_with_a_bad_schedule_exits_with_the_reason(redis_url: str, tmp_path
         beat.stop()
 
 
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
 def test_worker_with_beat_runs_its_schedule_and_stops_the_beat_on_shutdown(
-    worker_factory: Callable[..., WorkerProcess], redis_url: str, tmp_path: Path
+    worker_factory: Callable[..., WorkerProcess], redis_url: str, tmp_path: Path, pool: str
 ) -> None:
     runs = tmp_path / "runs.txt"
     env = {"BEAT_EVERY_S": "1", "BEAT_RUNS_FILE": str(runs)}
-    worker = worker_factory("beat_tasks", "-B", "-P", "threads", "-c", "2", env_extra=env)
+    worker = worker_factory("beat_tasks", "-B", "-P", pool, "-c", "2", env_extra=env)
     store = open_store(redis_url)
     wait_until(lambda: last_slot(store) > 0, 10, "the embedded beat's first tick")
     first = last_slot(store) + 1
