@@ -4,6 +4,9 @@ must answer alike; a celeriac client reads what a Celery worker stores."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +23,13 @@ import celeriac
 from celeriac.result import result_from_tuple
 from tests.interop.peers import CELERY_WORKER_FLAGS, release_celery_results
 from tests.support.redis_server import RedisServer
-from tests.support.workers import WorkerProcess, start_celeriac_worker, start_celery_worker
+from tests.support.workers import (
+    TESTS_DIR,
+    WorkerProcess,
+    start_celeriac_worker,
+    start_celery_worker,
+    subprocess_env,
+)
 
 WAIT_S = 15.0
 BROKER_DB, BACKEND_DB = 14, 15
@@ -34,6 +43,8 @@ class Peers:
     ours: WorkerProcess
     theirs: WorkerProcess
     broker: redis.Redis
+    broker_url: str
+    backend_url: str
 
     def both(self, name: str, *args: Any, **options: Any) -> tuple[Any, Any]:
         """Send the same call from the Celery client to both workers; both results."""
@@ -81,7 +92,15 @@ def peers(redis_server: RedisServer) -> Iterator[Peers]:
     )
     celeriac_client = celeriac.Celery("sem_interop", broker=broker_url, backend=backend_url)
     try:
-        yield Peers(celery_client, celeriac_client, ours, theirs, redis_server.client(BROKER_DB))
+        yield Peers(
+            celery_client,
+            celeriac_client,
+            ours,
+            theirs,
+            redis_server.client(BROKER_DB),
+            broker_url,
+            backend_url,
+        )
     finally:
         release_celery_results(celery_client)
         celery_client.close()
@@ -283,3 +302,25 @@ def test_revoke_of_a_task_the_other_worker_runs_marks_it_revoked_until_it_ends(
         assert peers.celery_client.AsyncResult(tracked[queue].id).state == "STARTED"
         peers.broker.rpush(f"{tracked_key}:go", 1)
         assert tracked[queue].get(timeout=WAIT_S) == "released"
+
+
+def _celery_cli(peers: Peers, *args: str) -> Any:
+    """Run Celery's CLI against the test's Redis; its ``--json`` answer."""
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "celery_control_cli", *args, "--json"],
+        env=subprocess_env(peers.broker_url, peers.backend_url),
+        cwd=str(TESTS_DIR / "support"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_celery_cli_inspect_and_control_reach_custom_commands(peers: Peers) -> None:
+    where = _celery_cli(peers, "inspect", "sem_where", "-d", "ours@host", "-t", "2")
+    assert where == {"ours@host": {"hostname": "ours@host", "has_app": True}}
+    bump = _celery_cli(peers, "control", "sem_bump", "4", "-d", "ours@host", "-t", "2")
+    assert bump == [{"ours@host": {"ok": "bumped by 4"}}]
