@@ -367,3 +367,11 @@ def test_a_slow_live_beats_claim_is_left_to_it_for_two_more_timeouts(app: Celery
     clock.now_s = START + 131  # two claim timeouts later: taken over
     beat.tick()
     assert sent_ids(app) == [slot_task_id("tick", START + 100)]
+
+
+def test_beat_on_a_broker_it_cannot_keep_its_schedule_on_says_which_to_use() -> None:
+    from celeriac.beat.store import open_store
+    from celeriac.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"amqp://; use a redis://, sqlite:/// or memory"):
+        open_store("amqp://guest@localhost//")

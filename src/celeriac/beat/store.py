@@ -67,9 +67,10 @@ class BeatStore(Protocol):
 
 
 def open_store(url: str) -> BeatStore:
-    """The beat store on the broker at *url* (redis://, rediss://, sqlite://, memory://)."""
-    scheme = urlsplit(url).scheme
-    if scheme in ("redis", "rediss"):
+    """The beat store on the broker at *url* (redis://, rediss://, unix://, sqlite://,
+    memory://)."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("redis", "rediss", "unix"):
         from .store_redis import RedisBeatStore
 
         return RedisBeatStore(url)
