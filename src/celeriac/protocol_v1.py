@@ -58,8 +58,8 @@ def headers_and_embed(
             "expires": _as_utc(decoded.get("expires"), utc),
             "group": decoded.get("taskset") or decoded.get("group"),
             "timelimit": _timelimit(decoded.get("timelimit")),
-            "argsrepr": repr(tuple(args)),
-            "kwargsrepr": repr(kwargs),
+            "argsrepr": _short(repr(tuple(args))),
+            "kwargsrepr": _short(repr(kwargs)),
             "protocol": 1,
         }
     )
@@ -74,6 +74,10 @@ def headers_and_embed(
         "chain": None,
     }
     return list(args), kwargs, embed, merged
+
+
+def _short(text: str, limit: int = 1024) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _timelimit(value: Any) -> list[Any]:
