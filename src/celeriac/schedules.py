@@ -12,6 +12,7 @@ match (Celery's rule, not cron's "either").
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -58,6 +59,21 @@ def _zone(name: str | tzinfo | None) -> tzinfo:
         ) from exc
 
 
+def _local_zone() -> tzinfo:
+    """This machine's zone, with its daylight-saving rules: ``TZ`` or /etc/localtime."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass  # a POSIX rule string such as 'EST5EDT,M3.2.0,M11.1.0': read the file
+    try:
+        with open("/etc/localtime", "rb") as source:
+            return ZoneInfo.from_file(source, key="localtime")
+    except (OSError, ValueError):
+        return datetime.now().astimezone().tzinfo or timezone.utc
+
+
 class BaseSchedule:
     """What every schedule shares: the clock (``nowfun``), the app and its time zone."""
 
@@ -81,8 +97,12 @@ class BaseSchedule:
 
     @property
     def tz(self) -> tzinfo:
-        """The app's ``timezone`` setting (UTC when unset)."""
-        return _zone(self.app.conf.timezone)
+        """The app's ``timezone`` setting; when unset, UTC, or with ``enable_utc=False`` the
+        machine's local zone (as Celery)."""
+        conf = self.app.conf
+        if conf.timezone is None and not conf.enable_utc:
+            return _local_zone()
+        return _zone(conf.timezone)
 
     @property
     def utc_enabled(self) -> bool:

@@ -107,3 +107,14 @@ def test_beat_started_inside_the_repeated_hour_does_not_rerun_its_first_pass(app
     end = start + timedelta(days=1, hours=1)
     sent = run_beat(app, crontab(minute=30, hour=1), start, end, None)
     assert sent == [datetime(2026, 11, 2, 6, 30, tzinfo=UTC)]  # 01:30 EST the next day
+
+
+@pytest.mark.parametrize(("enable_utc", "expected_hour_utc"), [(True, 9), (False, 13)])
+def test_without_timezone_crontabs_read_utc_or_with_enable_utc_off_the_local_zone(
+    app: Celery, monkeypatch: pytest.MonkeyPatch, enable_utc: bool, expected_hour_utc: int
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")  # this machine's zone, for the test
+    app.conf.enable_utc = enable_utc
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    sent = run_beat(app, crontab(minute=0, hour=9), start, start + timedelta(days=1), None)
+    assert sent == [datetime(2026, 6, 1, expected_hour_utc, tzinfo=UTC)]
