@@ -56,9 +56,12 @@ def _dump(
 ) -> int:
     names: dict[str, str] = {}
     count = 0
-    out.write("-> celeriac events: capturing...\n")
-    out.flush()
+    listening = False
     for event in receiver.events(timeout):
+        if not listening:  # said once the subscription is in place
+            listening = True
+            out.write("-> celeriac events: capturing...\n")
+            out.flush()
         if event is None:
             continue
         out.write((orjson.dumps(event).decode() if as_json else dump_line(event, names)) + "\n")
