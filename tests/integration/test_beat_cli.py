@@ -161,3 +161,27 @@ def test_schedule_kept_in_sqlite_is_shared_by_every_process(tmp_path: Path) -> N
     one.close()
     two.close()
     app.close()
+
+
+def test_beat_writes_its_pidfile_and_logfile_and_removes_the_pidfile_on_stop(
+    redis_url: str, tmp_path: Path
+) -> None:
+    pidfile, logfile = tmp_path / "beat.pid", tmp_path / "beat.log"
+    env = {"BEAT_EVERY_S": "1", "BEAT_RUNS_FILE": str(tmp_path / "runs")}
+    args = ("--pidfile", str(pidfile), "--logfile", str(logfile))
+    beat = start_beat(redis_url, env, *args)
+    second = None
+    try:
+        wait_until(lambda: logfile.exists() and "beat: starting" in logfile.read_text(), 20, "log")
+        assert pidfile.read_text().strip() == str(beat.pid)
+        second = start_beat(redis_url, env, *args)
+        assert second.wait(20) != 0
+        assert f"belongs to process {beat.pid}, which is still running" in second.log()
+        beat.signal(15)
+        assert beat.wait(20) == 0
+        assert not pidfile.exists()
+        assert "beat: stopped after sending" in logfile.read_text()
+    finally:
+        beat.stop()
+        if second is not None:
+            second.stop()

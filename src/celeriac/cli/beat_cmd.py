@@ -15,7 +15,7 @@ import orjson
 from .main import CliState, setup_logging
 
 if TYPE_CHECKING:
-    from ..beat import PeriodicTasks
+    from ..beat import Beat, PeriodicTasks
 
 
 @click.group(invoke_without_command=True)
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     help="Accepted for Celery's command lines; beat keeps its state in the broker.",
 )
 @click.option("-S", "--scheduler", default=None, help="Accepted; celeriac has one scheduler.")
+@click.option("-f", "--logfile", default=None, help="Log to this file instead of stderr.")
+@click.option("--pidfile", default=None, help="Write the beat's pid here; refuse if it is held.")
 @click.option(
     "--max-interval",
     type=click.FloatRange(min=0, min_open=True),
@@ -41,6 +43,8 @@ def beat(
     schedule_filename: str | None,
     scheduler: str | None,
     max_interval: float | None,
+    logfile: str | None,
+    pidfile: str | None,
 ) -> None:
     """Send periodic tasks. Run as many as you like: each run is sent once.
 
@@ -54,18 +58,54 @@ def beat(
         return
     from ..beat import Beat
     from ..errors import CeleriacError
-    from ..signals import beat_init
+    from .daemon import Pidfile
 
     setup_logging(loglevel)
+    if logfile:
+        _log_to_file(loglevel, logfile)
     state: CliState = ctx.obj
     app = state.app()
     if scheduler:
         click.echo(f"note: --scheduler {scheduler} accepted; celeriac's beat is used", err=True)
+    held = Pidfile(pidfile) if pidfile else None
     try:
         app.import_task_modules()
         service = Beat(app, max_interval_s=max_interval)
+        if held is not None:
+            held.check()
+            held.acquire()
     except CeleriacError as exc:
         raise click.ClickException(str(exc)) from None
+    try:
+        _run(service)
+    finally:
+        service.close()
+        app.close()
+        if held is not None:
+            held.release()
+
+
+def _log_to_file(loglevel: str, logfile: str) -> None:
+    import logging
+
+    from .main import LOG_FORMAT
+
+    try:
+        handler = logging.FileHandler(logfile)
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write {logfile}: {exc.strerror}", param_hint="'--logfile'"
+        ) from None
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+
+
+def _run(service: Beat) -> None:
+    from ..signals import beat_init
+
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -75,11 +115,7 @@ def beat(
     signal.signal(signal.SIGINT, on_signal)
     if beat_init.receivers:
         beat_init.send(sender=service)
-    try:
-        service.run(stop)
-    finally:
-        service.close()
-        app.close()
+    service.run(stop)
 
 
 def _manager(ctx: click.Context) -> PeriodicTasks:
