@@ -10,19 +10,23 @@ file, and run by a real worker process.
 from __future__ import annotations
 
 import base64
+import logging
 import pickle
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 import redis
 
-from celeriac import Celery, states
+from celeriac import Celery, pidbox, states
 from celeriac.brokers.redis import RedisBroker
-from celeriac.errors import InvalidMessage
+from celeriac.errors import ContentDisallowed, InvalidMessage
+from celeriac.events import wire
+from celeriac.events.receiver import EventReceiver
 from tests.support.workers import WorkerProcess, start_celeriac_worker
 
 WAIT_S = 15.0
@@ -86,6 +90,15 @@ def assert_all_succeeded(client: Celery, sent: dict[str, tuple[str, int]]) -> No
         assert result.state == states.SUCCESS, name
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    """Poll *condition* until it holds (acks may ride on the worker's next fetch)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def client(redis_url: str, backend_url: str) -> Iterator[Celery]:
     app = Celery("hand_client", broker=redis_url, backend=backend_url)
@@ -107,7 +120,7 @@ def test_hand_written_envelopes_pushed_with_lpush_run_and_store_success(
     sent = push_shapes(lambda raw: r.lpush("celery", raw))
     assert_all_succeeded(client, sent)
     # acked: nothing left held, nothing dead-lettered
-    assert r.hlen(UNACKED) == 0
+    wait_until(lambda: r.hlen(UNACKED) == 0, "the worker to ack every message")
     assert r.llen("celeriac.dead.celery") == 0
 
 
@@ -134,7 +147,7 @@ def test_a_tagless_message_gets_a_tag_written_into_it_and_is_recovered_under_it(
         survivor.close()
     worker_factory("core_tasks", "-P", "solo")
     assert client.AsyncResult(task_id).get(timeout=WAIT_S) == 11
-    assert r.hlen(UNACKED) == 0
+    wait_until(lambda: r.hlen(UNACKED) == 0, "the recovered message to be acked")
 
 
 def test_properties_of_the_wrong_type_are_still_dead_lettered(
@@ -187,3 +200,89 @@ def test_hand_written_envelopes_on_sqlite_run_and_store_success(sqlite_url: str)
         worker.stop()
         worker.log_path.unlink(missing_ok=True)
         client.close()
+
+
+class _LeavesAMarker:
+    """Unpickling this creates a file: proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.path, "w"))
+
+
+def test_a_pickled_result_is_refused_and_never_unpickled(
+    client: Celery, tmp_path: Path, backend_url: str
+) -> None:
+    marker = tmp_path / "unpickled"
+    task_id = f"pickled-result-{uuid.uuid4()}"
+    meta = {"status": "SUCCESS", "result": _LeavesAMarker(str(marker)), "task_id": task_id}
+    results = redis.Redis.from_url(backend_url)
+    try:
+        results.set(f"celery-task-meta-{task_id}", pickle.dumps(meta))
+    finally:
+        results.close()
+    result = client.AsyncResult(task_id)
+    with pytest.raises(ContentDisallowed, match="never unpickles"):
+        result.get(timeout=WAIT_S)
+    with pytest.raises(ContentDisallowed):
+        _ = result.state
+    assert not marker.exists()
+    # the client still reads JSON results afterwards
+    client.backend.store(task_id, {"status": "SUCCESS", "result": 7, "task_id": task_id}, None)
+    assert client.AsyncResult(task_id).get(timeout=WAIT_S) == 7
+
+
+def _pickled_envelope(body: Any, content_type: str = "application/x-python-serialize") -> bytes:
+    return orjson.dumps(
+        {
+            "body": base64.b64encode(pickle.dumps(body)).decode(),
+            "content-encoding": "binary",
+            "content-type": content_type,
+            "headers": {"clock": 1},
+            "properties": {"body_encoding": "base64", "delivery_tag": str(uuid.uuid4())},
+        }
+    )
+
+
+def test_a_pickled_control_message_is_refused_with_one_log_line(
+    worker_factory: Callable[..., WorkerProcess], client: Celery, r: redis.Redis, tmp_path: Path
+) -> None:
+    worker = worker_factory("core_tasks", "-P", "solo")
+    marker = tmp_path / "unpickled"
+    request = {"method": "shutdown", "arguments": {"x": _LeavesAMarker(str(marker))}}
+    r.publish(pidbox.channel(0), _pickled_envelope(request))
+    # remote control still answers (a ping sent after the pickled request is handled after it)
+    replies = client.control.inspect(timeout=5).ping() or {}
+    assert list(replies.values()) == [{"ok": "pong"}]
+    assert worker.process.poll() is None  # the pickled "shutdown" was not obeyed
+    assert not marker.exists()
+    refused = [line for line in worker.log().splitlines() if "x-python-serialize" in line]
+    assert len(refused) == 1, refused
+    assert "remote control reads JSON only" in refused[0]
+
+
+def test_pickled_events_are_not_read_and_json_events_still_are(
+    client: Celery, r: redis.Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # no worker needed: the event consumer (EventReceiver) reads the celeryev fanout itself
+    marker = tmp_path / "unpickled"
+    receiver = EventReceiver(client)
+    events = cast("Generator[dict[str, Any] | None, None, None]", receiver.events(WAIT_S))
+    next(events)  # subscribed from here on
+    pickled = [{"type": "worker-heartbeat", "x": _LeavesAMarker(str(marker))}]
+    r.publish(wire.channel(0, "worker.heartbeat"), _pickled_envelope(pickled))
+    sent = {"type": "worker-heartbeat", "hostname": "hand@test", "clock": 1, "timestamp": 1.0}
+    r.publish(
+        wire.channel(0, "worker.heartbeat"), wire.encode(sent, "hand@test", "worker.heartbeat")
+    )
+    with caplog.at_level(logging.WARNING, logger="celeriac.events.receiver"):
+        got = next(event for event in events if event is not None)
+    events.close()  # stop listening
+    assert got["hostname"] == "hand@test"
+    assert not marker.exists()
+    refused = [
+        rec.getMessage() for rec in caplog.records if "x-python-serialize" in rec.getMessage()
+    ]
+    assert len(refused) == 1, refused

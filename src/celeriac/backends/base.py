@@ -27,7 +27,7 @@ from .. import errors, states
 if TYPE_CHECKING:
     from ..app import Celeriac
     from ..config import Settings
-from ..errors import BackendError, SerializationError
+from ..errors import BackendError, ContentDisallowed, SerializationError
 from ..serialization import dumps_json, loads_json
 
 Meta = dict[str, Any]
@@ -391,6 +391,11 @@ def _celery_named(exc_type: str) -> type[BaseException]:
 
 def decode_meta(data: bytes | str) -> Meta:
     """A stored result's meta, with kombu's typed values (a Celery worker's datetime) restored."""
+    if isinstance(data, bytes) and data[:1] == b"\x80":  # pickle's protocol marker
+        raise ContentDisallowed(
+            "stored result is pickled (a worker with result_serializer='pickle' wrote it); "
+            "celeriac never unpickles results: set result_serializer='json' on that worker"
+        )
     try:
         meta = loads_json(data)
     except SerializationError as exc:
