@@ -18,6 +18,7 @@ from celeriac.beat.store import open_store
 from celeriac.cli import main as cli_main
 from celeriac.schedules import crontab
 from tests.support.beat_ha import last_slot, start_beat, wait_until
+from tests.support.redis_server import RedisServer
 from tests.support.workers import WorkerProcess
 
 
@@ -185,3 +186,25 @@ def test_beat_writes_its_pidfile_and_logfile_and_removes_the_pidfile_on_stop(
         beat.stop()
         if second is not None:
             second.stop()
+
+
+def test_beat_rides_out_a_broker_restart_and_goes_on_sending(
+    redis_server: RedisServer, redis_url: str, tmp_path: Path
+) -> None:
+    env = {"BEAT_EVERY_S": "1", "BEAT_RUNS_FILE": str(tmp_path / "runs")}
+    beat = start_beat(redis_url, env)
+    store = open_store(redis_url)
+    try:
+        beat.wait_for_log("beat: starting")
+        wait_until(lambda: last_slot(store) > 0, 10, "the first tick")
+        redis_server.stop()
+        beat.wait_for_log("beat: tick failed", timeout_s=10)
+        assert beat.process.poll() is None
+        redis_server.restart()  # no persistence: the schedule's state starts afresh
+        wait_until(lambda: last_slot(store) > 0, 15, "a tick after the restart")
+        after = last_slot(store)
+        wait_until(lambda: slot_task_id("tick", after + 1) in queued_ids(redis_url), 10, "a send")
+        assert beat.process.poll() is None
+    finally:
+        beat.stop()
+        store.close()

@@ -375,3 +375,20 @@ def test_beat_on_a_broker_it_cannot_keep_its_schedule_on_says_which_to_use() -> 
 
     with pytest.raises(ConfigurationError, match=r"amqp://; use a redis://, sqlite:/// or memory"):
         open_store("amqp://guest@localhost//")
+
+
+def test_an_entry_with_an_unreadable_last_run_is_logged_and_the_others_still_go(
+    app: Celery, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.conf.beat_schedule = {
+        "garbled": {"task": "unit.a", "schedule": 10},
+        "fine": {"task": "unit.b", "schedule": 10},
+    }
+    clock = Clock(START + 1)
+    beat = Beat(app, clock=clock)
+    assert beat.store.claim("garbled", None, "not-a-time", None)
+    beat.tick()
+    clock.now_s = START + 10.5
+    beat.tick()
+    assert sent_ids(app) == [slot_task_id("fine", START + 10)]
+    assert "beat: garbled cannot be scheduled" in caplog.text

@@ -105,7 +105,7 @@ class Beat:
         for entry in entries.values():
             try:
                 wait_s = min(wait_s, self._tick_entry(entry, lasts.get(entry.name), now_s))
-            except InvalidSchedule as exc:  # one bad entry must not stop the others
+            except (InvalidSchedule, ValueError) as exc:  # one bad entry must not stop the rest
                 logger.error("beat: %s cannot be scheduled: %s", entry.name, exc)
         return max(wait_s, 0.0)
 
@@ -129,7 +129,7 @@ class Beat:
             final = slots.format_slot(chosen.last_s)
             if final != expected and not self.store.claim(entry.name, expected, final, None):
                 return 0.0
-            if chosen.send != due:
+            if chosen.send != due and not entry.is_paused:
                 skipped = len(due) - len(chosen.send)
                 logger.info("beat: %s skipped %d missed run(s)", entry.name, skipped)
         if len(due) >= slots.MAX_SLOTS_PER_TICK:
@@ -215,7 +215,10 @@ class Beat:
             try:
                 wait_s = self.tick()
             except CeleriacError as exc:
-                logger.error("beat: tick failed: %s", exc, exc_info=True)
+                logger.error("beat: tick failed: %s; retrying", exc)
+                wait_s = RETRY_AFTER_ERROR_S
+            except Exception:  # keep sending the schedule whatever one tick ran into
+                logger.exception("beat: tick failed; retrying")
                 wait_s = RETRY_AFTER_ERROR_S
             stop.wait(min(wait_s, self.max_interval_s))
         logger.info("beat: stopped after sending %d task(s)", self.sent_count)
