@@ -248,3 +248,24 @@ def test_celeriac_events_dump_shows_a_real_worker(
                 os.kill(dump.pid, signal.SIGKILL)
                 dump.wait(5)
         out_path.unlink()
+
+
+def test_task_sent_events_from_a_client_that_asks_for_them(
+    collector: Collector, redis_url: str, backend_url: str
+) -> None:
+    quiet = Celery("quiet_client", broker=redis_url, backend=backend_url)
+    sender = Celery("sending_client", broker=redis_url, backend=backend_url)
+    sender.conf.task_send_sent_event = True
+    try:
+        unseen = quiet.send_task("ev.add", (0, 0))
+        sent = sender.send_task("ev.add", (1, 2), countdown=30)
+        event = collector.of("task-sent", sent.id)
+        assert event["name"] == "ev.add"
+        assert event["args"] == "(1, 2)" and event["kwargs"] == "{}"
+        assert event["queue"] == "celery" and event["routing_key"] == "celery"
+        assert event["eta"] is not None and event["retries"] == 0
+        assert event["hostname"].startswith(f"gen{os.getpid()}@")
+        assert collector.for_task(unseen.id) == []  # its app did not ask
+    finally:
+        quiet.close()
+        sender.close()

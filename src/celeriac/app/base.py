@@ -249,6 +249,10 @@ class Celeriac:
             )
             router = self._router = Router(conf.task_routes, conf.task_default_queue, queues)
             self._router_version = conf.version
+            if conf.task_send_sent_event:  # task-sent events (events/sent.py)
+                from ..events.sent import watch
+
+                watch(self)
         return router
 
     @property
