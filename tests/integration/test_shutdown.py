@@ -19,8 +19,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
-from tests.support.workers import ROOT
+from celeriac import Celeriac
+from tests.support.workers import ROOT, WorkerProcess
 
 DEMO = [sys.executable, "-m", "celeriac", "demo", "--json"]
 
@@ -134,3 +136,60 @@ def test_demo_returns_only_when_every_process_it_started_is_gone(
     watcher.stop()
     assert len(watcher.workers) >= 4, "the manager and its 3 children were all seen"
     assert left == [], f"still present after the demo returned: {left}"
+
+
+POOLS = ["solo", "threads", "prefork", "gevent", "eventlet", "asyncio"]
+OTHERS = 6
+
+
+@pytest.fixture
+def client(redis_url: str, backend_url: str) -> Celeriac:
+    return Celeriac("client", broker=redis_url, backend=backend_url)
+
+
+@pytest.fixture
+def r(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+def _gate_name(pool: str) -> str:
+    return "shut.agate" if pool == "asyncio" else "shut.gate"
+
+
+@pytest.mark.parametrize(
+    ("pool", "signum"),
+    [(pool, signal.SIGTERM) for pool in POOLS]
+    + [("solo", signal.SIGINT), ("prefork", signal.SIGINT)],
+    ids=[f"{pool}-TERM" for pool in POOLS] + ["solo-INT", "prefork-INT"],
+)
+def test_warm_shutdown_finishes_the_running_task_and_puts_prefetched_back_at_once(
+    worker_factory: Callable[..., WorkerProcess],
+    client: Celeriac,
+    r: redis.Redis,
+    pool: str,
+    signum: int,
+) -> None:
+    gate = client.send_task(_gate_name(pool), ("w",))
+    for _ in range(OTHERS):
+        client.send_task("shut.count", ("other",))
+    worker = worker_factory("shutdown_tasks", "-P", pool, "-c", "1", "--prefetch-multiplier", "4")
+    _wait_until(lambda: r.exists("started:w") == 1, 20, lambda: worker.log())
+    assert r.llen("celery") < OTHERS + 1, "the worker holds more than the running task"
+
+    worker.signal(signum)
+    # while the gate is still closed, every message not started is back on the queue
+    _wait_until(
+        lambda: r.llen("celery") == OTHERS,
+        3,
+        lambda: f"{r.llen('celery')} of {OTHERS} back on the queue 3 s after the stop",
+    )
+    assert worker.process.poll() is None, "the running task holds the worker"
+    assert not gate.ready()
+
+    r.set("open:w", 1)
+    assert worker.wait(20) == 0
+    assert gate.get(timeout=5) == "opened"
+    assert r.get("runs:w") == b"1"
+    assert r.get("runs:other") is None
+    assert r.llen("celery") == OTHERS
+    assert r.hlen("unacked") == 0, "the finished task was acked, the others put back"

@@ -18,7 +18,7 @@ import select
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
@@ -546,6 +546,19 @@ class RedisBroker:
             receipts, to_front=to_front, max_losses=None, owned_key=self._owned_key
         )
         return restored
+
+    @_broker_errors
+    def requeue_owned(self, keep: Collection[str]) -> list[str]:
+        """Put back every message this consumer holds except *keep* (the running ones),
+        including a batch fetched ahead whose answer is not read yet. It never touches the
+        fetch connection, so another thread may call it while the consumer runs a task (a
+        warm shutdown hands back at once). Returns the tags it put back."""
+        held = self._client.smembers(self._owned_key)
+        tags = [t.decode() if isinstance(t, bytes) else str(t) for t in held]
+        back = [tag for tag in tags if tag not in keep]
+        if back:
+            self._restore(back, to_front=True, max_losses=None, owned_key=self._owned_key)
+        return back
 
     @_broker_errors
     def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]:

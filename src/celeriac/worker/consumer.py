@@ -45,9 +45,13 @@ class Consumer:
         should_hand_back: Callable[[], bool] | None = None,
         on_waiting: Callable[[bool], None] | None = None,
         prefetch_window_s: float = 0.0,
+        queue_source: Any = None,
     ) -> None:
         self.ctx = ctx
         self.queues = list(queues)
+        # add_consumer/cancel_consumer: a ConsumedQueues whose version moves on a change
+        self.queue_source = queue_source
+        self._queues_version = queue_source.version if queue_source is not None else 0
         self.slots = slots
         self.stop = stop
         self.handler = handler
@@ -55,6 +59,11 @@ class Consumer:
         self.held: dict[str, Delivery] = {}
         self._held_lock = threading.Lock()
         self.buffer: deque[Delivery] = deque()
+        self._handed_back: set[str] = set()  # put back at a warm stop: never held again
+        # held by the consumer's thread except while it runs a task itself (inline slots):
+        # a warm stop's hand-back from another thread waits for such a moment
+        self._gate = threading.Lock()
+        self._inline = bool(getattr(slots, "inline", False))
         self.prefetch_target = prefetch_target or (lambda: slots.capacity)
         self.should_hand_back = should_hand_back
         self.on_waiting = on_waiting
@@ -136,6 +145,10 @@ class Consumer:
 
     def run(self) -> None:
         """Consume until a warm or cold stop; in-flight jobs are the caller's to join."""
+        with self._gate:
+            self._run()
+
+    def _run(self) -> None:
         broker = self.ctx.app.broker
         backoff_s = 0.1
         try:
@@ -173,7 +186,10 @@ class Consumer:
         if not self.buffer or self.slots.free() <= 0:
             return False
         self._refresh_revoked(self.ctx.app.broker)  # at most once a second
-        delivery = self.buffer.popleft()
+        with self._held_lock:  # hand_back_unstarted may empty it from another thread
+            if not self.buffer or self.stop.stopping:
+                return False
+            delivery = self.buffer.popleft()
         if self.buffer and self.should_hand_back is not None and self.should_hand_back():
             self._hand_back()  # the rest; this free slot keeps the one it starts now
         if not self.buffer and self._can_fetch_ahead and self._last_fetch_full:
@@ -244,7 +260,22 @@ class Consumer:
                 self.held.pop(receipt, None)
         logger.debug("handed %d message(s) back for an idle sibling", len(receipts))
 
+    def _follow_queues(self) -> bool:
+        """Take the queue list again when add_consumer/cancel_consumer changed it; False
+        while there is no queue to consume (the loop waits then)."""
+        source = self.queue_source
+        if source is not None and source.version != self._queues_version:
+            self._queues_version = source.version
+            self.queues = source.names()
+            logger.info("consuming from: %s", ", ".join(self.queues) or "no queue")
+        if not self.queues:
+            self.stop.warm.wait(MAX_WAIT_S)
+            return False
+        return True
+
     def _fetch(self, broker: Any) -> None:
+        if not self._follow_queues():
+            return
         now = time.monotonic()
         ahead = self._take_ahead(broker)
         if ahead:
@@ -296,9 +327,11 @@ class Consumer:
 
     def _hold(self, deliveries: list[Delivery]) -> None:
         with self._held_lock:
+            if self._handed_back:  # a fetch answered after the warm stop handed them back
+                deliveries = [d for d in deliveries if d.receipt not in self._handed_back]
             for delivery in deliveries:
                 self.held[delivery.receipt] = delivery
-        self.buffer.extend(deliveries)
+            self.buffer.extend(deliveries)
         if deliveries and len(self.queues) > 1:
             self._rotate(deliveries[0].queue)
 
@@ -331,9 +364,53 @@ class Consumer:
 
     def _run_one(self, delivery: Delivery) -> None:
         # on a cold shutdown (a BaseException) the message stays held, so it is put back
-        self.handler(self.ctx, delivery)
+        if self._inline:  # this is the consumer's thread: a warm stop may hand back now
+            self._gate.release()
+            try:
+                self.handler(self.ctx, delivery)
+            finally:
+                self._gate.acquire()
+        else:
+            self.handler(self.ctx, delivery)
         with self._held_lock:
             self.held.pop(delivery.receipt, None)
+
+    def hand_back_unstarted(self) -> int:
+        """At a warm stop: put back at once every message held but not started, while the
+        running ones finish. Any thread may call it: it waits until the consumer's own
+        thread is inside a task or done (``_gate``), so no fetch or ack is half-way. On
+        Redis a batch fetched ahead, whose answer is not read yet, goes back too (it is
+        dropped when read)."""
+        broker = self.ctx.app.broker
+        with self._gate:
+            with self._held_lock:
+                waiting = [d for d in self.buffer if d.receipt]
+                self.buffer.clear()
+                for delivery in waiting:
+                    self.held.pop(delivery.receipt, None)
+                keep = set(self.held)  # running
+            with self._acks_lock:
+                keep.update(self._pending_acks)  # finished: their acks are on their way
+            receipts = [d.receipt for d in waiting]
+            try:
+                if self._ahead is not None and hasattr(broker, "requeue_owned"):
+                    keep.update(self._ahead[0])  # acks that the fetch sent ahead carries
+                    back = list(broker.requeue_owned(keep))
+                else:
+                    back = receipts
+                    if receipts:
+                        broker.requeue(receipts)
+            except Exception as exc:  # still held: settle() puts them back at the end
+                with self._held_lock:
+                    for delivery in waiting:
+                        self.held[delivery.receipt] = delivery
+                logger.warning("could not hand back the unstarted messages now: %s", exc)
+                return 0
+            with self._held_lock:
+                self._handed_back.update(back)
+        if back:
+            logger.info("warm shutdown: put %d unstarted message(s) back at once", len(back))
+        return len(back)
 
     def requeue_held(self) -> int:
         """Put back what this consumer took but did not finish (shutdown)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -98,16 +99,22 @@ def serve_in_process(
         consumer_options.setdefault("prefetch_window_s", runtime.prefetch_window_s)
     consumer = Consumer(
         ctx,
-        runtime.queues,
+        runtime.consumed.names() if runtime.consumed is not None else runtime.queues,
         slots,
         runtime.stop,
         handler=handler,
         should_stop=should_stop,
+        queue_source=runtime.consumed,
         **consumer_options,
     )
-    with vouched_for(runtime, enabled=child_index is None):
+    with (
+        vouched_for(runtime, enabled=child_index is None),
+        _hand_back_on_warm_stop(runtime, consumer, inline=bool(getattr(slots, "inline", False))),
+    ):
         try:
             consumer.run()
+            if runtime.stop.warm.is_set() and not runtime.stop.cold.is_set():
+                consumer.hand_back_unstarted()  # before waiting for the running ones
             if not runtime.stop.cold.is_set() and not slots.join(runtime.warm_grace_s):
                 logger.warning("warm shutdown: tasks still running after the grace period")
         except ColdShutdown:
@@ -117,6 +124,33 @@ def serve_in_process(
         finally:
             settle(consumer)
     return 0
+
+
+@contextmanager
+def _hand_back_on_warm_stop(
+    runtime: WorkerRuntime, consumer: Consumer, inline: bool
+) -> Iterator[None]:
+    """Where tasks run in the consumer's own thread (solo, a prefork child), that thread is
+    busy when a warm stop comes: a helper thread puts the unstarted messages back at once,
+    not after the running task."""
+    if not inline:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if runtime.stop.warm.wait(0.25):
+                if not runtime.stop.cold.is_set():
+                    consumer.hand_back_unstarted()
+                return
+
+    helper = threading.Thread(target=watch, name="celeriac-warm-hand-back", daemon=True)
+    helper.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def _retire(runtime: WorkerRuntime) -> None:
