@@ -193,3 +193,30 @@ def test_warm_shutdown_finishes_the_running_task_and_puts_prefetched_back_at_onc
     assert r.get("runs:other") is None
     assert r.llen("celery") == OTHERS
     assert r.hlen("unacked") == 0, "the finished task was acked, the others put back"
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads", "prefork", "gevent", "asyncio"])
+def test_second_sigint_is_a_cold_shutdown_that_loses_nothing_with_acks_late(
+    worker_factory: Callable[..., WorkerProcess],
+    client: Celeriac,
+    r: redis.Redis,
+    pool: str,
+) -> None:
+    interrupted = client.send_task("shut.late_gate", ("c",))
+    others = [client.send_task("shut.count", ("cold",)) for _ in range(3)]
+    worker = worker_factory("shutdown_tasks", "-P", pool, "-c", "1")
+    _wait_until(lambda: r.exists("started:c") == 1, 20, lambda: worker.log())
+    worker.signal(signal.SIGINT)
+    worker.wait_for_log("warm shutdown")
+    worker.signal(signal.SIGINT)
+    worker.wait(20)
+    assert "cold shutdown" in worker.log()
+    # nothing lost: the interrupted acks_late task and every unstarted one are queued again
+    assert r.llen("celery") == 1 + len(others) - int(r.get("runs:cold") or 0)
+    assert r.hlen("unacked") == 0
+
+    r.set("open:c", 1)
+    worker_factory("shutdown_tasks", "-P", pool, "-c", "1")
+    assert interrupted.get(timeout=20) == "opened"
+    assert sorted(o.get(timeout=20) for o in others) == [1, 2, 3]
+    assert r.get("runs:c") == b"2", "interrupted once, run again to the end"
