@@ -114,7 +114,9 @@ class Beat:
             anchor = slots.format_slot(slots.first_anchor(entry.schedule, now_s))
             self.store.claim(entry.name, None, anchor, None)
             return 0.0
-        due, next_s = slots.due_slots(entry.schedule, float(last), now_s)
+        due, next_s, more = slots.due_slots(
+            entry.schedule, float(last), now_s, oldest_first=self.policy == "all"
+        )
         chosen = slots.plan(due, now_s, self.policy, self.late_after_s, entry.is_paused)
         expected = last
         for slot_s in chosen.send:
@@ -132,8 +134,8 @@ class Beat:
             if chosen.send != due and not entry.is_paused:
                 skipped = len(due) - len(chosen.send)
                 logger.info("beat: %s skipped %d missed run(s)", entry.name, skipped)
-        if len(due) >= slots.MAX_SLOTS_PER_TICK:
-            return 0.0  # more backlog to send
+        if more:
+            return 0.0  # more backlog: the next tick goes on at once
         return next_s - now_s
 
     def _send(self, entry: Entry, slot_s: float) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -22,6 +23,7 @@ from ..schedules import BaseSchedule, schedule
 
 CATCH_UP_POLICIES = ("once", "none", "all")
 MAX_SLOTS_PER_TICK = 1000  # "all" sends a longer backlog over several ticks
+MAX_STEPS_PER_TICK = 100_000  # slots looked at in one tick; a longer outage takes more ticks
 _NAMESPACE = uuid.UUID("6c1c39a4-64f4-4a8e-9c53-8f0a3a5b1e21")
 _MAX_STEPS = 2000  # next_run_after calls to get past a repeated (fall-back) hour
 
@@ -65,21 +67,30 @@ def first_anchor(value: BaseSchedule, now_s: float) -> float:
     return now_s
 
 
-def due_slots(value: BaseSchedule, last_s: float, now_s: float) -> tuple[list[float], float]:
-    """(slots after *last_s* due by *now_s*, oldest first, at most MAX_SLOTS_PER_TICK; the
-    first slot not yet due)."""
-    due: list[float] = []
-    if isinstance(value, schedule) and not value.relative:
+def due_slots(
+    value: BaseSchedule, last_s: float, now_s: float, *, oldest_first: bool
+) -> tuple[list[float], float, bool]:
+    """(slots after *last_s* due by *now_s*, in order; the slot after them; whether more due
+    slots are left for the next tick).
+
+    At most MAX_SLOTS_PER_TICK are returned: the oldest with *oldest_first* (catch-up "all"
+    sends them in order, tick by tick), else the newest (the older ones are only skipped).
+    """
+    if not oldest_first and isinstance(value, schedule) and not value.relative:
         step = value.run_every.total_seconds()
         missed = math.floor((now_s - last_s) / step) if now_s > last_s else 0
-        if missed > MAX_SLOTS_PER_TICK:  # jump over what cannot be sent in this tick
-            skip = missed - MAX_SLOTS_PER_TICK
-            last_s += skip * step
+        if missed > MAX_SLOTS_PER_TICK:  # jump over slots that would only be skipped
+            last_s += (missed - MAX_SLOTS_PER_TICK) * step
+    kept: deque[float] = deque(maxlen=None if oldest_first else MAX_SLOTS_PER_TICK)
     slot = next_slot(value, last_s)
-    while slot <= now_s and len(due) < MAX_SLOTS_PER_TICK:
-        due.append(slot)
+    for _ in range(MAX_STEPS_PER_TICK):
+        if slot > now_s:
+            return list(kept), slot, False
+        if oldest_first and len(kept) >= MAX_SLOTS_PER_TICK:
+            break
+        kept.append(slot)
         slot = next_slot(value, slot)
-    return due, slot
+    return list(kept), slot, True
 
 
 @dataclass(frozen=True)
