@@ -117,7 +117,10 @@ class Beat:
         due, next_s, more = slots.due_slots(
             entry.schedule, float(last), now_s, oldest_first=self.policy == "all"
         )
-        chosen = slots.plan(due, now_s, self.policy, self.late_after_s, entry.is_paused)
+        # a backlog longer than one tick looks at, under "once" or "none": this part is
+        # skipped whole, and the policy applies to the newest part
+        skip_all = entry.is_paused or (more and self.policy != "all")
+        chosen = slots.plan(due, now_s, self.policy, self.late_after_s, skip_all)
         expected = last
         for slot_s in chosen.send:
             slot = slots.format_slot(slot_s)
