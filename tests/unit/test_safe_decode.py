@@ -163,3 +163,11 @@ def test_async_result_get_raises_the_stand_in_for_a_forged_result(fresh_module: 
     with pytest.raises(RemoteTaskError):
         AsyncResult(task_id, app=app).get(timeout=1)
     assert fresh_module not in sys.modules
+
+
+@pytest.mark.parametrize(
+    "name", ["SoftTimeLimitExceeded", "TimeLimitExceeded", "WorkerLostError", "Terminated"]
+)
+def test_billiard_s_names_stored_by_a_celery_worker_are_ours(name: str) -> None:
+    exc = decode_exception(_stored(name, "billiard.exceptions", "why"))
+    assert isinstance(exc, getattr(errors, name))

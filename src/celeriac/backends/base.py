@@ -60,6 +60,9 @@ CELERY_EXCEPTION_NAMES = {
     "CeleryError": errors.CeleriacError,
 }
 
+# where a Celery worker's stored exceptions say Celery's own come from (the time limit and
+# worker-lost errors are billiard's, re-exported by celery.exceptions)
+_CELERY_MODULES = ("celery.exceptions", "billiard.exceptions")
 # modules whose exception classes any stored result may name: they are ours and loaded
 _OWN_MODULES = ("celeriac.errors", "celeriac.exceptions")
 
@@ -310,7 +313,7 @@ def decode_exception(value: Any, app: Celeriac | None = None) -> BaseException:
 def _find_exception_class(
     exc_type: str, module: str, app: Celeriac | None
 ) -> type[BaseException] | None:
-    if module == "celery.exceptions" and exc_type in CELERY_EXCEPTION_NAMES:
+    if module in _CELERY_MODULES and exc_type in CELERY_EXCEPTION_NAMES:
         return _celery_named(exc_type)
     if module == "builtins":
         found: Any = getattr(builtins, exc_type, None)
