@@ -62,7 +62,7 @@ def beat(
 
     setup_logging(loglevel)
     if logfile:
-        _log_to_file(loglevel, logfile)
+        _log_to_file(logfile)
     state: CliState = ctx.obj
     app = state.app()
     if scheduler:
@@ -85,7 +85,7 @@ def beat(
             held.release()
 
 
-def _log_to_file(loglevel: str, logfile: str) -> None:
+def _log_to_file(logfile: str) -> None:
     import logging
 
     from .main import LOG_FORMAT
