@@ -99,16 +99,17 @@ class Plan:
     last_s: float | None  # the last slot to record at the end (sent or skipped)
 
 
-def plan(due: list[float], now_s: float, policy: str, late_after_s: float, paused: bool) -> Plan:
+def plan(due: list[float], now_s: float, policy: str, late_after_s: float, skip_all: bool) -> Plan:
     """Which due slots to send.
 
     A slot due more than *late_after_s* ago was missed (no beat was running then). ``all``
     sends missed slots too; ``once`` sends only the newest missed one; ``none`` sends none of
-    them. Slots due more recently are sent under every policy. A paused entry sends nothing.
+    them. Slots due more recently are sent under every policy. With *skip_all* (a paused
+    entry) none is sent.
     """
     if not due:
         return Plan([], None)
-    if paused:
+    if skip_all:
         return Plan([], due[-1])
     missed = [slot for slot in due if now_s - slot > late_after_s]
     recent = due[len(missed) :]
