@@ -1,9 +1,10 @@
 """Send events: Celery's ``EventDispatcher``, with task events sent in batches.
 
 ``send`` publishes one event now (worker events: online, heartbeat, offline; a client's
-task-sent). ``buffer`` holds task events; a flusher thread sends what is held as one
-``task.multi`` list shortly after the first one arrives (``flush_interval_s``) or at once when
-``buffer_limit`` are held, so a busy worker pays one PUBLISH per batch, not one per event.
+task-sent). ``buffer`` holds task events; a flusher thread sends what is held as
+``task.multi`` lists (``buffer_limit`` events at most in each) ``flush_interval_s`` after the
+first one arrives, so a busy worker pays one round trip per batch, not one per event, and
+the task's own thread does no encoding and no I/O for its events.
 A publish that fails is logged and its events are dropped: monitoring never stops a task.
 """
 
@@ -13,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.05
-BUFFER_LIMIT = 100
+BUFFER_LIMIT = 500  # events in one task.multi message
 
 
 class LamportClock:
@@ -39,6 +41,13 @@ class LamportClock:
         with self._lock:
             self.value += 1
             return self.value
+
+    def forward_many(self, count: int) -> int:
+        """Move on by *count* at once; returns the first of the values taken."""
+        with self._lock:
+            first = self.value + 1
+            self.value += count
+            return first
 
     def adjust(self, other: int) -> int:
         with self._lock:
@@ -65,8 +74,9 @@ class EventDispatcher:
         self.buffer_limit = buffer_limit
         self.pid = os.getpid()
         self.utcoffset = wire.utcoffset()
-        self._buffer: list[wire.Event] = []
-        self._lock = threading.Lock()
+        self._held: deque[wire.Event] = deque()
+        self._flush_lock = threading.Lock()
+        self._flush_asked = False
         self._pending = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -98,24 +108,41 @@ class EventDispatcher:
         self._publish([(key, wire.encode(event, self.hostname, key))])
 
     def buffer(self, event_type: str, fields: dict[str, Any]) -> None:
-        """Hold a task event for the next ``task.multi`` batch."""
-        event = self.event(event_type, fields)
-        with self._lock:
-            self._buffer.append(event)
-            full = len(self._buffer) >= self.buffer_limit
-        if full:
-            self.flush()
-        elif not self._pending.is_set():
+        """Hold a task event for the flusher thread's next ``task.multi`` batch. Its time is
+        taken now; its clock when the batch goes out, in the order events were held."""
+        fields["type"] = event_type
+        fields["timestamp"] = time.time()
+        self._held.append(fields)  # a deque: append and popleft need no lock
+        if not self._flush_asked:
+            self._flush_asked = True
             self._pending.set()
             if self._thread is None:
                 self.start()
 
     def flush(self) -> None:
-        with self._lock:
-            events, self._buffer = self._buffer, []
-        if events:
-            key = f"{wire.group_of(events[0]['type'])}.multi"
-            self._publish([(key, wire.encode(events, self.hostname, key))])
+        """Send every held event now, ``BATCH_LIMIT`` to a message, in one round trip."""
+        held = self._held
+        events: list[wire.Event] = []
+        with self._flush_lock:  # one flush at a time, so clocks follow the held order
+            while True:
+                try:
+                    events.append(held.popleft())
+                except IndexError:
+                    break
+            if not events:
+                return
+            clock = self.clock.forward_many(len(events))
+        common = {"hostname": self.hostname, "utcoffset": self.utcoffset, "pid": self.pid}
+        for event in events:
+            event.update(common)
+            event["clock"] = clock
+            clock += 1
+        items = []
+        for start in range(0, len(events), self.buffer_limit):
+            batch = events[start : start + self.buffer_limit]
+            key = f"{wire.group_of(batch[0]['type'])}.multi"
+            items.append((key, wire.encode(batch, self.hostname, key)))
+        self._publish(items)
 
     def _publish(self, items: list[tuple[str, bytes]]) -> None:
         try:
@@ -138,18 +165,20 @@ class EventDispatcher:
         while not self._stopped:
             if self.on_tick is not None:
                 self.on_tick()
-            if not self._pending.wait(0.5):
-                continue
-            time.sleep(self.flush_interval_s)  # let the batch gather
-            self._pending.clear()
-            self.flush()
+            if self._pending.wait(0.5):
+                time.sleep(self.flush_interval_s)  # let the batch gather
+                self._pending.clear()
+                self._flush_asked = False
+            if self._held:  # also what came in just as the last flush ended
+                self.flush()
 
     def after_fork(self) -> None:
         """In a freshly forked child: own pid, own connection, no inherited events."""
         self.pid = os.getpid()
         self._transport = None
-        self._buffer = []
-        self._lock = threading.Lock()
+        self._held = deque()
+        self._flush_lock = threading.Lock()
+        self._flush_asked = False
         self.clock._lock = threading.Lock()
         self._pending = threading.Event()
         self._thread = None

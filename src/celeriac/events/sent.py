@@ -1,9 +1,9 @@
 """``task-sent``: the client's event, with ``task_send_sent_event = True`` (Celery's setting).
 
-A view of the ``task_published`` lifecycle point, subscribed once an app with the setting on
-works out its routes (before its first send), so clients without it pay nothing. Each message sent gives
-one ``task-sent`` event, published alone with the routing key ``task.sent``, from
-``gen<pid>@<host>`` as Celery's clients name themselves.
+A view of the ``task_published`` lifecycle point, subscribed once an app with the setting
+on works out its routes (before its first send), so clients without it pay nothing. Each
+message sent gives one ``task-sent`` event, published alone with the routing key
+``task.sent``, from ``gen<pid>@<host>`` as Celery's clients name themselves.
 """
 
 from __future__ import annotations

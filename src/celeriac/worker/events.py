@@ -12,17 +12,17 @@ threads and green pools' process, and every prefork child. They are batched (see
 (made before the first fork) holding the task-events switch and each process's active and
 processed counts, which the manager's heartbeats report.
 
-Besides Celery's fields, task-started, -succeeded and -failed events say where the task
-ran: ``ppid``, ``thread_id``, ``thread_name``, ``greenlet``, ``asyncio_task``,
-``child_index`` and ``pool`` (``pid`` is Celery's own). Celery's consumers ignore them.
+Besides Celery's fields, task-started events say where the task ran: ``ppid``,
+``thread_id``, ``thread_name``, ``greenlet``, ``asyncio_task``, ``child_index`` and ``pool``
+(``pid`` is Celery's own). Celery's consumers ignore them.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
-import threading
 import time
 from multiprocessing.sharedctypes import RawArray
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,7 @@ HEARTBEAT_INTERVAL_S = 2.0  # Celery's default (its event_heartbeat... setting i
 PLACE_FIELDS = ("ppid", "thread_id", "thread_name", "greenlet", "asyncio_task", "child_index")
 SWITCH_WAIT_S = 1.5  # longest an enable/disable_events reply waits for prefork's children
 _MAX_SLOTS = 1024  # processes a worker may have at once: the main one and prefork children
+_PLAIN = frozenset({int, float, bool})  # results whose repr is short and cheap
 
 
 class SharedCounters:
@@ -54,14 +55,14 @@ class SharedCounters:
 
     Cell 0 is the switch; then three cells per process: active, processed, and the switch
     it follows now plus one (0: no process in the slot). Slot 0 is the process that started
-    the worker, slot i + 1 prefork child i. Each slot is written only by its own process
-    (under a lock there, for the threads pools)."""
+    the worker, slot i + 1 prefork child i. A process counts in plain Python (``next()`` on
+    an ``itertools.count`` is atomic, so the threads pools need no lock) and copies its
+    counts to its own cells now and then (``publish``)."""
 
     def __init__(self, slots: int) -> None:
         self.slots = max(1, min(slots, _MAX_SLOTS))
         self._cells: Any = RawArray("q", 1 + 3 * self.slots)
-        self.slot = 0
-        self._lock = threading.Lock()
+        self.take_slot(None)
 
     @property
     def task_events(self) -> bool:
@@ -72,10 +73,14 @@ class SharedCounters:
         self._cells[0] = 1 if on else 0
 
     def take_slot(self, child_index: int | None) -> None:
-        """Use the slot of this process (a prefork child: its index's); nothing is running."""
+        """Use the slot of this process (a prefork child: its index's), keeping the count of
+        what an earlier child in the same slot processed."""
         self.slot = 0 if child_index is None else min(child_index + 1, self.slots - 1)
-        self._lock = threading.Lock()
-        self._cells[1 + 3 * self.slot] = 0
+        self._received_count = itertools.count(1)
+        self._finished_count = itertools.count(1)
+        self.received = self.finished = 0
+        self._processed_before = int(self._cells[2 + 3 * self.slot])
+        self.publish()
 
     def following(self, switch: bool | None) -> None:
         """Say which switch this process follows now (None: it is gone)."""
@@ -86,18 +91,21 @@ class SharedCounters:
         cells = self._cells
         return all(cells[3 + 3 * i] in (0, int(switch) + 1) for i in range(self.slots))
 
-    def started(self) -> None:
-        with self._lock:
-            self._cells[1 + 3 * self.slot] += 1
+    def task_received(self) -> None:
+        self.received = next(self._received_count)
 
-    def finished(self) -> None:
-        with self._lock:
-            self._cells[1 + 3 * self.slot] -= 1
-            self._cells[2 + 3 * self.slot] += 1
+    def task_finished(self) -> None:
+        self.finished = next(self._finished_count)
+
+    def publish(self) -> None:
+        base = 1 + 3 * self.slot
+        self._cells[base] = max(0, self.received - self.finished)
+        self._cells[base + 1] = self._processed_before + self.finished
 
     def totals(self) -> tuple[int, int]:
+        self.publish()
         cells = self._cells
-        active = sum(max(0, cells[1 + 3 * i]) for i in range(self.slots))
+        active = sum(cells[1 + 3 * i] for i in range(self.slots))
         processed = sum(cells[2 + 3 * i] for i in range(self.slots))
         return active, processed
 
@@ -156,6 +164,7 @@ class WorkerEvents:
 
     def _tick(self) -> None:
         try:
+            self.counters.publish()
             self.follow_switch()
         except Exception:  # the flusher thread must live on
             logger.exception("events: could not follow the task-events switch")
@@ -257,7 +266,7 @@ class WorkerEvents:
         if not self._slot_known:
             self.counters.take_slot(ctx.place_base.get("child_index"))
             self._slot_known = True
-        self.counters.started()
+        self.counters.task_received()
         message = job.message
         headers = message.headers
         self._buffer(
@@ -281,23 +290,23 @@ class WorkerEvents:
         self._buffer("task-started", fields)
 
     def on_succeeded(self, ctx: ExecContext, job: Job, outcome: Outcome) -> None:
-        maxsize = getattr(job.task, "resultrepr_maxsize", 1024)
-        fields = self._place(outcome.place)
-        fields.update(
-            uuid=job.message.id,
-            result=short_repr(outcome.value, maxsize),
-            runtime=outcome.runtime_s,
+        value = outcome.value
+        if value is None or type(value) in _PLAIN:  # most results: no reprlib needed
+            text = repr(value)
+        else:
+            text = short_repr(value, getattr(job.task, "resultrepr_maxsize", 1024))
+        self.dispatcher.buffer(
+            "task-succeeded",
+            {"uuid": job.message.id, "result": text, "runtime": outcome.runtime_s},
         )
-        self._buffer("task-succeeded", fields)
 
     def on_failed(self, ctx: ExecContext, job: Job, outcome: Outcome) -> None:
-        fields = self._place(outcome.place)
-        fields.update(
-            uuid=job.message.id,
-            exception=short_repr(outcome.exc),
-            traceback=outcome.traceback or "",
-        )
-        self._buffer("task-failed", fields)
+        fields = {
+            "uuid": job.message.id,
+            "exception": short_repr(outcome.exc),
+            "traceback": outcome.traceback or "",
+        }
+        self.dispatcher.buffer("task-failed", fields)
 
     def on_retried(self, ctx: ExecContext, job: Job, outcome: Outcome) -> None:
         retry = outcome.exc
@@ -338,7 +347,7 @@ class WorkerEvents:
         )
 
     def on_finished(self, ctx: ExecContext, job: Job, outcome: Outcome) -> None:
-        self.counters.finished()
+        self.counters.task_finished()
         if outcome.state == states.REJECTED:
             requeue = bool(getattr(outcome.exc, "requeue", False))
             self._buffer("task-rejected", {"uuid": job.message.id, "requeue": requeue})
