@@ -423,3 +423,19 @@ def test_catch_up_all_sends_a_long_backlog_in_order_over_several_ticks(app: Cele
         ticks += 1
     assert ticks >= 3
     assert sent_ids(app) == [slot_task_id("tick", START + k) for k in range(1, 2501)]
+
+
+def test_list_shows_settings_entries_with_their_last_and_next_runs(app: Celery) -> None:
+    app.conf.beat_schedule = {"nightly": {"task": "unit.n", "schedule": crontab(0, 3)}}
+    clock = Clock(START)
+    beat = Beat(app, clock=clock)
+    manager = PeriodicTasks(app, store=beat.store)
+    (before,) = manager.list()
+    assert (before.source, before.last_run_at, before.next_run_at) == ("settings", None, None)
+    beat.tick()
+    clock.now_s = START + 86400
+    beat.tick()
+    (after,) = manager.list()
+    assert after.schedule == "<crontab: 0 3 * * * (m/h/dM/MY/d)>"
+    assert after.last_run_at == datetime(2026, 6, 2, 3, tzinfo=timezone.utc)
+    assert after.next_run_at == datetime(2026, 6, 3, 3, tzinfo=timezone.utc)
