@@ -7,7 +7,7 @@ import logging
 import signal as signal_module
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import pidbox
@@ -47,7 +47,12 @@ class Control:
         reply: bool = False,
         timeout: float = 1.0,
         limit: int | None = None,
+        callback: Callable[[dict[str, Any]], Any] | None = None,
+        **_ignored: Any,
     ) -> list[dict[str, Any]] | None:
+        """Send *command* to every worker (or those in *destination*); with *reply*, the
+        ``{nodename: answer}`` replies that came within *timeout* (each also handed to
+        *callback* as it arrives), Celery's ``app.control.broadcast``."""
         client, db = self._redis()
         oid = str(uuid.uuid4()) if reply else None
         envelope, _ticket = pidbox.request(
@@ -76,6 +81,8 @@ class Control:
                     logger.warning("ignoring a reply to %s: %s", command, exc)
                     continue
                 replies.append(body)
+                if callback is not None:
+                    callback(body)
         finally:
             client.srem(binding_key, pidbox.reply_binding(oid))
             client.delete(queue)
@@ -140,11 +147,95 @@ class Control:
     def terminate(self, task_id: str, signal: str = "SIGTERM") -> None:
         self.revoke(task_id, terminate=True, signal=signal)
 
-    def ping(self, destination: Sequence[str] | None = None, timeout: float = 1.0) -> list[Any]:
-        return self.broadcast("ping", destination=destination, reply=True, timeout=timeout) or []
+    def ping(
+        self, destination: Sequence[str] | None = None, timeout: float = 1.0, **kwargs: Any
+    ) -> list[Any]:
+        kwargs.setdefault("reply", True)
+        return self.broadcast("ping", destination=destination, timeout=timeout, **kwargs) or []
 
-    def shutdown(self, destination: Sequence[str] | None = None) -> None:
-        self.broadcast("shutdown", destination=destination)
+    # Celery's control commands: each broadcasts; pass reply=True for the workers' answers
+    def shutdown(self, destination: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        return self.broadcast("shutdown", destination=destination, **kwargs)
+
+    def rate_limit(
+        self,
+        task_name: str,
+        rate_limit: str | int | None,
+        destination: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """A task's new rate limit (``"10/m"``), stored on the task in every worker."""
+        arguments = {"task_name": task_name, "rate_limit": rate_limit}
+        return self.broadcast("rate_limit", arguments, destination, **kwargs)
+
+    def time_limit(
+        self,
+        task_name: str,
+        soft: float | None = None,
+        hard: float | None = None,
+        destination: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        arguments = {"task_name": task_name, "soft": soft, "hard": hard}
+        return self.broadcast("time_limit", arguments, destination, **kwargs)
+
+    def add_consumer(
+        self,
+        queue: str,
+        exchange: str | None = None,
+        exchange_type: str = "direct",
+        routing_key: str | None = None,
+        options: dict[str, Any] | None = None,
+        destination: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Workers start consuming *queue* now (declared, bound as given)."""
+        arguments = {
+            "queue": queue,
+            "exchange": exchange,
+            "exchange_type": exchange_type,
+            "routing_key": routing_key,
+            **(options or {}),
+        }
+        return self.broadcast("add_consumer", arguments, destination, **kwargs)
+
+    def cancel_consumer(
+        self, queue: str, destination: Sequence[str] | None = None, **kwargs: Any
+    ) -> Any:
+        return self.broadcast("cancel_consumer", {"queue": queue}, destination, **kwargs)
+
+    def pool_grow(self, n: int = 1, destination: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        return self.broadcast("pool_grow", {"n": n}, destination, **kwargs)
+
+    def pool_shrink(
+        self, n: int = 1, destination: Sequence[str] | None = None, **kwargs: Any
+    ) -> Any:
+        return self.broadcast("pool_shrink", {"n": n}, destination, **kwargs)
+
+    def autoscale(
+        self, max: int, min: int, destination: Sequence[str] | None = None, **kwargs: Any
+    ) -> Any:
+        return self.broadcast("autoscale", {"max": max, "min": min}, destination, **kwargs)
+
+    def pool_restart(
+        self,
+        modules: Sequence[str] | None = None,
+        reload: bool = False,
+        reloader: Any = None,
+        destination: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        arguments = {"modules": list(modules or []), "reload": reload}
+        return self.broadcast("pool_restart", arguments, destination, **kwargs)
+
+    def heartbeat(self, destination: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        return self.broadcast("heartbeat", destination=destination, **kwargs)
+
+    def enable_events(self, destination: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        return self.broadcast("enable_events", destination=destination, **kwargs)
+
+    def disable_events(self, destination: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        return self.broadcast("disable_events", destination=destination, **kwargs)
 
     def inspect(
         self, destination: Sequence[str] | None = None, timeout: float = 1.0, **options: Any
@@ -168,8 +259,9 @@ class Inspect:
         *,
         control: Control | None = None,
     ) -> None:
-        """Celery's signature (``Inspect(app=app, timeout=2)``); ``callback``,
-        ``connection``, ``pattern`` and ``matcher`` are accepted and not used."""
+        """Celery's signature (``Inspect(app=app, timeout=2)``); *callback* gets each
+        reply as it arrives; ``connection``, ``pattern`` and ``matcher`` are accepted and
+        not used."""
         if control is None:
             if app is None:
                 from .app import default_app
@@ -181,6 +273,7 @@ class Inspect:
         self.destination = destination
         self.timeout = timeout
         self.limit = limit
+        self.callback = callback
 
     def _ask(self, command: str, **arguments: Any) -> dict[str, Any] | None:
         replies = self.control.broadcast(
@@ -190,6 +283,7 @@ class Inspect:
             reply=True,
             timeout=self.timeout,
             limit=self.limit,
+            callback=self.callback,
         )
         return flatten_reply(replies or []) or None
 
@@ -200,11 +294,11 @@ class Inspect:
     def ping(self) -> dict[str, Any] | None:
         return self._ask("ping")
 
-    def active(self) -> dict[str, Any] | None:
-        return self._ask("active")
+    def active(self, safe: bool | None = None) -> dict[str, Any] | None:
+        return self._ask("active", safe=safe) if safe is not None else self._ask("active")
 
-    def registered(self) -> dict[str, Any] | None:
-        return self._ask("registered")
+    def registered(self, *taskinfoitems: str) -> dict[str, Any] | None:
+        return self._ask("registered", taskinfoitems=list(taskinfoitems))
 
     def revoked(self) -> dict[str, Any] | None:
         return self._ask("revoked")
@@ -224,6 +318,28 @@ class Inspect:
 
     def scheduled(self) -> dict[str, Any] | None:
         return self._ask("scheduled")
+
+    def query_task(self, *ids: str | Sequence[str]) -> dict[str, Any] | None:
+        """``{node: {id: [state, request]}}`` for the ids each worker has (Celery's)."""
+        flat = [i for item in ids for i in ([item] if isinstance(item, str) else item)]
+        return self._ask("query_task", ids=flat)
+
+    def report(self) -> dict[str, Any] | None:
+        return self._ask("report")
+
+    def clock(self) -> dict[str, Any] | None:
+        return self._ask("clock")
+
+    def memsample(self) -> dict[str, Any] | None:
+        return self._ask("memsample")
+
+    def memdump(self, samples: int = 10) -> dict[str, Any] | None:
+        return self._ask("memdump", samples=samples)
+
+    def tree(self) -> dict[str, Any] | None:
+        """celeriac's own: each worker's process tree, connections and running tasks, as the
+        worker measures them now (``celeriac inspect tree``)."""
+        return self._ask("tree")
 
     registered_tasks = registered
 

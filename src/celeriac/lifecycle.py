@@ -20,6 +20,7 @@ point                    emitted with
 task_publishing          OutgoingMessage (the client, before the message is handed over)
 task_published           OutgoingMessage (after)
 task_received            ctx, job (the slot that will run it, once accepted)
+task_deferred            ctx, delivery, message (an ETA/countdown task parked broker-side)
 task_unknown             ctx, delivery, message, exc (an unregistered task name)
 task_rejected            ctx, delivery, exc (a message that is not a runnable task)
 task_revoked             ctx, job, terminated, signum, expired (prefork terminate:
@@ -97,6 +98,7 @@ task_published = Point("task_published")
 
 # one task in the worker
 task_received = Point("task_received")
+task_deferred = Point("task_deferred")  # ctx, delivery, message (ETA later: parked)
 task_unknown = Point("task_unknown")
 task_rejected = Point("task_rejected")
 task_revoked = Point("task_revoked")

@@ -7,7 +7,6 @@ pushed to the caller's reply list, exactly as a Celery worker replies.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -22,12 +21,13 @@ from ..backends.base import build_meta, encode_exception
 from ..brokers.redis import CONNECTION_ERRORS
 from ..control import REVOKE_TTL_S
 from ..errors import TaskRevokedError
-from ..protocol import new_id
 from ..urls import masked
-from . import control_commands, revoked
+from . import control_actions, control_commands, control_inspect, control_tree, revoked
 from . import events as worker_events
+from .consumed_queues import ConsumedQueues
 from .control_commands import ControlState, control_command, inspect_command
 from .execute import result_expires_s
+from .task_book import TaskBook
 
 __all__ = ["ControlListener", "ControlState", "control_command", "inspect_command"]
 
@@ -41,22 +41,34 @@ Terminate = Callable[[str, int], bool]
 
 
 class ControlListener:
+    """Answers remote control for one worker. Made before the pool forks: the record of
+    what runs where (task_book) and the consumed queues are shared with prefork children."""
+
     def __init__(
         self,
         runtime: WorkerRuntime,
         terminate: Terminate | None = None,
-        active: Callable[[], list[dict[str, Any]]] | None = None,
         running: Callable[[], set[str]] | None = None,
+        pool: Any = None,
     ) -> None:
         self.runtime = runtime
-        self.terminate = terminate
+        self.pool = pool
+        self.terminate = terminate or getattr(pool, "terminate_task", None)
         # the ids running in this worker: the pool's (prefork children), else this process's
-        self.running = running or revoked.running_here
-        self.active = active or (lambda: [])
+        self.running = running or getattr(pool, "running_ids", None) or revoked.running_here
         self.started_at = time.time()
+        self._clock = 0
         self._stopped = False
         self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
+        self.consumed = runtime.consumed
+        self.book: TaskBook | None = None
+        if pool is not None:  # a real worker: changeable queues and a record of its tasks
+            if self.consumed is None:
+                self.consumed = runtime.consumed = ConsumedQueues(runtime.queues)
+            table = getattr(pool, "table", None)
+            self.book = TaskBook(runtime.nodename, table.count if table is not None else 0)
+            self.book.install()
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda args: {"ok": "pong"},
             "revoke": self._revoke,
@@ -64,21 +76,53 @@ class ControlListener:
             "revoked": lambda args: sorted(
                 i for i in self.runtime.app.broker.revoked_ids() if not revoked.is_stamp_token(i)
             ),
-            "registered": lambda args: sorted(self.runtime.app.tasks),
-            "active": lambda args: self.active(),
-            "reserved": lambda args: [],
-            "scheduled": lambda args: [],
-            "active_queues": lambda args: [
-                {"name": q, "exchange": {"name": q, "type": "direct"}, "routing_key": q}
-                for q in self.runtime.queues
-            ],
-            "stats": self._stats,
+            "dump_revoked": lambda args: self.handlers["revoked"](args),
             "conf": self._conf,
             "shutdown": self._shutdown,
-            "hello": lambda args: {"revoked": {}, "clock": 1},
+            "hello": lambda args: {"revoked": [], "clock": self.clock()},
             "enable_events": lambda args: _switch_task_events(True),
             "disable_events": lambda args: _switch_task_events(False),
+            "tree": lambda args: control_tree.measure(self),
+            **control_inspect.handlers(self),
+            **control_actions.handlers(self),
         }
+
+    # what the command modules read
+    def clock(self) -> int:
+        self._clock += 1
+        return self._clock
+
+    def revoke_command(self, args: dict[str, Any]) -> dict[str, str]:
+        return self._revoke(args)
+
+    def queues(self) -> list[str]:
+        return self.consumed.names() if self.consumed is not None else list(self.runtime.queues)
+
+    def children(self) -> list[Any]:
+        """Prefork's live children (index, pid), by index; [] for the other pools."""
+        found = getattr(self.pool, "children", None) or {}
+        return sorted((c for c in list(found.values()) if not c.retiring), key=lambda c: c.index)
+
+    def child_pids(self) -> list[int]:
+        return [child.pid for child in self.children()]
+
+    def pool_running(self) -> dict[int, str | None] | None:
+        """Prefork: live child index -> the id of the task it runs (None: idle)."""
+        table = getattr(self.pool, "table", None)
+        if table is None:
+            return None
+        answer: dict[int, str | None] = {}
+        for child in self.children():
+            running = table.running(child.index)
+            answer[child.index] = running.task_id if running is not None else None
+        return answer
+
+    def owners(self) -> list[str]:
+        """The broker owner ids of this worker's consumers (whose held messages are ours)."""
+        owners = getattr(self.pool, "_owners", None)
+        if owners is not None:
+            return list(owners())
+        return [str(self.runtime.app.broker.owner)]
 
     def start(self) -> bool:
         shared = getattr(self.runtime.app.broker, "client", None)
@@ -87,10 +131,10 @@ class ControlListener:
         # a client of its own: the prefork manager closes the app's connections before every
         # fork (a child must not inherit them), which would pull this thread's socket away
         pool = shared.connection_pool
+        kwargs = dict(pool.connection_kwargs)  # named, as every connection is (inspect tree)
+        kwargs["client_name"] = f"{kwargs.get('client_name') or 'celeriac'}:control"
         client = type(shared)(
-            connection_pool=type(pool)(
-                connection_class=pool.connection_class, **pool.connection_kwargs
-            )
+            connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
         )
         self._thread = threading.Thread(
             target=self._run, args=(client,), daemon=True, name="celeriac-control"
@@ -104,6 +148,8 @@ class ControlListener:
 
     def stop(self) -> None:
         self._stopped = True
+        if self.book is not None:
+            self.book.uninstall()
 
     def _run(self, client: Any) -> None:
         db = int(client.connection_pool.connection_kwargs.get("db", 0))
@@ -184,15 +230,17 @@ class ControlListener:
         running = self.running()
         mark_revoked(self.runtime.app, [task_id for task_id in ids if task_id not in running])
         if args.get("terminate"):
-            signum = _signal_number(args.get("signal", "SIGTERM"))
-            for task_id in ids:
-                if self.terminate is None or not self.terminate(task_id, signum):
-                    logger.warning(
-                        "cannot terminate %s: the %s pool runs tasks inside the worker "
-                        "process; it is revoked and will not start again",
-                        task_id,
-                        self.runtime.pool_name,
-                    )
+            signum = _signal_number(args.get("signal") or "SIGTERM")
+            terminated = [
+                task_id
+                for task_id in ids
+                if task_id in running and self.terminate is not None
+                if self.terminate(task_id, signum)
+            ]
+            # Celery's replies
+            if not terminated:
+                return {"ok": "terminate: tasks unknown"}
+            return {"ok": f"terminate: {', '.join(terminated)}"}
         return {"ok": f"tasks {', '.join(ids)} flagged as revoked"}
 
     def _revoke_by_stamped_headers(self, args: dict[str, Any]) -> dict[str, str]:
@@ -223,18 +271,6 @@ class ControlListener:
         if not stopped:
             return {"ok": f"headers {headers} were not terminated"}
         return {"ok": f"headers {stopped} revoked"}
-
-    def _stats(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "pid": os.getpid(),
-            "pool": {
-                "implementation": self.runtime.pool_name,
-                "max-concurrency": self.runtime.concurrency,
-            },
-            "uptime": int(time.time() - self.started_at),
-            "broker": {"transport": self.runtime.app.broker_url.split("://", 1)[0]},
-            "clock": new_id(),
-        }
 
     def _conf(self, args: dict[str, Any]) -> dict[str, Any]:
         """Celery's ``inspect conf``: the settings set (all with ``with_defaults``), with

@@ -126,12 +126,20 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
         return None
     eta = message.eta
     if eta is not None and (eta - now).total_seconds() > 0.002:
-        logger.debug("task %s[%s] due at %s; parked broker-side", message.task, message.id, eta)
-        broker.defer(delivery, eta.timestamp())
-        if ctx.on_defer is not None:
-            ctx.on_defer(eta.timestamp())
+        _defer(ctx, delivery, message, eta)
         return None
     return Job(delivery, message, task)
+
+
+def _defer(
+    ctx: ExecContext, delivery: Delivery, message: protocol.TaskMessage, eta: datetime
+) -> None:
+    logger.debug("task %s[%s] due at %s; parked broker-side", message.task, message.id, eta)
+    ctx.app.broker.defer(delivery, eta.timestamp())
+    if ctx.on_defer is not None:
+        ctx.on_defer(eta.timestamp())
+    if lifecycle.task_deferred.hooks:
+        lifecycle.task_deferred.emit(ctx, delivery, message)
 
 
 def _reject_invalid(

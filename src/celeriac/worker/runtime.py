@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..app import Celeriac
+    from .consumed_queues import ConsumedQueues
 
 
 class ColdShutdown(BaseException):
@@ -69,3 +70,5 @@ class WorkerRuntime:
     prefetch_window_s: float = 0.0  # see prefetch.py
     warm_grace_s: float | None = None
     autoscale: tuple[int, int] | None = None  # (MAX, MIN) prefork children, see autoscale.py
+    # the queues as add_consumer/cancel_consumer change them (shared with prefork children)
+    consumed: ConsumedQueues | None = None

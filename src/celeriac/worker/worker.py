@@ -161,11 +161,7 @@ class Worker:
         state = StateDB(self.statedb_path) if self.statedb_path else None
         if state is not None:
             state.load(app)
-        control = ControlListener(
-            self.runtime,
-            terminate=getattr(pool, "terminate_task", None),
-            running=getattr(pool, "running_ids", None),
-        )
+        control = ControlListener(self.runtime, pool=pool)  # before the pool forks
         control.start()
         if not control.wait_subscribed(CONTROL_READY_S):
             logger.warning(

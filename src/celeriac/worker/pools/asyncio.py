@@ -248,7 +248,14 @@ class AsyncioPool:
         consumer_thread = DaemonThreadExecutor(1, "celeriac-consumer")
         runner = LoopRunner(ctx, slots, runtime.stop, loop, io_threads, task_threads)
         runner.limits = self.limits = AsyncLimits(runtime, loop)
-        consumer = Consumer(ctx, runtime.queues, slots, runtime.stop, handler=runner.hand_over)
+        consumer = Consumer(
+            ctx,
+            runtime.queues,
+            slots,
+            runtime.stop,
+            handler=runner.hand_over,
+            queue_source=runtime.consumed,
+        )
         with vouched_for(runtime):
             await self._consume(loop, consumer, consumer_thread, runner, io_threads, task_threads)
         return 0
