@@ -269,3 +269,17 @@ def test_task_sent_events_from_a_client_that_asks_for_them(
     finally:
         quiet.close()
         sender.close()
+
+
+@pytest.mark.parametrize("pool", ["gevent", "eventlet", "asyncio"])
+def test_task_events_on_green_and_asyncio_pools(
+    pool: str, collector: Collector, client: Celery, worker_factory: Callable[..., WorkerProcess]
+) -> None:
+    worker = worker_factory("event_tasks", "-P", pool, "-c", "3", "-E", "-n", f"{pool}@localhost")
+    result = client.send_task("ev.add", (2, 5))
+    assert result.get(timeout=10) == 7
+    assert collector.of("task-succeeded", result.id)["result"] == "7"
+    started = collector.of("task-started", result.id)
+    assert started["pool"] == pool and started["pid"] == worker.pid
+    if pool in ("gevent", "eventlet"):
+        assert isinstance(started["greenlet"], int)  # each task runs in a greenlet of its own
