@@ -214,9 +214,12 @@ def _register_commands() -> None:
     cli.add_command(tasks_cmd.purge)
     cli.add_command(dead_cmd.dead)
     cli.add_command(migrate_cmd.migrate_imports)
-    from . import events_cmd
+    from . import events_cmd, inspect_cmd
 
     cli.add_command(events_cmd.events)
+    cli.add_command(inspect_cmd.inspect)
+    cli.add_command(inspect_cmd.control)
+    cli.add_command(inspect_cmd.status)
     if demo_cmd.demo is not None:
         cli.add_command(demo_cmd.demo)
 

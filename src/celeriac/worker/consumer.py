@@ -261,13 +261,16 @@ class Consumer:
         logger.debug("handed %d message(s) back for an idle sibling", len(receipts))
 
     def _follow_queues(self) -> bool:
-        """Take the queue list again when add_consumer/cancel_consumer changed it; False
-        while there is no queue to consume (the loop waits then)."""
+        """Follow what remote control changed (add_consumer/cancel_consumer's queues,
+        rate_limit/time_limit's task settings); False while there is no queue to consume
+        (the loop waits then)."""
         source = self.queue_source
         if source is not None and source.version != self._queues_version:
             self._queues_version = source.version
-            self.queues = source.names()
-            logger.info("consuming from: %s", ", ".join(self.queues) or "no queue")
+            queues = source.follow(self.ctx.app)
+            if queues != self.queues:
+                self.queues = queues
+                logger.info("consuming from: %s", ", ".join(self.queues) or "no queue")
         if not self.queues:
             self.stop.warm.wait(MAX_WAIT_S)
             return False

@@ -71,6 +71,7 @@ def rate_limit(listener: ControlListener, task_name: Any, args: dict[str, Any]) 
         return nok("unknown task")
     disabled = text in ("", "0") or (text.split("/")[0].strip() in ("0", "0.0"))
     task.rate_limit = None if disabled else text
+    _share(listener, task.name, rate_limit=task.rate_limit)
     if disabled:
         logger.info("rate limits disabled for tasks of type %s", task_name)
         return ok("rate limit disabled successfully")
@@ -88,8 +89,15 @@ def time_limit(listener: ControlListener, args: dict[str, Any]) -> Any:
     soft, hard = _seconds(args.get("soft")), _seconds(args.get("hard"))
     task.soft_time_limit = soft
     task.time_limit = hard
+    _share(listener, task.name, soft_time_limit=soft, time_limit=hard)
     logger.info("new time limits for tasks of type %s: soft=%s hard=%s", task.name, soft, hard)
     return ok("time limits set successfully")
+
+
+def _share(listener: ControlListener, task_name: str, **settings: Any) -> None:
+    """Every process of the worker (prefork's children) applies it before its next fetch."""
+    if listener.consumed is not None:
+        listener.consumed.set_task(task_name, **settings)
 
 
 def _seconds(value: Any) -> float | None:
@@ -152,9 +160,8 @@ def pool_resize(listener: ControlListener, command: str, n: int) -> Any:
     method = getattr(pool, command, None)
     if method is None:
         return nok(
-            f"{command} is not supported by the {runtime.pool_name} pool: its "
-            f"{_units(runtime.pool_name)} are fixed by --concurrency at start; use -P prefork "
-            "to grow or shrink a running worker"
+            f"{command} is not supported by the {runtime.pool_name} pool: it "
+            f"{_units(runtime.pool_name)}; use -P prefork to grow or shrink a running worker"
         )
     if runtime.autoscale is not None:
         return nok(f"{command} is not supported with autoscale. Adjust autoscale range instead.")
@@ -167,12 +174,12 @@ def pool_resize(listener: ControlListener, command: str, n: int) -> Any:
 
 def _units(pool_name: str) -> str:
     return {
-        "solo": "one slot (the worker's own thread)",
-        "threads": "threads",
-        "gevent": "greenlets",
-        "eventlet": "greenlets",
-        "asyncio": "event-loop slots",
-    }.get(pool_name, "slots")
+        "solo": "runs one task at a time in the worker's own thread",
+        "threads": "keeps the threads --concurrency gave it at start",
+        "gevent": "keeps the greenlet pool size --concurrency gave it at start",
+        "eventlet": "keeps the greenlet pool size --concurrency gave it at start",
+        "asyncio": "keeps the event-loop slots --concurrency gave it at start",
+    }.get(pool_name, "keeps the size --concurrency gave it at start")
 
 
 def autoscale(listener: ControlListener, high: Any, low: Any) -> Any:
