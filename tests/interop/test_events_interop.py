@@ -16,6 +16,8 @@ import celery
 import pytest
 import redis
 
+from celeriac.events import EventReceiver
+from celeriac.events.monitor import ClusterMonitor
 from tests.support.workers import WorkerProcess
 
 Event = dict[str, Any]
@@ -149,3 +151,54 @@ def test_celery_receiver_reads_a_celeriac_worker(
     worker.stop()
     offline = celery_events.of("worker-offline")
     assert offline["hostname"] == node
+
+
+def test_celeriac_receiver_reads_a_celery_worker(
+    celeriac_client: Any, celery_worker_factory: Callable[..., WorkerProcess]
+) -> None:
+    """The other way round: celeriac's EventReceiver (what `celeriac events` uses) and its
+    monitor make sense of a real Celery worker's events (task.multi batches included)."""
+    monitor = ClusterMonitor()
+    seen: list[Event] = []
+    listening = threading.Event()
+    stop = threading.Event()
+
+    def read() -> None:
+        for event in EventReceiver(celeriac_client).events(timeout_s=60):
+            listening.set()
+            if stop.is_set():
+                return
+            if event is not None:
+                seen.append(event)
+                monitor.feed(event)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert listening.wait(10)
+    try:
+        celery_worker_factory(
+            "celery_core_tasks",
+            "-P",
+            "solo",
+            "-E",
+            "-n",
+            "real@localhost",
+            "-l",
+            "info",
+            "--without-mingle",
+            "--without-gossip",
+        )
+        result = celeriac_client.send_task("core.add", (4, 4))
+        assert result.get(timeout=10) == 8
+        deadline = time.monotonic() + 15
+        while monitor.tasks.get(result.id) is None or monitor.tasks[result.id].state != "SUCCESS":
+            assert time.monotonic() < deadline, [e["type"] for e in seen]
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        reader.join(5)
+    task = monitor.tasks[result.id]
+    assert task.name == "core.add" and task.result == "8" and task.worker == "real@localhost"
+    worker = monitor.workers["real@localhost"]
+    assert worker.software.startswith("py-celery")
+    assert worker.alive(time.time())
