@@ -70,7 +70,6 @@ DEFAULTS: dict[str, Any] = {
     "task_always_eager": False,
     "task_eager_propagates": False,
     "task_allow_error_cb_on_chord_header": False,
-    "task_allow_error_cb_on_chord_header": False,
     "task_store_eager_result": False,
     "task_annotations": None,
     "task_publish_retry": True,
@@ -83,6 +82,7 @@ DEFAULTS: dict[str, Any] = {
     "task_send_sent_event": False,
     "task_protocol": 2,
     "task_default_rate_limit": None,
+    "task_rate_limit_scope": "worker",  # "global": rate limits hold across every worker
     "task_remote_tracebacks": False,
     # worker
     "worker_concurrency": None,
@@ -111,13 +111,13 @@ DEFAULTS: dict[str, Any] = {
     "enable_utc": True,
     "beat_schedule": {},
     "beat_scheduler": None,
+    "beat_max_loop_interval": 0,
     "beat_schedule_filename": "celerybeat-schedule",  # accepted; beat keeps its state in the broker
     "beat_sync_every": 0,  # accepted; every claim is written to the broker at once
     "beat_cron_starting_deadline": None,  # accepted; see beat_catch_up
     "beat_catch_up": "once",  # after every beat was down: "once", "none" or "all" missed runs
     "beat_catch_up_after": 5.0,  # a run due longer ago than this (seconds) counts as missed
     "beat_claim_timeout": 10.0,  # a claimed run not confirmed sent by then is sent by another beat
-    "beat_max_loop_interval": 0,
     "security_key": None,
     # celeriac's own
     "worker_heartbeat_interval": 1.0,

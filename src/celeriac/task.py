@@ -125,6 +125,12 @@ class Task:
     priority: int | None = None
     expires: float | datetime | None = None
     rate_limit: str | None = None
+    # flow control (flow/): Celery-style options, checked when the task is registered
+    rate_limit_scope: str | None = None  # "worker" (Celery's) or "global" (the whole cluster)
+    rate_limit_key: Callable[..., Any] | str | None = None  # one bucket per key
+    max_concurrency: int | None = None  # at most N runs at once across the cluster
+    unique_for: float | None = None  # seconds: a second send while queued/running is a no-op
+    unique_key: Callable[..., Any] | str | None = None
     typing = True
     store_errors_even_if_ignored = False
 
@@ -205,6 +211,11 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<@task: {self.name} of {self.app.main or '__main__'}>"
+
+    @property
+    def flow_options(self) -> bool:
+        """Whether a concurrency cap or a unique lock applies (rate_limit is read apart)."""
+        return bool(self.max_concurrency or self.unique_for)
 
     # running locally
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

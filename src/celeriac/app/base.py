@@ -22,6 +22,8 @@ from ..config import DEFAULT_BROKER_URL, Settings, load_object
 from ..errors import ImproperlyConfigured, InvalidTaskOptions, NotRegistered
 from ..fixups import Fixup, fixups_for
 from ..fixups.django import settings_to_read
+from ..flow import unique as flow_unique
+from ..flow.limits import check_task as check_flow
 from ..queues import Queues
 from ..result import AsyncResult
 from ..routing import Router
@@ -298,6 +300,7 @@ class Celeriac:
         setting = self.conf.task_annotations
         if setting:
             apply_annotations(prepare_annotations(setting), task)
+        check_flow(task, self.conf)  # a bad rate_limit or key fails here, naming the task
 
     def gen_task_name(self, name: str, module: str) -> str:
         if module == "__main__" and self.main:
@@ -395,6 +398,10 @@ class Celeriac:
         if task is not None:
             _check_arguments(task, name, args, kwargs)
         task_id = options.get("task_id") or protocol.new_id()
+        if task is not None and task.unique_for:  # flow control: one at a time per key
+            holder = flow_unique.claim(self, task, args, kwargs, task_id)
+            if holder is not None:
+                return AsyncResult(holder, app=self, task_name=name)
         factory = self._plain_factory(name, task) if not options else None
         targets: tuple[str, ...] = ()
         if factory is not None:  # delay(): routing and options worked out once per task

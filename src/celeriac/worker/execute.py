@@ -21,6 +21,7 @@ from .. import lifecycle, protocol, states
 from ..backends.base import build_meta, encode_exception
 from ..brokers.base import Delivery
 from ..errors import Ignore, InvalidMessage, NotRegistered, Reject, Retry, TaskRevokedError
+from ..flow import gate as flow_gate
 from ..task import Request, Task, pop_request, push_request
 from . import request_fields, revoked, workflow
 from .place import Place, current_place
@@ -67,6 +68,7 @@ class Job:
     task: Task
     acked: bool = False
     request: Request | None = None
+    flow_held: Any = None  # the slot and unique lock flow control gave it (flow/gate.py)
 
 
 @dataclass
@@ -118,7 +120,7 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
         _discard(ctx, Job(delivery, message, task), "revoked")  # revoke_by_stamped_headers
         return None
     if not (headers.get("expires") or headers.get("eta")):
-        return Job(delivery, message, task)  # the common case: nothing to compare with now
+        return _admitted(ctx, Job(delivery, message, task))  # the common case: no ETA
     now = datetime.now(timezone.utc)
     expires = message.expires
     if expires is not None and expires <= now:
@@ -128,7 +130,29 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
     if eta is not None and (eta - now).total_seconds() > 0.002:
         _defer(ctx, delivery, message, eta)
         return None
-    return Job(delivery, message, task)
+    return _admitted(ctx, Job(delivery, message, task))
+
+
+def _admitted(ctx: ExecContext, job: Job) -> Job | None:
+    """Flow control: the job, or None when it was parked (or its key failed)."""
+    task = job.task
+    if not (
+        task.rate_limit
+        or task.flow_options
+        or ctx.app.conf.task_default_rate_limit
+        or flow_gate.overridden(ctx)
+    ):
+        return job  # nothing limits this task: a few truth tests on the hot path
+    try:
+        flow = flow_gate.spec(ctx, task)
+        if flow is None or flow_gate.admit(ctx, job, flow):
+            return job
+    except flow_gate.KeyFailed as exc:  # fails this one task, never the worker
+        logger.error("task %s[%s]: %s", job.message.task, job.message.id, exc)
+        _store_failure(ctx, job.message.id, exc, traceback_text=None, message=job.message)
+        workflow.on_not_run(ctx.app, job.message, states.FAILURE, exc)
+        ctx.ack_now_or_later(job.delivery.receipt)
+    return None
 
 
 def _defer(
@@ -168,6 +192,8 @@ def _discard(ctx: ExecContext, job: Job, why: str) -> None:
     )
     _store(ctx, message.id, meta)
     workflow.on_not_run(ctx.app, message, states.REVOKED, TaskRevokedError(why))
+    if job.task.flow_options:
+        flow_gate.dropped(ctx, job.task, message.args, message.kwargs, message.id)
     ctx.ack_now_or_later(delivery.receipt)
     if lifecycle.task_revoked.hooks:
         lifecycle.task_revoked.emit(ctx, job, False, None, why == "expired")
@@ -424,6 +450,8 @@ def finish(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
             lifecycle.task_finished.emit(ctx, job, outcome)
         ctx.processed += 1
         revoked.finished(message.id)
+        if job.flow_held is not None:
+            flow_gate.finished(ctx, job, outcome.state)
         if ctx.on_task_end is not None:
             ctx.on_task_end(job)
     if not job.acked:
