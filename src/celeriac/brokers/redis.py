@@ -55,6 +55,9 @@ INBOX_PREFIX = "celeriac.inbox."  # where an idle consumer's blocking move puts 
 INBOXES = "celeriac.inboxes"  # owner -> the queue its inbox takes from
 BLOCK_GRACE_S = 1.0  # a blocking move's answer later than its timeout plus this: a dead link
 LOSSES = "celeriac.losses"
+# broker_transport_options["socket_timeout"]'s default; every wait the broker asks Redis for
+# (a blocking move) is far shorter
+SOCKET_TIMEOUT_S = 30.0
 RESTORE_MUTEX = "celeriac.restore_mutex"
 REVOKED = "celeriac.revoked"
 REVOKED_VERSION = "celeriac.revoked.version"
@@ -101,6 +104,8 @@ class RedisBroker:
         self.visibility_timeout_s = float(options.get("visibility_timeout", 3600))
         self._client_name = client_name
         self._connect_timeout_s = float(settings.broker_connection_timeout or 4.0)
+        # no answer within this: a clear error, not a hang (a Redis frozen by SIGSTOP, say)
+        self._socket_timeout_s = float(options.get("socket_timeout") or SOCKET_TIMEOUT_S)
         self._retry_policy = dict(settings.task_publish_retry_policy or {})
         self._publish_retry = bool(settings.task_publish_retry)
         try:
@@ -109,6 +114,7 @@ class RedisBroker:
                 redis_url,
                 client_name=client_name,
                 socket_connect_timeout=self._connect_timeout_s,
+                socket_timeout=self._socket_timeout_s,
                 socket_keepalive=True,
                 health_check_interval=30,
                 **tls,
@@ -161,12 +167,23 @@ class RedisBroker:
                 self._publish_pid = os.getpid()
             conn.send_packed_command(pack(("LPUSH", key, envelope)))
             conn.read_response()
-        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError, OSError):
+        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError, OSError) as exc:
             conn, self._publish_conn = self._publish_conn, None
             if conn is not None:
                 conn.disconnect()
+            if _no_answer(exc):
+                raise self._unanswered_publish(exc) from exc
             return False
         return True
+
+    def _unanswered_publish(self, exc: BaseException) -> BrokerError:
+        return BrokerError(
+            f"the Redis broker at {safe_url(self.url)} did not answer a publish within "
+            f"{self._socket_timeout_s:g} s (socket_timeout): {exc}. It may be paused or "
+            f"overloaded; the message may still be delivered when it answers again, so it "
+            f"was not sent a second time: check before sending it again, or raise "
+            f"broker_transport_options['socket_timeout']"
+        )
 
     def publish_many(self, items: Sequence[tuple[str, bytes, int]]) -> None:
         def send() -> None:
@@ -207,7 +224,15 @@ class RedisBroker:
         while True:
             try:
                 return action()
+            except redis.exceptions.OutOfMemoryError as exc:
+                raise BrokerError(
+                    f"the Redis broker at {safe_url(self.url)} refused the message: {exc} "
+                    f"It is full (maxmemory, policy noeviction), so nothing was queued: free "
+                    f"memory (let the workers drain, or raise maxmemory) and send it again"
+                ) from exc
             except CONNECTION_ERRORS as exc:
+                if _no_answer(exc):  # sent, maybe applied later: never sent twice
+                    raise self._unanswered_publish(exc) from exc
                 if attempt >= max_retries:
                     raise BrokerError(
                         f"cannot reach the Redis broker at {safe_url(self.url)} after "
@@ -872,6 +897,12 @@ def _priority_list(delivery: Delivery) -> str:
     except (ValueError, TypeError, KeyError, AttributeError):
         priority = 0
     return priority_key(delivery.queue, priority)
+
+
+def _no_answer(exc: BaseException) -> bool:
+    """A command went out and no answer came back in time (not a refused or failed connect):
+    Redis may still apply it."""
+    return isinstance(exc, redis.exceptions.TimeoutError) and "reading" in str(exc)
 
 
 def _text(value: Any) -> str:

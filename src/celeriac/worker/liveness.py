@@ -55,6 +55,18 @@ class Liveness:
                 logger.warning("heartbeat failed: %s; will retry", exc)
             self._sweep_after = None
             return
+        took_s = time.monotonic() - now
+        if took_s > self.interval_s and self._sweep_after is not None:
+            # Redis answered late (frozen by SIGSTOP, swapping, a long command): the beats
+            # of every worker, ours included, are as old as the stall, so for a while every
+            # live owner looks dead. Treat it as an outage: no sweep until all could beat.
+            logger.warning(
+                "heartbeat took %.1fs (Redis stalled); sweeping for dead workers in %gs",
+                took_s,
+                self.dead_after_s,
+            )
+            self._sweep_after = time.monotonic() + self.dead_after_s
+            return
         if lifecycle.worker_heartbeat.hooks:  # heartbeat_sent, and later worker-heartbeat
             lifecycle.worker_heartbeat.emit(self)
         if self._sweep_after is None:
