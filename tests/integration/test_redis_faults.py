@@ -97,7 +97,8 @@ def publish(client: Celery, run: str, count: int, seconds: float = 0.05) -> None
 
 
 def runs_of(records: redis.Redis, run: str) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in records.hgetall(f"{run}:runs").items()}
+    raw: dict[bytes, bytes] = records.hgetall(f"{run}:runs")  # type: ignore[assignment]
+    return {k.decode(): int(v) for k, v in raw.items()}
 
 
 def assert_each_ran_once(records: redis.Redis, run: str, count: int) -> None:
