@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import pickle
+import signal
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -286,3 +287,32 @@ def test_pickled_events_are_not_read_and_json_events_still_are(
         rec.getMessage() for rec in caplog.records if "x-python-serialize" in rec.getMessage()
     ]
     assert len(refused) == 1, refused
+
+
+def test_a_tagless_message_held_by_a_killed_worker_runs_on_the_next_one(
+    worker_factory: Callable[..., WorkerProcess], client: Celery, r: redis.Redis
+) -> None:
+    # acks_late: the message stays in `unacked` while its task runs
+    first = worker_factory("acks_late_core_tasks", "-P", "solo")
+    task_id = f"hand-{uuid.uuid4()}"
+    envelope = minimal(task_id, 0, 0)
+    envelope["headers"]["task"] = "core.sleep"
+    envelope["body"] = orjson.dumps([[2.0], {}, {}]).decode()
+    r.lpush("celery", orjson.dumps(envelope))
+
+    def held_tag() -> str | None:
+        for tag, entry in r.hgetall(UNACKED).items():
+            if task_id.encode() in entry:
+                return tag.decode() if isinstance(tag, bytes) else str(tag)
+        return None
+
+    wait_until(lambda: held_tag() is not None, "the worker to take the tagless message")
+    tag = held_tag()
+    assert tag is not None and tag.startswith("celeriac-")
+    first.signal(signal.SIGKILL)  # well inside the task's 2 s
+    first.wait()
+    assert client.AsyncResult(task_id).state == states.PENDING
+    second = worker_factory("acks_late_core_tasks", "-P", "solo")
+    assert client.AsyncResult(task_id).get(timeout=WAIT_S) == 2.0
+    assert "restored 1 message(s)" in second.log()
+    wait_until(lambda: held_tag() is None, "the recovered message to be acked")
