@@ -35,7 +35,7 @@ def r(redis_url: str) -> redis.Redis:
 def runs(r: redis.Redis, name: str) -> list[tuple[float, float, int, str]]:
     found = []
     for line in r.lrange(f"runs:{name}", 0, -1):
-        start, end, pid, key = line.decode().split()
+        start, end, pid, key = (line if isinstance(line, str) else line.decode()).split()
         found.append((float(start), float(end), int(pid), key))
     return sorted(found)
 
@@ -175,12 +175,16 @@ def test_parked_task_is_received_with_parked_until(worker_factory: Factory, clie
     assert first.get(timeout=20) == 1
     parked = client.send_task("flow.parked_limit", (2,))
     deadline = time.monotonic() + 20
-    meta = client.backend.get_meta(parked.id)
+    meta = client.backend.get_meta(parked.id) or {}
     while meta.get("status") != states.RECEIVED:
         assert time.monotonic() < deadline, f"never parked: {meta}"
         time.sleep(0.05)
-        meta = client.backend.get_meta(parked.id)
+        meta = client.backend.get_meta(parked.id) or {}
     assert meta["parked_until"] > time.strftime("%Y-%m-%dT", time.gmtime())
+    replies = client.control.inspect(timeout=5).stats() or {}
+    flow = next(iter(replies.values()))["flow_control"]
+    assert flow["parked"] == 1
+    assert flow["tasks"]["flow.parked_limit"]["rate_limit"] == "0.0166667/s"
 
 
 def test_unlimited_tasks_run_while_limited_ones_are_parked(
@@ -232,7 +236,7 @@ def test_unique_sends_from_threads_and_processes_run_once(
     try:
         os.environ["CELERIAC_BROKER_URL"] = redis_url
         os.environ["CELERIAC_RESULT_BACKEND"] = backend_url
-        from flow_tasks import app as tasks_app
+        from flow_tasks import app as tasks_app  # type: ignore[import-not-found]
         from flow_tasks import unique_job
 
         tasks_app.conf.broker_url = redis_url

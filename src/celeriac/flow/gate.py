@@ -41,15 +41,8 @@ class Held:
     owner: str
 
 
-def overridden(ctx: ExecContext) -> bool:
-    """Whether a rate_limit command set a limit on this worker (re-read once a second)."""
-    flow = flow_of(ctx.app)
-    flow.refresh(ctx.nodename)
-    return bool(flow.overrides)
-
-
 def spec(ctx: ExecContext, task: Task) -> FlowSpec | None:
-    return flow_of(ctx.app).spec(task, ctx.nodename)
+    return flow_of(ctx.app).spec(task)
 
 
 def admit(ctx: ExecContext, job: Job, flow: FlowSpec) -> bool:

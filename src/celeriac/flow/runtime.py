@@ -1,6 +1,5 @@
 """Per-process flow state: the store for this app's broker, each task's resolved options,
-the limits changed at run time (kept broker-side, so prefork children see what the
-manager's ``rate_limit`` command set), lease renewal on the liveness heartbeat, and the
+lease renewal on the liveness heartbeat, and the
 ``flow_control`` part of ``inspect stats``."""
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import lifecycle
 from ..errors import ImproperlyConfigured
-from .limits import FlowSpec, parse_rate, spec_for
+from .limits import FlowSpec, spec_for
 from .store_base import FlowStore
 from .store_memory import MemoryFlowStore
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-OVERRIDE_REFRESH_S = 1.0  # how soon a rate_limit command reaches every process of a worker
 _memory_stores: dict[str, MemoryFlowStore] = {}
 _lock = threading.Lock()
 
@@ -41,10 +39,7 @@ class AppFlow:
         self.app = app
         self._store: FlowStore | None = None
         self._store_for: tuple[int, int] | None = None
-        self.specs: dict[str, FlowSpec | None] = {}
-        self.overrides: dict[str, str] = {}
-        self.overrides_node: str | None = None
-        self._next_refresh = 0.0
+        self.specs: dict[str, tuple[str | None, FlowSpec | None]] = {}
 
     @property
     def store(self) -> FlowStore:
@@ -55,43 +50,17 @@ class AppFlow:
             self._store_for = mark
         return self._store
 
-    def spec(self, task: Task, nodename: str | None) -> FlowSpec | None:
-        """The task's flow options (None for none), with run-time rate limits applied."""
-        if nodename is not None:
-            self.refresh(nodename)
-        try:
-            return self.specs[task.name]
-        except KeyError:
-            pass
+    def spec(self, task: Task, nodename: str | None = None) -> FlowSpec | None:
+        """The task's flow options (None for none). Read again when its ``rate_limit``
+        changed: the ``rate_limit`` command sets it in every process of the worker."""
+        found = self.specs.get(task.name)
+        if found is not None and found[0] == task.rate_limit:
+            return found[1]
         spec: FlowSpec | None = spec_for(task, self.app.conf)
-        override = self.overrides.get(task.name)
-        if override is not None and spec is not None:
-            spec = _with_rate(spec, parse_rate(override or None, task.name))
         if spec is not None and not (spec.active or spec.unique_for_s):
             spec = None
-        self.specs[task.name] = spec
+        self.specs[task.name] = (task.rate_limit, spec)
         return spec
-
-    def refresh(self, nodename: str) -> None:
-        now = time.monotonic()
-        if now < self._next_refresh and nodename == self.overrides_node:
-            return
-        self._next_refresh = now + OVERRIDE_REFRESH_S
-        self.overrides_node = nodename
-        try:
-            found = self.store.overrides(nodename)
-        except Exception as exc:  # the broker may be away; the consumer reports that
-            logger.debug("could not read run-time rate limits: %s", exc)
-            return
-        if found != self.overrides:
-            self.overrides = found
-            self.specs.clear()
-
-
-def _with_rate(spec: FlowSpec, per_s: float | None) -> FlowSpec:
-    from dataclasses import replace
-
-    return replace(spec, rate_per_s=per_s)
 
 
 _flows: weakref.WeakKeyDictionary[Celeriac, AppFlow] = weakref.WeakKeyDictionary()
@@ -123,31 +92,7 @@ def _store_of(broker: Any) -> FlowStore:
         )
 
 
-# the rate_limit remote-control command
-def set_rate_limit(app: Celeriac, nodename: str, task_name: str, value: Any) -> dict[str, str]:
-    """Celery's ``rate_limit`` command for worker *nodename*: a reply dict (``ok`` or
-    ``error``). A bad value or an unknown task changes nothing."""
-    try:
-        per_s = parse_rate(value or None, task_name)
-    except ImproperlyConfigured as exc:
-        return {"error": f"Invalid rate limit string: {exc}"}
-    task = app.tasks.get(task_name)
-    if task is None:
-        return {"error": "unknown task"}
-    text = "" if not per_s else str(value)
-    flow = flow_of(app)
-    flow.store.set_override(nodename, task_name, text)
-    task.rate_limit = text or None
-    flow.specs.pop(task_name, None)
-    flow.overrides[task_name] = text
-    if not per_s:
-        logger.info("rate limits disabled for tasks of type %s", task_name)
-        return {"ok": "rate limit disabled successfully"}
-    logger.info("new rate limit for tasks of type %s: %s", task_name, value)
-    return {"ok": "new rate limit set successfully"}
-
-
-def stats(app: Celeriac, nodename: str) -> dict[str, Any]:
+def stats(app: Celeriac) -> dict[str, Any]:
     """The ``flow_control`` entry of ``inspect stats``: parked counts and each limit."""
     flow = flow_of(app)
     now = time.time()
@@ -155,7 +100,7 @@ def stats(app: Celeriac, nodename: str) -> dict[str, Any]:
     total = 0
     for name, task in sorted(app.tasks.items()):
         try:
-            spec = flow.spec(task, nodename)
+            spec = flow.spec(task)
         except ImproperlyConfigured as exc:
             tasks[name] = {"error": str(exc)}
             continue
@@ -178,8 +123,7 @@ def stats(app: Celeriac, nodename: str) -> dict[str, Any]:
     }
 
 
-# lifecycle views: renew leases with the heartbeat; a (re)started worker starts from the
-# limits in its code, as Celery's does
+# a lifecycle view: the liveness heartbeat renews the leases of the owners it beats for
 def _renew_on_heartbeat(liveness: Any) -> None:
     app = liveness.app
     flow = _flows.get(app)
@@ -193,16 +137,4 @@ def _declares_flow(task: Task) -> bool:
     return bool(getattr(task, "max_concurrency", None) or getattr(task, "unique_for", None))
 
 
-def _forget_overrides(worker: Any) -> None:
-    app = getattr(worker, "app", None)
-    nodename = getattr(getattr(worker, "runtime", None), "nodename", None)
-    if app is None or not nodename:
-        return
-    try:
-        flow_of(app).store.clear_overrides(str(nodename))
-    except Exception as exc:
-        logger.warning("could not clear run-time rate limits of %s: %s", nodename, exc)
-
-
 lifecycle.worker_heartbeat.subscribe(_renew_on_heartbeat)
-lifecycle.worker_ready.subscribe(_forget_overrides)

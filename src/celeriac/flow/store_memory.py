@@ -20,7 +20,6 @@ class MemoryFlowStore:
         self._slots: dict[str, dict[str, tuple[str, float]]] = {}
         self._unique: dict[str, tuple[str, str | None, float]] = {}  # task id, owner, until
         self._waiting: dict[tuple[str, str], float] = {}
-        self._overrides: dict[str, dict[str, str]] = {}
 
     def take(
         self, bucket: str, ticket: str, task_name: str, interval_s: float, now_s: float
@@ -113,15 +112,3 @@ class MemoryFlowStore:
     def unparked(self, task_name: str, ticket: str) -> None:
         with self._lock:
             self._waiting.pop((task_name, ticket), None)
-
-    def set_override(self, nodename: str, task_name: str, rate: str) -> None:
-        with self._lock:
-            self._overrides.setdefault(nodename, {})[task_name] = rate
-
-    def overrides(self, nodename: str) -> dict[str, str]:
-        with self._lock:
-            return dict(self._overrides.get(nodename, {}))
-
-    def clear_overrides(self, nodename: str) -> None:
-        with self._lock:
-            self._overrides.pop(nodename, None)

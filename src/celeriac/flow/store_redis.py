@@ -209,17 +209,3 @@ class RedisFlowStore:
 
     def unparked(self, task_name: str, ticket: str) -> None:
         self.client.zrem(f"{PREFIX}parked.{task_name}", ticket)
-
-    def set_override(self, nodename: str, task_name: str, rate: str) -> None:
-        self.client.hset(f"{PREFIX}override.{nodename}", task_name, rate)
-
-    def overrides(self, nodename: str) -> dict[str, str]:
-        found = self.client.hgetall(f"{PREFIX}override.{nodename}")
-        return {_text(k): _text(v) for k, v in found.items()}
-
-    def clear_overrides(self, nodename: str) -> None:
-        self.client.delete(f"{PREFIX}override.{nodename}")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -24,8 +24,6 @@ SCHEMA = (
     "slots TEXT, body BLOB, task TEXT, ticket TEXT, until REAL)",
     "CREATE TABLE IF NOT EXISTS celeriac_flow_unique (lock TEXT PRIMARY KEY, task_id TEXT, "
     "owner TEXT, expires REAL)",
-    "CREATE TABLE IF NOT EXISTS celeriac_flow_override (node TEXT, task TEXT, rate TEXT, "
-    "PRIMARY KEY (node, task))",
 )
 
 
@@ -184,24 +182,6 @@ class SqliteFlowStore:
                 "DELETE FROM celeriac_flow_waiter WHERE task = ? AND ticket = ?",
                 (task_name, ticket),
             )
-
-    def set_override(self, nodename: str, task_name: str, rate: str) -> None:
-        with self._db.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO celeriac_flow_override (node, task, rate) VALUES (?, ?, ?)",
-                (nodename, task_name, rate),
-            )
-
-    def overrides(self, nodename: str) -> dict[str, str]:
-        with self._db.read() as conn:
-            rows = conn.execute(
-                "SELECT task, rate FROM celeriac_flow_override WHERE node = ?", (nodename,)
-            ).fetchall()
-        return {str(task): str(rate) for task, rate in rows}
-
-    def clear_overrides(self, nodename: str) -> None:
-        with self._db.write() as conn:
-            conn.execute("DELETE FROM celeriac_flow_override WHERE node = ?", (nodename,))
 
 
 def _wake(conn: sqlite3.Connection, body: bytes, now_s: float) -> bool:

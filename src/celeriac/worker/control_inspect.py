@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..flow.runtime import stats as flow_stats
 from ..protocol import TaskMessage, parse_envelope
 from ..urls import masked
 from .task_book import request_info, scheduled_entry
@@ -70,6 +71,7 @@ def stats(listener: ControlListener) -> dict[str, Any]:
         "broker": broker_stats(runtime.app.broker_url, runtime.app.conf),
         "prefetch_count": runtime.concurrency * max(1, runtime.prefetch_multiplier),
         "rusage": rusage(),
+        "flow_control": flow_stats(runtime.app),  # parked counts and each limit (flow/)
     }
 
 

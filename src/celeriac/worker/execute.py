@@ -136,12 +136,7 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
 def _admitted(ctx: ExecContext, job: Job) -> Job | None:
     """Flow control: the job, or None when it was parked (or its key failed)."""
     task = job.task
-    if not (
-        task.rate_limit
-        or task.flow_options
-        or ctx.app.conf.task_default_rate_limit
-        or flow_gate.overridden(ctx)
-    ):
+    if not (task.rate_limit or task.flow_options or ctx.app.conf.task_default_rate_limit):
         return job  # nothing limits this task: a few truth tests on the hot path
     try:
         flow = flow_gate.spec(ctx, task)
