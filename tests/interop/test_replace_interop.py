@@ -29,6 +29,8 @@ def celery_side(celery_client: celery.Celery) -> Iterator[ReplaceTasks]:
     yield define_tasks(celery_client)
     backend: Any = celery_client.backend
     backend.result_consumer.stop()
+    # results freed after Redis stops must not try to unsubscribe (their __del__ would)
+    backend.result_consumer.subscribed_to.clear()
     backend.client.connection_pool.disconnect()
 
 
