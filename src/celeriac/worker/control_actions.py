@@ -167,6 +167,14 @@ def pool_resize(listener: ControlListener, command: str, n: int) -> Any:
         return nok(f"{command} is not supported with autoscale. Adjust autoscale range instead.")
     if n < 1:
         return nok(f"{command} needs n >= 1, got {n}")
+    slots = pool.table.count
+    now = int(getattr(pool, "_target", runtime.concurrency))
+    if command == "pool_grow" and now + n > slots:
+        return nok(
+            f"pool_grow {n}: this worker has {now} children and room for {slots} (set when it "
+            f"started: --concurrency plus room to grow); grow by {slots - now} at most, or "
+            "restart it with a larger --concurrency"
+        )
     target = method(n)
     logger.info("%s: %d child process(es) from now on", command, target)
     return ok("pool will grow" if command == "pool_grow" else "pool will shrink")

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL_S = 0.05
+# pool_grow (remote control) may add this many children beyond --concurrency: the table the
+# children share is made before the first fork, so its size is fixed then
+GROW_HEADROOM = 8
 
 
 @dataclass
@@ -53,7 +56,9 @@ class PreforkPool:
         self.runtime = runtime
         bounds = runtime.autoscale
         # one slot per child there may ever be: the table is shared before the first fork
-        self.table = SlotTable(max(runtime.concurrency, bounds[0] if bounds else 0))
+        self.table = SlotTable(
+            bounds[0] if bounds else runtime.concurrency + max(GROW_HEADROOM, runtime.concurrency)
+        )
         self.children: dict[int, Child] = {}  # pid -> child
         self.autoscaler = Autoscaler(*bounds) if bounds else None
         self._target = min(runtime.concurrency, self.table.count)  # children wanted now
@@ -114,7 +119,7 @@ class PreforkPool:
         wanted = self._target + max(0, n)
         if wanted > self.table.count:
             logger.warning(
-                "pool_grow: this pool has %d slots (the larger of --concurrency and "
+                "pool_grow: this pool has %d slots (--concurrency plus room to grow, or "
                 "--autoscale's MAX); growing to %d, not %d",
                 self.table.count,
                 self.table.count,
