@@ -151,6 +151,23 @@ def _client_errors(found: Outputs) -> None:
         bad.send_task("core.add", (1, 2))
     found.add("invalid url error", _error_text(invalid.value))
     bad.close()
+    # a scheme celeriac does not serve: the error names the URL, masked; and amqp:// on a
+    # port where nothing listens (refused, or not served: either way masked)
+    for role, url in (
+        ("broker", f"kafka://guest:{ADMIN_PASSWORD}@127.0.0.1:9092/"),
+        ("backend", f"kafka://guest:{USER_PASSWORD}@127.0.0.1:9092/"),
+        ("amqp broker", f"amqp://guest:{ADMIN_PASSWORD}@127.0.0.1:{free_port()}//"),
+    ):
+        is_broker = role != "backend"
+        other = Celery("secrets_scheme", broker=url if is_broker else "memory://secrets")
+        other.conf.broker_connection_timeout = 1.0
+        other.conf.task_publish_retry = False
+        if not is_broker:
+            other.conf.result_backend = url
+        with pytest.raises(CeleriacError) as unknown:
+            other.send_task("core.add", (1, 2)) if is_broker else other.backend
+        found.add(f"unknown {role} scheme error", _error_text(unknown.value))
+        other.close()
 
 
 def _worker_against_a_wrong_port(found: Outputs, backend: str) -> None:
@@ -196,6 +213,7 @@ def test_the_outputs_searched_say_where_they_went_with_the_password_masked(
     assert "redis://:***@127.0.0.1:" in outputs.texts["client send error"]
     assert f"redis://:***@127.0.0.1:{server.port}/3" in outputs.texts["demo"]
     assert "ValueError: boom" in outputs.texts["task traceback"]
+    assert "kafka://guest:***@127.0.0.1:9092/" in outputs.texts["unknown broker scheme error"]
 
 
 def test_inspect_conf_answers_with_the_urls_masked(outputs: Outputs, server: SecureRedis) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
+from ..urls import safe_url
 from .base import Backend, Meta, build_meta, decode_exception, encode_exception
 
 if TYPE_CHECKING:
@@ -29,6 +30,6 @@ def make_backend(url: str, settings: Settings, client_name: str = "celeriac") ->
 
         return SqliteBackend(url, settings, client_name=client_name)
     raise ConfigurationError(
-        f"unknown result backend URL scheme in {url!r}; "
+        f"unknown result backend URL scheme in {safe_url(url)!r}; "
         f"use redis://host:port/db, sqlite:///path or memory://"
     )

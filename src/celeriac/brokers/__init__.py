@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
+from ..urls import safe_url
 from .base import Broker, DeadLetter, Delivery, priority_key
 
 if TYPE_CHECKING:
@@ -29,5 +30,6 @@ def make_broker(url: str, settings: Settings, client_name: str = "celeriac") -> 
 
         return SqliteBroker(url, settings, client_name=client_name)
     raise ConfigurationError(
-        f"unknown broker URL scheme in {url!r}; use redis://host:port/db, sqlite:///path or memory://"
+        f"unknown broker URL scheme in {safe_url(url)!r}; "
+        f"use redis://host:port/db, sqlite:///path or memory://"
     )

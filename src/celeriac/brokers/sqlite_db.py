@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ..errors import CeleriacError, ConfigurationError
+from ..urls import safe_url
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +50,13 @@ def database_path(url: str, *, role: str, allow_memory: bool) -> str:
     """
     scheme, sep, rest = url.partition("://")
     if scheme.lower() != "sqlite" or not sep:
-        raise ConfigurationError(f"{url!r} is not an sqlite:// URL; use sqlite:///path/to/file")
+        raise ConfigurationError(
+            f"{safe_url(url)!r} is not an sqlite:// URL; use sqlite:///path/to/file"
+        )
     rest, _, query = rest.partition("?")
     if query:
         raise ConfigurationError(
-            f"the SQLite {role} URL {url!r} takes no query options; "
+            f"the SQLite {role} URL {safe_url(url)!r} takes no query options; "
             f"set them in broker_transport_options instead"
         )
     if rest in ("", "/", MEMORY, "/" + MEMORY):
@@ -67,7 +70,7 @@ def database_path(url: str, *, role: str, allow_memory: bool) -> str:
         )
     if not rest.startswith("/"):
         raise ConfigurationError(
-            f"{url!r} names a host; SQLite is a local file: use sqlite:///relative/path "
+            f"{safe_url(url)!r} names a host; SQLite is a local file: use sqlite:///relative/path "
             f"or sqlite:////absolute/path"
         )
     return os.path.abspath(rest[1:])
