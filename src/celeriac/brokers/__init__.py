@@ -21,6 +21,10 @@ def make_broker(url: str, settings: Settings, client_name: str = "celeriac") -> 
         from .redis import RedisBroker
 
         return RedisBroker(url, settings, client_name=client_name)
+    if scheme in ("amqp", "amqps", "pyamqp"):
+        from .amqp import AmqpBroker
+
+        return AmqpBroker(url, settings, client_name=client_name)
     if scheme == "memory":
         from .memory import MemoryBroker
 
@@ -31,5 +35,6 @@ def make_broker(url: str, settings: Settings, client_name: str = "celeriac") -> 
         return SqliteBroker(url, settings, client_name=client_name)
     raise ConfigurationError(
         f"unknown broker URL scheme in {safe_url(url)!r}; "
-        f"use redis://host:port/db, sqlite:///path or memory://"
+        f"use redis://host:port/db, amqp://user:password@host:5672/vhost, sqlite:///path "
+        f"or memory://"
     )

@@ -1,0 +1,599 @@
+"""The AMQP 0.9.1 broker (RabbitMQ), on py-amqp: Celery's default transport.
+
+Two connections per process, opened on first use: one publishes (publisher confirms on, so
+a publish that returned is in the broker), one consumes (``basic.consume`` with a
+``basic.qos`` prefetch of what the consumer asks for). A message taken stays unacked in
+RabbitMQ until its ack, so when a process dies RabbitMQ hands its messages to another
+consumer at once: there is no visibility timeout, no heartbeat and no sweep to wait for.
+
+Messages are published to the default exchange with the queue's name as routing key (what
+Celery does for a queue on a direct exchange); queues, their exchanges and bindings are
+declared as a Celery worker declares them, so a Celery client publishing to the ``celery``
+exchange reaches a celeriac worker and the other way round.
+
+ETA and countdown tasks are held by the consumer, unacked, until due (as Celery holds them,
+raising the prefetch by one for each): a crash gives them back to RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import amqp
+import orjson
+
+from ..errors import BrokerError
+from ..protocol import mark_redelivered
+from ..queues import Queue
+from . import amqp_wire
+from .amqp_topology import declare, queues_from
+from .base import DeadLetter, Delivery, owner_id
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+logger = logging.getLogger(__name__)
+
+AMQP_ERRORS: tuple[type[BaseException], ...] = (OSError, amqp.exceptions.AMQPError)
+DRAIN_SLICE_S = 0.1  # longest hold of the connection while waiting: acks from others go between
+CONFIRM_TIMEOUT_S = 30.0
+T = TypeVar("T")
+
+
+class _Link:
+    """One connection and one channel, used under a lock (py-amqp is not thread-safe)."""
+
+    def __init__(self, broker: AmqpBroker, role: str) -> None:
+        self.broker = broker
+        self.role = role
+        self.lock = threading.RLock()
+        self.conn: Any = None
+        self.channel: Any = None
+        self.token = ""
+        self.declared: set[str] = set()
+
+    def open(self) -> Any:
+        if self.channel is not None:
+            return self.channel
+        target = self.broker.target
+        conn = amqp.Connection(
+            target.address,
+            userid=target.userid,
+            password=target.password,
+            virtual_host=target.virtual_host,
+            ssl=target.tls,
+            connect_timeout=self.broker.connect_timeout_s,
+            heartbeat=0,
+            client_properties={"connection_name": f"{self.broker.client_name} {self.role}"},
+        )
+        try:
+            conn.connect()
+        except AMQP_ERRORS as exc:
+            _close_quietly(conn)
+            raise self.broker.unreachable(exc) from exc
+        self.conn = conn
+        self.channel = conn.channel()
+        self.token = secrets.token_hex(4)
+        self.declared = set()
+        return self.channel
+
+    def drop(self) -> None:
+        conn, self.conn, self.channel = self.conn, None, None
+        if conn is not None:
+            _close_quietly(conn)
+
+    def declare(self, queue: Queue) -> None:
+        if queue.name in self.declared:
+            return
+        try:
+            declare(self.channel, queue, self.broker.queue_type)
+        except amqp.exceptions.PreconditionFailed as exc:
+            # declared before with other arguments (by another app): use it as it is
+            logger.warning("queue %r exists with other arguments; using it as it is: %s",
+                           queue.name, exc)
+            self.drop()
+            self.open()
+        self.declared.add(queue.name)
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.collect()  # drop the socket without a closing handshake that may hang
+    except Exception:  # noqa: BLE001 - closing a broken connection
+        logger.debug("closing an AMQP connection", exc_info=True)
+
+
+class AmqpBroker:
+    """Celery's AMQP transport, spoken with py-amqp."""
+
+    def __init__(self, url: str, settings: Settings, client_name: str = "celeriac") -> None:
+        self.url = url
+        self.client_name = client_name
+        self.owner = owner_id(client_name)
+        self.target = amqp_wire.parse_url(url, settings.get("broker_use_ssl"))
+        options = dict(settings.get("broker_transport_options") or {})
+        self.connect_timeout_s = float(settings.get("broker_connection_timeout") or 4.0)
+        self.confirm_timeout_s = float(options.get("confirm_timeout", CONFIRM_TIMEOUT_S))
+        self.queue_type = str(settings.get("task_default_queue_type") or "classic")
+        self.queues = queues_from(settings)
+        self._pub = _Link(self, "publisher")
+        self._sub = _Link(self, "consumer")
+        self._outstanding: set[int] = set()
+        self._nacked = 0
+        self._seq = 0
+        # the consumer's side
+        self._tags: dict[str, str] = {}  # queue -> consumer tag
+        self._queue_of: dict[str, str] = {}  # consumer tag -> queue
+        self._ready: deque[Delivery] = deque()
+        self._unacked: dict[str, Delivery] = {}
+        self._deferred: list[tuple[float, int, Delivery]] = []
+        self._order = itertools.count()
+        self._prefetch = 0
+        self._asked = 0
+        self._revoked: set[str] = set()
+        self._revoked_version = 0
+
+    # connections
+    def unreachable(self, exc: BaseException) -> BrokerError:
+        return BrokerError(
+            f"cannot reach the RabbitMQ broker at {self.target.shown} ({exc or type(exc).__name__}); "
+            f"check that RabbitMQ is running there, and broker_url's host, port, user and vhost"
+        )
+
+    def _lost(self, link: _Link, exc: BaseException) -> BrokerError:
+        if link is self._sub:
+            self._forget_deliveries()
+        link.drop()
+        if isinstance(exc, BrokerError):
+            return exc
+        return BrokerError(f"lost the RabbitMQ broker at {self.target.shown}: {exc!r}")
+
+    def _forget_deliveries(self) -> None:
+        """The consumer connection is gone: RabbitMQ has put back all it held."""
+        self._tags.clear()
+        self._queue_of.clear()
+        self._ready.clear()
+        self._unacked.clear()
+        self._deferred.clear()
+        self._prefetch = 0
+
+    def _call(self, link: _Link, action: Callable[[Any], T]) -> T:
+        with link.lock:
+            try:
+                return action(link.open())
+            except AMQP_ERRORS as exc:
+                raise self._lost(link, exc) from exc
+
+    # publishing
+    def publish(self, queue: str, envelope: bytes, priority: int = 0) -> None:
+        self.publish_many([(queue, envelope, priority)])
+
+    def publish_many(self, items: Sequence[tuple[str, bytes, int]]) -> None:
+        if not items:
+            return
+        messages = []
+        for queue, envelope, priority in items:
+            try:
+                body, properties = amqp_wire.to_amqp(envelope)
+            except ValueError as exc:
+                raise BrokerError(f"cannot publish to {queue!r}: {exc}") from exc
+            if priority:
+                properties["priority"] = max(0, min(255, int(priority)))
+            messages.append((queue, amqp.Message(body, **properties)))
+        with self._pub.lock:
+            try:
+                self._publish_confirmed(messages)
+            except BrokerError:
+                self._pub.drop()
+                raise
+            except AMQP_ERRORS as exc:  # a connection gone stale (broker restarted): once more
+                self._pub.drop()
+                logger.info("publisher reconnecting to %s: %r", self.target.shown, exc)
+                try:
+                    self._publish_confirmed(messages)
+                except AMQP_ERRORS as again:
+                    raise self._lost(self._pub, again) from again
+
+    def _publish_confirmed(self, messages: list[tuple[str, Any]]) -> None:
+        link = self._pub
+        fresh = link.channel is None
+        channel = link.open()
+        if fresh:
+            channel.confirm_select()
+            channel.events["basic_ack"].add(self._on_confirm)
+            channel.events["basic_nack"].add(self._on_nack)
+            self._seq = 0
+            self._outstanding = set()
+        for queue, _ in messages:
+            link.declare(self.queues[queue])
+        self._nacked = 0
+        for queue, message in messages:
+            self._seq += 1
+            self._outstanding.add(self._seq)
+            link.channel._basic_publish(message, exchange="", routing_key=queue)
+        deadline = time.monotonic() + self.confirm_timeout_s
+        while self._outstanding:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._outstanding.clear()
+                raise BrokerError(
+                    f"RabbitMQ at {self.target.shown} did not confirm {len(messages)} "
+                    f"message(s) within {self.confirm_timeout_s:.0f}s (is the node blocked by a "
+                    f"memory or disk alarm?); they may or may not be queued: send them again "
+                    f"once the broker recovers (raise broker_transport_options['confirm_timeout'] "
+                    f"to wait longer)"
+                )
+            try:
+                link.conn.drain_events(timeout=min(left, 1.0))
+            except socket.timeout:
+                continue
+        if self._nacked:
+            raise BrokerError(
+                f"RabbitMQ at {self.target.shown} refused {self._nacked} message(s) (nack); "
+                f"none of them is queued: send them again"
+            )
+
+    def _on_confirm(self, tag: int, multiple: bool) -> None:
+        if multiple:
+            self._outstanding = {s for s in self._outstanding if s > tag}
+        else:
+            self._outstanding.discard(tag)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        before = len(self._outstanding)
+        self._on_confirm(tag, multiple)
+        self._nacked += before - len(self._outstanding)
+
+    def declare_queues(self, queues: Sequence[Queue]) -> None:
+        """Declare *queues* with their exchanges and bindings (a worker, at start-up)."""
+
+        def run(channel: Any) -> None:
+            for queue in queues:
+                self.queues.declared.setdefault(queue.name, queue)
+                self._pub.declare(queue)
+
+        self._call(self._pub, run)
+
+    # consuming
+    def fetch(
+        self, queues: Sequence[str], max_count: int, timeout_s: float, acks: Sequence[str] = ()
+    ) -> list[Delivery]:
+        link = self._sub
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with link.lock:
+            try:
+                self._prepare(queues, max_count, acks)
+                self._drain(0.0, max_count)
+            except AMQP_ERRORS as exc:
+                raise self._lost(link, exc) from exc
+            taken = self._take(max_count)
+        while not taken:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with link.lock:
+                try:
+                    self._open_consumer(queues)
+                    self._drain(min(left, DRAIN_SLICE_S), max_count)
+                except AMQP_ERRORS as exc:
+                    raise self._lost(link, exc) from exc
+                taken = self._take(max_count)
+        return taken
+
+    def _open_consumer(self, queues: Sequence[str]) -> None:
+        link = self._sub
+        if link.channel is None:
+            self._forget_deliveries()
+            link.open()
+        self._subscribe(queues)
+
+    def _prepare(self, queues: Sequence[str], max_count: int, acks: Sequence[str]) -> None:
+        self._open_consumer(queues)
+        self._ack_own(acks)
+        self._asked = max(self._asked, max_count, 1)
+        self._set_qos()
+
+    def _set_qos(self) -> None:
+        wanted = self._asked + len(self._deferred)
+        if wanted != self._prefetch and self._sub.channel is not None:
+            self._sub.channel.basic_qos(0, min(wanted, 65535), False)
+            self._prefetch = wanted
+
+    def _subscribe(self, queues: Sequence[str]) -> None:
+        link = self._sub
+        for queue in queues:
+            if queue in self._tags:
+                continue
+            link.declare(self.queues[queue])
+            tag = link.channel.basic_consume(queue, callback=self._on_message)
+            self._tags[queue] = tag
+            self._queue_of[tag] = queue
+        for queue in [q for q in self._tags if q not in queues]:  # cancel_consumer
+            tag = self._tags.pop(queue)
+            link.channel.basic_cancel(tag)
+
+    def _on_message(self, message: Any) -> None:
+        info = message.delivery_info
+        receipt = f"{self._sub.token}:{info['delivery_tag']}"
+        queue = self._queue_of.get(info.get("consumer_tag", ""), info.get("routing_key", ""))
+        raw = amqp_wire.to_envelope(message.body, message.properties, info, receipt)
+        delivery = Delivery(queue, receipt, raw)
+        self._unacked[receipt] = delivery
+        self._ready.append(delivery)
+
+    def _drain(self, timeout_s: float, max_count: int) -> None:
+        conn = self._sub.conn
+        try:
+            conn.drain_events(timeout=timeout_s)
+        except socket.timeout:
+            return
+        while len(self._ready) < max_count:  # what already arrived, without waiting
+            try:
+                conn.drain_events(timeout=0)
+            except socket.timeout:
+                return
+
+    def _take(self, max_count: int) -> list[Delivery]:
+        taken = []
+        while self._ready and len(taken) < max_count:
+            taken.append(self._ready.popleft())
+        return taken
+
+    def _own_tag(self, receipt: str) -> int | None:
+        token, _, tag = receipt.rpartition(":")
+        if token != self._sub.token or not tag.isdigit() or self._sub.channel is None:
+            return None  # another process's, or of a connection gone (RabbitMQ put it back)
+        return int(tag)
+
+    def _ack_own(self, receipts: Sequence[str]) -> int:
+        done = 0
+        for receipt in receipts:
+            tag = self._own_tag(receipt)
+            if tag is not None and self._unacked.pop(receipt, None) is not None:
+                self._sub.channel.basic_ack(tag)
+                done += 1
+        return done
+
+    def ack(self, receipts: Sequence[str]) -> None:
+        if not receipts:
+            return
+        with self._sub.lock:
+            if self._sub.channel is None:
+                return  # the connection is gone: RabbitMQ redelivers them
+            try:
+                self._ack_own(receipts)
+            except AMQP_ERRORS as exc:
+                raise self._lost(self._sub, exc) from exc
+
+    def requeue(self, receipts: Sequence[str], *, to_front: bool = True) -> int:
+        with self._sub.lock:
+            try:
+                return self._requeue_locked(receipts, to_front)
+            except AMQP_ERRORS as exc:
+                raise self._lost(self._sub, exc) from exc
+
+    def _requeue_locked(self, receipts: Sequence[str], to_front: bool) -> int:
+        count = 0
+        wanted = set(receipts)
+        self._ready = deque(d for d in self._ready if d.receipt not in wanted)
+        if any(item[2].receipt in wanted for item in self._deferred):
+            self._deferred = [item for item in self._deferred if item[2].receipt not in wanted]
+            heapq.heapify(self._deferred)
+        for receipt in receipts:
+            tag = self._own_tag(receipt)
+            delivery = self._unacked.pop(receipt, None)
+            if tag is None or delivery is None:
+                continue
+            if to_front:
+                self._sub.channel.basic_reject(tag, True)
+            else:  # to the back: a copy at the tail, then the original goes
+                self.publish(delivery.queue, mark_redelivered(delivery.raw))
+                self._sub.channel.basic_ack(tag)
+            count += 1
+        self._set_qos()
+        return count
+
+    def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]:
+        """A dead process's messages: RabbitMQ gave them back when its connection closed
+        (quorum queues count each such return against ``x-delivery-limit``)."""
+        own = [r for r in receipts if self._own_tag(r) is not None]
+        restored = self.requeue(own) if own else 0
+        return restored + (len(receipts) - len(own)), 0
+
+    # liveness: RabbitMQ knows when a consumer's connection closes, and puts back what it held
+    def heartbeat(self, owners: Sequence[str]) -> None:
+        return None
+
+    def retire(self, owner: str | None = None) -> None:
+        return None
+
+    def recover_owner(self, owner: str, max_losses: int | None) -> tuple[int, int]:
+        return 0, 0
+
+    def silent_owners(self, silent_for_s: float) -> list[str]:
+        return []
+
+    def recover(
+        self, dead_after_s: float, visibility_timeout_s: float | None, max_losses: int
+    ) -> tuple[int, int]:
+        return 0, 0
+
+    # ETA: held here unacked until due
+    def defer(self, delivery: Delivery, due_s: float) -> None:
+        with self._sub.lock:
+            if delivery.receipt not in self._unacked:
+                return  # of a connection gone: RabbitMQ redelivers it
+            heapq.heappush(self._deferred, (due_s, next(self._order), delivery))
+            try:
+                self._set_qos()  # Celery's way: one more in flight for each held ETA task
+            except AMQP_ERRORS as exc:
+                raise self._lost(self._sub, exc) from exc
+
+    def promote_due(self, now_s: float, limit: int = 1000) -> float | None:
+        with self._sub.lock:
+            due = []
+            while self._deferred and self._deferred[0][0] <= now_s and len(due) < limit:
+                due.append(heapq.heappop(self._deferred)[2])
+            self._ready.extendleft(reversed(due))
+            return self._deferred[0][0] if self._deferred else None
+
+    # dead letters: a queue per queue, named as the Redis lists are
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        record = orjson.dumps(
+            {"queue": delivery.queue, "reason": reason, "time": time.time(),
+             "message": delivery.raw.decode("utf-8", "replace")}
+        )
+        dead = Queue(amqp_wire.DEAD_PREFIX + delivery.queue, exchange="", routing_key="")
+        self.queues.declared.setdefault(dead.name, dead)
+        self._publish_raw(dead.name, record)
+        if delivery.receipt:
+            self.ack([delivery.receipt])
+
+    def _publish_raw(self, queue: str, body: bytes) -> None:
+        message = amqp.Message(body, content_type="application/json", delivery_mode=2)
+        with self._pub.lock:
+            try:
+                self._publish_confirmed([(queue, message)])
+            except AMQP_ERRORS as exc:
+                raise self._lost(self._pub, exc) from exc
+
+    def _dead_messages(self, channel: Any, queue: str) -> list[Any]:
+        found = []
+        while True:
+            message = channel.basic_get(amqp_wire.DEAD_PREFIX + queue, no_ack=False)
+            if message is None:
+                return found
+            found.append(message)
+
+    def _with_dead(self, queue: str, action: Callable[[Any, list[Any]], T]) -> T | None:
+        """Run *action* on a channel of its own holding every dead letter of *queue*; what it
+        does not ack goes back when the channel closes."""
+
+        def run(_: Any) -> T | None:
+            channel = self._pub.conn.channel()
+            try:
+                try:
+                    messages = self._dead_messages(channel, queue)
+                except amqp.exceptions.NotFound:
+                    return None
+                return action(channel, messages)
+            finally:
+                if channel.is_open:
+                    channel.close()
+
+        return self._call(self._pub, run)
+
+    def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        def read(channel: Any, messages: list[Any]) -> list[DeadLetter]:
+            return [_dead_letter(queue, m.body) for m in reversed(messages)][:limit]
+
+        return self._with_dead(queue, read) or []
+
+    def dead_letter_count(self, queue: str) -> int:
+        return self._count(amqp_wire.DEAD_PREFIX + queue)
+
+    def requeue_dead(self, queue: str, task_id: str | None = None) -> int:
+        def move(channel: Any, messages: list[Any]) -> int:
+            chosen = [
+                (m, letter) for m in messages
+                for letter in [_dead_letter(queue, m.body)]
+                if task_id is None or letter.task_id == task_id
+            ]
+            if chosen:
+                self._publish_confirmed(
+                    [(queue, amqp.Message(*amqp_wire.to_amqp(letter.raw)[:1],
+                                          **amqp_wire.to_amqp(letter.raw)[1]))
+                     for _, letter in chosen]
+                )
+            for message, _ in chosen:
+                channel.basic_ack(message.delivery_tag)
+            return len(chosen)
+
+        return self._with_dead(queue, move) or 0
+
+    def purge_dead(self, queue: str) -> int:
+        return self.purge([amqp_wire.DEAD_PREFIX + queue])
+
+    # queues
+    def _count(self, queue: str) -> int:
+        def run(_: Any) -> int:
+            channel = self._pub.conn.channel()
+            try:
+                return int(channel.queue_declare(queue, passive=True).message_count)
+            except amqp.exceptions.NotFound:
+                return 0
+            finally:
+                if channel.is_open:
+                    channel.close()
+
+        return self._call(self._pub, run)
+
+    def queue_length(self, queue: str) -> int:
+        return self._count(queue)
+
+    def purge(self, queues: Sequence[str]) -> int:
+        def run(_: Any) -> int:
+            removed = 0
+            for queue in queues:
+                channel = self._pub.conn.channel()
+                try:
+                    removed += int(channel.queue_purge(queue) or 0)
+                except amqp.exceptions.NotFound:
+                    continue
+                finally:
+                    if channel.is_open:
+                        channel.close()
+            return removed
+
+        return self._call(self._pub, run)
+
+    # revoked ids: this process's own set (remote control over AMQP carries revokes to workers)
+    def add_revoked(self, task_ids: Sequence[str], ttl_s: float) -> None:
+        self._revoked.update(task_ids)
+        self._revoked_version += 1
+
+    def revoked_version(self) -> int:
+        return self._revoked_version
+
+    def revoked_ids(self) -> set[str]:
+        return set(self._revoked)
+
+    def ping(self) -> None:
+        self._call(self._pub, lambda channel: None)
+
+    def close(self) -> None:
+        for link in (self._sub, self._pub):
+            with link.lock:
+                if link.conn is not None:
+                    try:
+                        link.conn.close()
+                    except Exception:  # noqa: BLE001 - already gone
+                        logger.debug("closing the AMQP %s", link.role, exc_info=True)
+                    link.conn = link.channel = None
+        self._forget_deliveries()
+
+
+def _dead_letter(queue: str, body: Any) -> DeadLetter:
+    raw = amqp_wire.body_text(body)
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict):
+        return DeadLetter(queue, "unreadable dead-letter record", 0.0, raw)
+    message = record.get("message", "")
+    return DeadLetter(
+        queue,
+        str(record.get("reason", "")),
+        float(record.get("time") or 0.0),
+        message.encode("utf-8") if isinstance(message, str) else raw,
+    )
