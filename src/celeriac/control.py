@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import pidbox
 from .errors import ConfigurationError
+from .urls import safe_url
 
 if TYPE_CHECKING:
     from .app import Celeriac
@@ -34,8 +35,9 @@ class Control:
         client = getattr(broker, "client", None)
         if client is None:
             raise ConfigurationError(
-                f"remote control needs a Redis broker; {broker.url!r} has no broadcast channel. "
-                f"Revokes still work on this broker (they are stored), ping/inspect do not."
+                f"remote control needs a Redis broker; {safe_url(broker.url)!r} has no broadcast "
+                f"channel. Revokes still work on this broker (they are stored), ping/inspect "
+                f"do not."
             )
         return client, int(client.connection_pool.connection_kwargs.get("db", 0))
 
