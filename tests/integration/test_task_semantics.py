@@ -20,7 +20,7 @@ from celeriac.result import AsyncResult, GroupResult, result_from_tuple
 from tests.support.redis_server import RedisServer
 from tests.support.workers import WorkerProcess, start_celeriac_worker
 
-WAIT_S = 15.0
+WAIT_S = 30.0
 BROKER_DB, BACKEND_DB = 10, 11
 
 

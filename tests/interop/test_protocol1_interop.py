@@ -18,7 +18,7 @@ from tests.interop.peers import release_celery_results
 from tests.support.redis_server import RedisServer
 from tests.support.workers import start_celeriac_worker
 
-WAIT_S = 15.0
+WAIT_S = 30.0
 BROKER_DB, BACKEND_DB = 12, 13
 POOLS = ["solo", "threads", "prefork", "gevent", "eventlet", "asyncio"]
 
@@ -88,7 +88,7 @@ def test_call_that_does_not_fit_fails_at_once(client: celery.Celery) -> None:
     with pytest.raises(TypeError, match="positional argument"):
         result.get(timeout=WAIT_S)
     assert result.state == "FAILURE"
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10  # at once: no wait for a timeout
 
 
 def test_retry_of_a_protocol_1_message(client: celery.Celery) -> None:

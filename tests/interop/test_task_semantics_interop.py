@@ -31,7 +31,7 @@ from tests.support.workers import (
     subprocess_env,
 )
 
-WAIT_S = 15.0
+WAIT_S = 30.0
 BROKER_DB, BACKEND_DB = 14, 15
 OURS, THEIRS = "sem_ours", "sem_celery"
 
