@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 class Request:
     """What the running task knows about its message (``self.request`` in a bound task)."""
 
+    # Celery's Context has these too; a worker never sets them (protocol 1's ``taskset`` is
+    # read into ``group``, its ``utc`` into the times)
+    taskset: str | None = None
+    utc: bool | None = None
+    logfile: str | None = None
+    loglevel: int | None = None
+
     def __init__(self, **fields: Any) -> None:
         self.id: str | None = None
         self.task: str | None = None

@@ -221,3 +221,8 @@ def test_control_and_inspect_commands_register_with_celerys_options(app: Celery)
     look_handler = control_commands.find("unit_look", state)
     assert look_handler is not None and look_handler({}) == {"app": "unit"}
     assert control_commands.find("unit_nothing", state) is None
+
+
+def test_request_has_the_rest_of_celerys_context_attributes() -> None:
+    request = Request.of(id="t")
+    assert (request.taskset, request.utc, request.logfile, request.loglevel) == (None,) * 4
