@@ -81,6 +81,10 @@ class Request:
     def __repr__(self) -> str:
         return f"<Request {self.task}[{self.id}]>"
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field, or *default* (Celery's ``request.get('custom_header')``)."""
+        return getattr(self, key, default)
+
 
 _current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "celeriac_request", default=None

@@ -226,3 +226,4 @@ def test_control_and_inspect_commands_register_with_celerys_options(app: Celery)
 def test_request_has_the_rest_of_celerys_context_attributes() -> None:
     request = Request.of(id="t")
     assert (request.taskset, request.utc, request.logfile, request.loglevel) == (None,) * 4
+    assert (request.get("id"), request.get("custom", "none")) == ("t", "none")
