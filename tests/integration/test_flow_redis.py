@@ -210,8 +210,8 @@ def test_key_callable_that_raises_fails_that_task_only(
 UNIQUE_SENDER = """
 import sys, threading
 sys.path.insert(0, sys.argv[1])
-from celeriac import Celery
 from flow_tasks import unique_job
+sys.stdin.readline()  # go: sent together with the test's own threads
 ids = []
 def send():
     for _ in range(5):
@@ -230,17 +230,19 @@ def test_unique_sends_from_threads_and_processes_run_once(
     support = os.path.join(os.path.dirname(__file__), "..", "support")
     env = subprocess_env(redis_url, backend_url)
     other = subprocess.Popen(
-        [sys.executable, "-c", UNIQUE_SENDER, support], env=env, stdout=subprocess.PIPE
+        [sys.executable, "-c", UNIQUE_SENDER, support],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
-    sys.path.insert(0, support)
-    try:
-        os.environ["CELERIAC_BROKER_URL"] = redis_url
-        os.environ["CELERIAC_RESULT_BACKEND"] = backend_url
-        from flow_tasks import app as tasks_app  # type: ignore[import-not-found]
-        from flow_tasks import unique_job
+    client = Celery("client", broker=redis_url, backend=backend_url)
 
-        tasks_app.conf.broker_url = redis_url
-        tasks_app.conf.result_backend = backend_url
+    # the client declares the task as the worker does: the lock is the task name's and key's
+    @client.task(name="flow.unique_job", unique_for=60, unique_key="{key}")
+    def unique_job(key: str, sleep_s: float = 2.0) -> str:
+        return key  # runs on the worker
+
+    try:
         ids: list[str] = []
 
         def send() -> None:
@@ -250,20 +252,20 @@ def test_unique_sends_from_threads_and_processes_run_once(
         threads = [threading.Thread(target=send) for _ in range(10)]
         for thread in threads:
             thread.start()
+        out, _ = other.communicate(b"go\n", timeout=60)  # the other process sends meanwhile
         for thread in threads:
             thread.join()
-        out, _ = other.communicate(timeout=60)
         ids += out.decode().split()
         assert len(ids) == 100
         assert len(set(ids)) == 1
-        assert tasks_app.AsyncResult(ids[0]).get(timeout=20) == "k"
+        assert client.AsyncResult(ids[0]).get(timeout=20) == "k"
         assert len(runs(r, "unique_job")) == 1
         again = unique_job.apply_async(("k", 0.0))
         assert again.id != ids[0]
         assert again.get(timeout=20) == "k"
         assert len(runs(r, "unique_job")) == 2
     finally:
-        sys.path.remove(support)
+        client.close()
         if other.poll() is None:
             other.kill()
             other.wait()

@@ -72,7 +72,7 @@ def hold_slot(sleep_s: float) -> float:
 
 
 @app.task(name="flow.unique_job", unique_for=60, unique_key="{key}")
-def unique_job(key: str, sleep_s: float = 1.0) -> str:
+def unique_job(key: str, sleep_s: float = 2.0) -> str:
     started = time.time()
     time.sleep(sleep_s)
     _record("unique_job", started, key=key)
