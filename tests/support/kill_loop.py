@@ -78,6 +78,8 @@ class KillLoopReport:
     worker_starts: int
     elapsed_s: float
     orphans: list[int]  # children that outlived their killed manager (PDEATHSIG failed)
+    # the events of the tasks behind a failed check, for the failure message
+    evidence: list[str] = field(default_factory=list)
 
     @property
     def restore_median_s(self) -> float:
@@ -104,6 +106,13 @@ class KillLoopReport:
             f"(from the last worker kill: max={self.restore_settled_max_s:.3f}s) "
             f"worker_starts={self.worker_starts} "
             f"elapsed={self.elapsed_s:.1f}s"
+            + (f" unrestored={self.unrestored[:10]}" if self.unrestored else "")
+            + (
+                f" unexplained={self.unexplained_duplicates[:10]}"
+                if self.unexplained_duplicates
+                else ""
+            )
+            + ("\n" + "\n".join(self.evidence) if self.evidence else "")
         )
 
 
@@ -207,20 +216,31 @@ class KillLoop:
         done = {_text(x) for x in self.records.smembers(f"{run}:done")}
         runs = {_text(k): int(v) for k, v in self.records.hgetall(f"{run}:runs").items()}
         expected = [f"t{index:05d}" for index in range(self.config.tasks)]
-        starts: dict[str, list[tuple[int, float]]] = {}
+        starts: dict[str, list[tuple[int, int, float]]] = {}
         finished: set[tuple[str, int]] = set()
-        first_done_pid: dict[str, tuple[int, int]] = {}
+        first_done: dict[str, tuple[int, int, float]] = {}
         for raw in self.records.lrange(f"{run}:events", 0, -1):
             kind, label, pid, moment, ppid = _text(raw).split()
             if kind == "S":
-                starts.setdefault(label, []).append((int(pid), float(moment)))
+                starts.setdefault(label, []).append((int(pid), int(ppid), float(moment)))
             else:
                 finished.add((label, int(pid)))
-                first_done_pid.setdefault(label, (int(pid), int(ppid)))
-        # a child the manager forked just before the whole worker was killed is not in the
-        # kill's list (it died with its manager): its manager's pid explains its lost acks
-        killed_pids = {pid for kill in self.kills for pid in kill.pids}
+                first_done.setdefault(label, (int(pid), int(ppid), float(moment)))
         restore_s, restore_settled_s, unrestored = self._restores(starts, finished)
+        unexplained = sorted(
+            label
+            for label, count in runs.items()
+            if count > 1 and not self._killed_after(*_run_of(first_done[label], starts[label]))
+        )
+        suspects = set(unrestored[:5]) | set(unexplained[:5])
+        evidence = [
+            _text(raw)
+            for raw in self.records.lrange(f"{run}:events", 0, -1)
+            if _text(raw).split()[1] in suspects
+        ]
+        evidence += [f"kill {k.kind} at {k.at:.6f} pids {k.pids}" for k in self.kills]
+        if not suspects:
+            evidence = []
         for key in (f"{run}:done", f"{run}:runs", f"{run}:events"):
             self.records.delete(key)
         return KillLoopReport(
@@ -228,11 +248,8 @@ class KillLoop:
             tasks=self.config.tasks,
             lost=[label for label in expected if label not in done],
             duplicates=sum(max(0, count - 1) for count in runs.values()),
-            unexplained_duplicates=sorted(
-                label
-                for label, count in runs.items()
-                if count > 1 and not killed_pids & set(first_done_pid.get(label, ()))
-            ),
+            unexplained_duplicates=unexplained,
+            evidence=evidence,
             kills=list(self.kills),
             restore_s=restore_s,
             restore_settled_s=restore_settled_s,
@@ -242,8 +259,24 @@ class KillLoop:
             orphans=list(self.orphans),
         )
 
+    @staticmethod
+    def _took(kill: Kill, pid: int, ppid: int) -> bool:
+        """Whether *kill* took the process *pid* (whose parent was *ppid*). Read from the
+        task's own record, not only from the kill's list: a child forked just before its
+        manager was killed is in no list taken at kill time, but its ppid is the manager's."""
+        return pid in kill.pids or (kill.kind == "worker" and ppid == kill.pids[0])
+
+    def _killed_after(self, pid: int, ppid: int, started_at: float) -> bool:
+        """Whether the process that ran a task from *started_at* was killed afterwards (so
+        its ack, deferred to ride on its next fetch, may have died with it). Counted from
+        the run's start, not its end: a kill's time is taken just before the signal, and a
+        child may still finish the task in the few milliseconds the signal takes."""
+        return any(kill.at > started_at and self._took(kill, pid, ppid) for kill in self.kills)
+
     def _restores(
-        self, starts: dict[str, list[tuple[int, float]]], finished: set[tuple[str, int]]
+        self,
+        starts: dict[str, list[tuple[int, int, float]]],
+        finished: set[tuple[str, int]],
     ) -> tuple[list[float], list[float], list[str]]:
         """For each task a kill interrupted (started in a killed process before the kill and
         never done there), the time from the kill to its next start anywhere, and the time
@@ -252,24 +285,34 @@ class KillLoop:
         settled_s: list[float] = []
         unrestored: list[str] = []
         worker_kills = [k.at for k in self.kills if k.kind == "worker"]
-        for kill in self.kills:
-            killed = set(kill.pids)
-            for label, label_starts in starts.items():
-                interrupted = any(
-                    pid in killed and at < kill.at and (label, pid) not in finished
-                    for pid, at in label_starts
-                )
-                if not interrupted:
+        for label, label_starts in starts.items():
+            for pid, ppid, at in label_starts:
+                if (label, pid) in finished:
                     continue
-                later = [at for _, at in label_starts if at > kill.at]
+                # the kill that interrupted this run: the first after its start that took
+                # its process (a later kill of the same manager cannot take it again)
+                kill = next((k for k in self.kills if k.at > at and self._took(k, pid, ppid)), None)
+                if kill is None:
+                    continue
+                later = [when for _, _, when in label_starts if when > kill.at]
                 if later:
                     restart = min(later)
                     restore_s.append(restart - kill.at)
-                    last = max([at for at in worker_kills if kill.at <= at < restart], default=0)
+                    last = max([t for t in worker_kills if kill.at <= t < restart], default=0)
                     settled_s.append(restart - max(kill.at, last))
                 else:
                     unrestored.append(label)
         return restore_s, settled_s, unrestored
+
+
+def _run_of(
+    done: tuple[int, int, float], starts: list[tuple[int, int, float]]
+) -> tuple[int, int, float]:
+    """(pid, ppid, start time) of the run that ended with *done*: the last start in the same
+    process before it."""
+    pid, ppid, done_at = done
+    started = max((at for p, _, at in starts if p == pid and at <= done_at), default=done_at)
+    return pid, ppid, started
 
 
 def _sigkill(pid: int) -> None:
