@@ -2,7 +2,9 @@
 
 One row per task id in ``celeriac_task_meta`` holding the same meta JSON that the Redis
 backend keeps at ``celery-task-meta-<id>``. Expired rows are never returned, and are deleted
-lazily: a store deletes the expired rows at most once a minute per process.
+lazily: a store deletes up to a batch of expired rows at most once a minute per process (or
+every half ``result_expires``, if shorter), and again at the next store while it finds a full
+batch, so the file stays bounded however fast results come.
 
 ``wait_for`` polls as the broker's fetch does (sqlite_wait): it reads the row again only
 when another connection has committed, pausing 1 ms at first and up to 50 ms (or the
@@ -119,8 +121,13 @@ class SqliteBackend:
         with self._db.write() as conn:
             conn.execute(UPSERT, (task_id, payload, now, expires_at))
             if now >= self._next_cleanup:
-                self._next_cleanup = now + CLEANUP_EVERY_S
-                conn.execute(DELETE_EXPIRED, (now, CLEANUP_BATCH))
+                deleted = conn.execute(DELETE_EXPIRED, (now, CLEANUP_BATCH)).rowcount
+                # a full batch: more are waiting, so the next store deletes again (expired
+                # rows go as fast as new ones come); else look again within half the expiry
+                every = min(CLEANUP_EVERY_S, max(0.5, expires_s / 2)) if expires_s else None
+                self._next_cleanup = (
+                    now if deleted >= CLEANUP_BATCH else now + (every or CLEANUP_EVERY_S)
+                )
         local_signal(self.path).notify()
 
     def purge_expired(self, now_s: float | None = None) -> int:
