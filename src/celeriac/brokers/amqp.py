@@ -115,6 +115,8 @@ def _close_quietly(conn: Any) -> None:
 class AmqpBroker:
     """Celery's AMQP transport, spoken with py-amqp."""
 
+    acks_at_once = True  # the consumer sends early acks before the task runs (see consumer)
+
     def __init__(self, url: str, settings: Settings, client_name: str = "celeriac") -> None:
         self.url = url
         self.client_name = client_name

@@ -70,7 +70,10 @@ class Consumer:
         self.window = PrefetchWindow(prefetch_window_s)
         self._pending_acks: list[str] = []
         self._acks_lock = threading.Lock()
-        ctx.ack = self._ack_later
+        # AMQP: an early ack goes out at once (a frame, no round trip), since no other
+        # process can ack this connection's deliveries once this one has died
+        broker = ctx.app.broker
+        ctx.ack = broker.ack if getattr(broker, "acks_at_once", False) else self._ack_later
         ctx.late_ack = self._ack_after_result
         ctx.consumer = self  # the sender of task_received and friends, as in Celery
         self._late_acks = False  # a pending ack waits for a deferred result: confirm first
