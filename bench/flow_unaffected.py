@@ -117,7 +117,7 @@ def main() -> None:
     ratio = statistics.median(beside) / statistics.median(alone)
     # each round runs both back to back, so its own ratio is the steadier figure on a
     # machine shared with other work
-    paired = statistics.median(b / a for a, b in zip(alone, beside))
+    paired = statistics.median(b / a for a, b in zip(alone, beside, strict=True))
     print(
         f"\nmedians over {args.rounds} round(s), N={args.n}, -P {args.pool} -c {args.concurrency}:"
     )
