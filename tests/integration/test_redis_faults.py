@@ -5,7 +5,8 @@ consuming silently after a reconnect, celery#8030); a client gets a clear error 
 hang.
 
 - Redis restarted mid-drain with AOF on: every task done exactly once, new tasks still run;
-- Redis frozen with SIGSTOP (7 s here, 20 s behind the ``slow`` marker) and continued;
+- Redis frozen with SIGSTOP (7 s here; CELERIAC_SIGSTOP_S=20 for the issue's 20 s) and
+  continued;
 - Redis at ``maxmemory`` with ``noeviction``: producers get a clear error, the worker keeps
   running and drains again once memory is freed.
 
@@ -167,17 +168,10 @@ def test_redis_frozen_by_sigstop_then_continued(
     own_redis: RedisServer,
     records: redis.Redis,
 ) -> None:
-    _freeze_and_continue(7.0, start_worker, client, own_redis, records)
-
-
-@pytest.mark.slow
-def test_redis_frozen_by_sigstop_for_twenty_seconds_then_continued(
-    start_worker: Callable[..., WorkerProcess],
-    client: Celery,
-    own_redis: RedisServer,
-    records: redis.Redis,
-) -> None:
-    _freeze_and_continue(20.0, start_worker, client, own_redis, records)
+    # 7 s in CI (longer than worker_dead_after, the point of the test); the 20 s:
+    # CELERIAC_SIGSTOP_S=20 pytest tests/integration/test_redis_faults.py -k sigstop
+    pause_s = float(os.environ.get("CELERIAC_SIGSTOP_S", "7"))
+    _freeze_and_continue(pause_s, start_worker, client, own_redis, records)
 
 
 def fill_to_maxmemory(admin: redis.Redis) -> None:
