@@ -1,10 +1,11 @@
 """Send events: Celery's ``EventDispatcher``, with task events sent in batches.
 
 ``send`` publishes one event now (worker events: online, heartbeat, offline; a client's
-task-sent). ``buffer`` holds task events; a flusher thread sends what is held as
-``task.multi`` lists (``buffer_limit`` events at most in each) ``flush_interval_s`` after the
-first one arrives, so a busy worker pays one round trip per batch, not one per event, and
-the task's own thread does no encoding and no I/O for its events.
+task-sent). ``buffer`` holds task events and sends them as ``task.multi`` lists
+(``buffer_limit`` events at most in each, all in one round trip) once the oldest held one is
+``flush_interval_s`` old: a busy worker pays one round trip per batch, not one per event, and
+sends it from the task's own thread at the next event (no hand-over between threads). A
+flusher thread sends what is left when no more events come.
 A publish that fails is logged and its events are dropped: monitoring never stops a task.
 """
 
@@ -75,6 +76,7 @@ class EventDispatcher:
         self.pid = os.getpid()
         self.utcoffset = wire.utcoffset()
         self._held: deque[wire.Event] = deque()
+        self._batch_started: float | None = None  # when the first held event came
         self._flush_lock = threading.Lock()
         self._flush_asked = False
         self._pending = threading.Event()
@@ -108,21 +110,27 @@ class EventDispatcher:
         self._publish([(key, wire.encode(event, self.hostname, key))])
 
     def buffer(self, event_type: str, fields: dict[str, Any]) -> None:
-        """Hold a task event for the flusher thread's next ``task.multi`` batch. Its time is
-        taken now; its clock when the batch goes out, in the order events were held."""
+        """Hold a task event for the next ``task.multi`` batch. Its time is taken now; its
+        clock when the batch goes out, in the order events were held."""
+        now = fields["timestamp"] = time.time()
         fields["type"] = event_type
-        fields["timestamp"] = time.time()
         self._held.append(fields)  # a deque: append and popleft need no lock
-        if not self._flush_asked:
-            self._flush_asked = True
-            self._pending.set()
-            if self._thread is None:
-                self.start()
+        started = self._batch_started
+        if started is None:
+            self._batch_started = now
+            if not self._flush_asked:  # the thread sends it if no later event does
+                self._flush_asked = True
+                self._pending.set()
+                if self._thread is None:
+                    self.start()
+        elif now - started >= self.flush_interval_s:
+            self.flush()  # a busy worker sends its batches itself: no hand-over to a thread
 
     def flush(self) -> None:
         """Send every held event now, ``BATCH_LIMIT`` to a message, in one round trip."""
         held = self._held
         events: list[wire.Event] = []
+        self._batch_started = None
         with self._flush_lock:  # one flush at a time, so clocks follow the held order
             while True:
                 try:
@@ -166,17 +174,24 @@ class EventDispatcher:
             if self.on_tick is not None:
                 self.on_tick()
             if self._pending.wait(0.5):
-                time.sleep(self.flush_interval_s)  # let the batch gather
+                time.sleep(2 * self.flush_interval_s)  # a busy producer flushes before this
                 self._pending.clear()
                 self._flush_asked = False
-            if self._held:  # also what came in just as the last flush ended
-                self.flush()
+            if not self._held:
+                continue
+            started = self._batch_started
+            if started is None or time.time() - started >= self.flush_interval_s:
+                self.flush()  # the last events before a pause
+            else:  # a batch just begun: look again once it is due
+                self._flush_asked = True
+                self._pending.set()
 
     def after_fork(self) -> None:
         """In a freshly forked child: own pid, own connection, no inherited events."""
         self.pid = os.getpid()
         self._transport = None
         self._held = deque()
+        self._batch_started = None
         self._flush_lock = threading.Lock()
         self._flush_asked = False
         self.clock._lock = threading.Lock()
