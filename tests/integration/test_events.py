@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -283,3 +284,32 @@ def test_task_events_on_green_and_asyncio_pools(
     assert started["pool"] == pool and started["pid"] == worker.pid
     if pool in ("gevent", "eventlet"):
         assert isinstance(started["greenlet"], int)  # each task runs in a greenlet of its own
+
+
+def test_terminated_task_is_reported_by_the_prefork_manager(
+    collector: Collector, client: Celery, worker_factory: Callable[..., WorkerProcess]
+) -> None:
+    worker = worker_factory("core_tasks", "-P", "prefork", "-c", "1", "-E", "-n", "kill@localhost")
+    running = client.send_task("core.sleep", (30,))
+    started = collector.of("task-started", running.id)
+    client.control.revoke(running.id, terminate=True, signal="SIGKILL")
+    revoked = collector.of("task-revoked", running.id)
+    assert revoked["terminated"] is True and revoked["signum"] == 9
+    assert revoked["pid"] == worker.pid != started["pid"]  # the manager saw its child go
+
+
+def test_events_command_says_when_the_broker_is_unreachable() -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    done = subprocess.run(
+        [sys.executable, "-m", "celeriac", "-b", f"redis://127.0.0.1:{port}/0", "events", "-d"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=subprocess_env(f"redis://127.0.0.1:{port}/0"),
+    )
+    assert done.returncode == 1
+    assert f"cannot read events from redis://127.0.0.1:{port}/0" in done.stderr
+    assert "check that the broker is running" in done.stderr

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 import orjson
+from redis.exceptions import RedisError
 
+from ..errors import CeleriacError
 from ..events.monitor import STATE_ORDER, ClusterMonitor
 from ..events.receiver import EventReceiver
+from ..urls import safe_url
 from .main import CliState
 
 if TYPE_CHECKING:
@@ -164,7 +167,8 @@ def events(
         )
     if frequency <= 0:
         raise click.BadParameter("must be a number of seconds > 0", param_hint="--frequency")
-    receiver = EventReceiver(state.app())
+    app = state.app()
+    receiver = EventReceiver(app)
     try:
         if dump or as_json:
             _dump(receiver, sys.stdout, as_json, timeout, limit)
@@ -172,3 +176,8 @@ def events(
             _live(receiver, frequency, timeout, limit)
     except KeyboardInterrupt:
         pass
+    except (RedisError, OSError, CeleriacError) as exc:
+        raise click.ClickException(
+            f"cannot read events from {safe_url(app.broker_url)}: {exc}; check that the "
+            "broker is running and that -b/--broker or broker_url names it"
+        ) from exc
