@@ -53,7 +53,7 @@ class CeleryEvents:
         self._thread.start()
         client = redis.Redis.from_url(redis_url)
         deadline = time.monotonic() + 10
-        while int(client.execute_command("PUBSUB", "NUMPAT")) < 1:  # subscribed
+        while int(client.pubsub_numpat()) < 1:  # subscribed
             assert time.monotonic() < deadline, "Celery's receiver never subscribed"
             time.sleep(0.02)
         client.close()
