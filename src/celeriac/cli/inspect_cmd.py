@@ -287,7 +287,7 @@ def _broadcast(
         ) from None
 
 
-@click.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@click.command(context_settings={"allow_extra_args": True})
 @click.argument("command")
 @click.option(
     "--list",
@@ -331,7 +331,7 @@ def inspect(
     _done(replies, as_json, _quiet(ctx))
 
 
-@click.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@click.command(context_settings={"allow_extra_args": True})
 @click.argument("command")
 @click.option(
     "--list",
