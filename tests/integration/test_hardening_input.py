@@ -316,3 +316,18 @@ def test_a_tagless_message_held_by_a_killed_worker_runs_on_the_next_one(
     assert client.AsyncResult(task_id).get(timeout=WAIT_S) == 2.0
     assert "restored 1 message(s)" in second.log()
     wait_until(lambda: held_tag() is None, "the recovered message to be acked")
+
+
+def test_hand_written_envelopes_on_the_memory_broker_run_too() -> None:
+    from celeriac.contrib.testing.worker import start_worker
+
+    app = Celery("hand_memory", broker=f"memory://hand-{uuid.uuid4()}", backend="memory://")
+
+    @app.task(name="core.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    sent = push_shapes(lambda raw: app.broker.publish("celery", raw))
+    with start_worker(app, pool="solo", perform_ping_check=False):
+        assert_all_succeeded(app, sent)
+    assert app.broker.dead_letter_count("celery") == 0

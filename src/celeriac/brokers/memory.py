@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,14 +49,16 @@ def store_for(url: str) -> _Store:
 
 
 def _tag_of(raw: bytes) -> tuple[str, int] | None:
+    """(delivery tag, priority); a JSON object without properties or without a tag (a
+    hand-written producer) is given a tag, as the Redis broker gives one."""
     try:
         envelope = orjson.loads(raw)
-        properties = envelope["properties"]
-        tag = properties["delivery_tag"]
+        properties = envelope.get("properties", {})
+        tag = properties.get("delivery_tag", None) or f"celeriac-{uuid.uuid4()}"
         priority = int(properties.get("priority") or 0)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, AttributeError):
         return None
-    return (tag, priority) if isinstance(tag, str) and tag else None
+    return (tag, priority) if isinstance(tag, str) else None
 
 
 class MemoryBroker:
