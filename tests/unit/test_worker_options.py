@@ -124,7 +124,7 @@ def test_fair_holds_no_more_than_free_slots(app: Celery) -> None:
     assert "fair" in worker.render_banner()
 
 
-def test_events_are_kept_and_said_to_be_not_wired_and_beat_options_kept(
+def test_events_are_on_in_the_banner_and_beat_options_kept(
     app: Celery, caplog: pytest.LogCaptureFixture
 ) -> None:
     worker = Worker(
@@ -142,7 +142,7 @@ def test_events_are_kept_and_said_to_be_not_wired_and_beat_options_kept(
     assert "--without-gossip: nothing to turn off" in banner
     with caplog.at_level(logging.WARNING):
         worker._log_accepted_options()
-    assert "-E/--task-events accepted" in caplog.text
+    assert "task events" not in caplog.text  # they are sent: nothing to warn about
 
 
 def test_autoscale_sets_bounds_for_prefork_and_warns_elsewhere(
