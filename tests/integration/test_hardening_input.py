@@ -164,6 +164,19 @@ def test_properties_of_the_wrong_type_are_still_dead_lettered(
     assert "envelope 'properties' is not an object" in worker.log()
 
 
+def test_a_delivery_tag_of_the_wrong_type_fails_the_task_saying_to_leave_it_out(
+    worker_factory: Callable[..., WorkerProcess], client: Celery, r: redis.Redis
+) -> None:
+    worker_factory("core_tasks", "-P", "solo")
+    task_id = f"hand-{uuid.uuid4()}"
+    envelope = minimal(task_id, 1, 2)
+    envelope["properties"] = {"delivery_tag": 5}
+    r.lpush("celery", orjson.dumps(envelope))
+    with pytest.raises(InvalidMessage, match="leave it out and the broker gives the message a tag"):
+        client.AsyncResult(task_id).get(timeout=WAIT_S)
+    assert r.llen("celeriac.dead.celery") == 1
+
+
 def test_pickle_task_message_is_refused_with_one_log_line_and_a_stored_failure(
     worker_factory: Callable[..., WorkerProcess], client: Celery, r: redis.Redis
 ) -> None:

@@ -93,7 +93,10 @@ def accept(ctx: ExecContext, delivery: Delivery) -> Job | None:
             lifecycle.task_rejected.emit(ctx, delivery, exc)
         return None
     if not delivery.receipt:  # a task, but without a delivery tag the broker could not track it
-        reason = "envelope has no string properties.delivery_tag"
+        reason = (
+            "properties.delivery_tag is not a string; leave it out and the broker gives the "
+            "message a tag"
+        )
         _reject_invalid(
             ctx, delivery, reason, message.id, InvalidMessage(reason, task_id=message.id)
         )
