@@ -94,8 +94,11 @@ def _in_process(reply: dict[str, Any], manager: dict[str, Any], tree: Tree) -> N
             )
         )
         _tasks_under(branch, tasks)
-    for tasks in by_thread.values():  # a slot whose thread has ended meanwhile
-        _tasks_under(tree.add(Text("OS thread (ended)", style="bold")), tasks)
+    rest = [task for tasks in by_thread.values() for task in tasks]
+    if rest:  # green pools patch threading: their one real thread is the main one
+        green = all(_green_label(task) is not None for task in rest)
+        label = "OS thread MainThread" if green else "OS thread (ended since)"
+        _tasks_under(tree.add(Text(label, style="bold")), rest)
 
 
 def _tasks_under(branch: Tree, tasks: list[dict[str, Any]]) -> None:

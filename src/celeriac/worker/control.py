@@ -21,6 +21,7 @@ from ..backends.base import build_meta, encode_exception
 from ..brokers.redis import CONNECTION_ERRORS
 from ..control import REVOKE_TTL_S
 from ..errors import TaskRevokedError
+from ..redis_connect import separate_client
 from ..urls import masked
 from . import control_actions, control_commands, control_inspect, control_tree, revoked
 from . import events as worker_events
@@ -79,13 +80,20 @@ class ControlListener:
             "dump_revoked": lambda args: self.handlers["revoked"](args),
             "conf": self._conf,
             "shutdown": self._shutdown,
-            "hello": lambda args: {"revoked": [], "clock": self.clock()},
+            "hello": self._hello,
             "enable_events": lambda args: _switch_task_events(True),
             "disable_events": lambda args: _switch_task_events(False),
             "tree": lambda args: control_tree.measure(self),
             **control_inspect.handlers(self),
             **control_actions.handlers(self),
         }
+
+    def _hello(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        """Celery's mingle: a worker starting up asks the others for their revoked ids."""
+        if args.get("from_node") == self.runtime.nodename:
+            return None
+        ids = self.handlers["revoked"](args)
+        return {"revoked": ids, "clock": self.clock()}
 
     # what the command modules read
     def clock(self) -> int:
@@ -130,12 +138,9 @@ class ControlListener:
             return False  # no broadcast channel on this broker; revokes are read from storage
         # a client of its own: the prefork manager closes the app's connections before every
         # fork (a child must not inherit them), which would pull this thread's socket away
-        pool = shared.connection_pool
-        kwargs = dict(pool.connection_kwargs)  # named, as every connection is (inspect tree)
-        kwargs["client_name"] = f"{kwargs.get('client_name') or 'celeriac'}:control"
-        client = type(shared)(
-            connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
-        )
+        # named, as every connection is (inspect tree); a sentinel client's follows the master
+        name = shared.connection_pool.connection_kwargs.get("client_name") or "celeriac"
+        client = separate_client(shared, f"{name}:control")
         self._thread = threading.Thread(
             target=self._run, args=(client,), daemon=True, name="celeriac-control"
         )

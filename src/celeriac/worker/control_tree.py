@@ -89,9 +89,11 @@ def _threads() -> list[dict[str, Any]]:
             continue
         found.append({"ident": thread.ident, "native_id": native, "name": thread.name})
     natives = {t["native_id"] for t in found}
+    main = threading.main_thread()
     if len(natives) < len(found):  # green threads share one native id: keep the real one
-        main = threading.main_thread()
         found = [t for t in found if t["native_id"] != main.native_id or t["ident"] == main.ident]
+    if not found:  # eventlet's threading knows no native ids: the one real thread
+        found = [{"ident": main.ident, "native_id": os.getpid(), "name": main.name}]
     return sorted(found, key=lambda t: (t["name"] != "MainThread", t["name"]))
 
 
