@@ -24,6 +24,9 @@ def safe_url(url: str | None) -> str:
     banners, logs, errors and replies."""
     if not url:
         return "<none>"
+    if ";" in url and "://" in url.partition(";")[2]:
+        # Celery's list of URLs (sentinel://a;sentinel://b): each one masked
+        return ";".join(safe_url(chunk) for chunk in url.split(";"))
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -55,6 +58,8 @@ def secrets_in(url: str | None) -> list[str]:
     any text that might quote them."""
     if not url:
         return []
+    if ";" in url and "://" in url.partition(";")[2]:
+        return [s for chunk in url.split(";") for s in secrets_in(chunk)]
     try:
         parts = urlsplit(url)
         found = [parts.password] if parts.password else []

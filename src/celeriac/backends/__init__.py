@@ -17,7 +17,7 @@ __all__ = ["Backend", "Meta", "build_meta", "decode_exception", "encode_exceptio
 def make_backend(url: str, settings: Settings, client_name: str = "celeriac") -> Backend:
     """Open the result backend that *url*'s scheme names."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "sentinel"):
         from .redis import RedisBackend
 
         return RedisBackend(url, settings, client_name=client_name)
@@ -31,5 +31,6 @@ def make_backend(url: str, settings: Settings, client_name: str = "celeriac") ->
         return SqliteBackend(url, settings, client_name=client_name)
     raise ConfigurationError(
         f"unknown result backend URL scheme in {safe_url(url)!r}; "
-        f"use redis://host:port/db, sqlite:///path or memory://"
+        f"use redis://host:port/db, sentinel://host:26379/0;sentinel://host2:26379/0, "
+        f"sqlite:///path or memory://"
     )

@@ -25,9 +25,10 @@ import redis.exceptions
 from .. import states
 from ..config import Settings
 from ..errors import BackendError, TimeoutError
+from ..redis_connect import redis_client
 from ..resp import pack
 from ..serialization import dumps_json
-from ..urls import redis_connection, safe_url, scrub, secrets_in
+from ..urls import safe_url, scrub, secrets_in
 from .base import (
     CHORD_CLAIM_S,
     CHORD_DONE_S,
@@ -151,16 +152,15 @@ class RedisBackend:
     def __init__(self, url: str, settings: Settings, client_name: str = "celeriac") -> None:
         self.url = url
         try:
-            redis_url, tls = redis_connection(
-                url, settings.get("redis_backend_use_ssl"), "redis_backend_use_ssl"
-            )
-            self._client = redis.Redis.from_url(
-                redis_url,
+            # a plain Redis URL or Celery's sentinel:// list (redis_connect)
+            self._client = redis_client(
+                url,
+                settings,
+                "backend",
                 client_name=f"{client_name}:results",
                 socket_connect_timeout=float(settings.broker_connection_timeout or 4.0),
                 socket_keepalive=True,
                 health_check_interval=30,
-                **tls,
             )
         except ValueError as exc:
             reason = scrub(str(exc), secrets_in(url))

@@ -17,7 +17,7 @@ __all__ = ["Broker", "DeadLetter", "Delivery", "make_broker", "priority_key"]
 def make_broker(url: str, settings: Settings, client_name: str = "celeriac") -> Broker:
     """Open the broker that *url*'s scheme names."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "sentinel"):
         from .redis import RedisBroker
 
         return RedisBroker(url, settings, client_name=client_name)
@@ -35,6 +35,6 @@ def make_broker(url: str, settings: Settings, client_name: str = "celeriac") -> 
         return SqliteBroker(url, settings, client_name=client_name)
     raise ConfigurationError(
         f"unknown broker URL scheme in {safe_url(url)!r}; "
-        f"use redis://host:port/db, amqp://user:password@host:5672/vhost, sqlite:///path "
-        f"or memory://"
+        f"use redis://host:port/db, amqp://user:password@host:5672/vhost, sqlite:///path, "
+        f"sentinel://host:26379/0;sentinel://host2:26379/0 or memory://"
     )

@@ -28,8 +28,9 @@ import redis.exceptions
 from ..config import Settings
 from ..errors import BrokerError
 from ..protocol import mark_redelivered
+from ..redis_connect import redis_client
 from ..resp import pack
-from ..urls import redis_connection, safe_url, scrub, secrets_in
+from ..urls import safe_url, scrub, secrets_in
 from .base import (
     PRIORITY_SEP,
     PRIORITY_STEPS,
@@ -109,15 +110,16 @@ class RedisBroker:
         self._retry_policy = dict(settings.task_publish_retry_policy or {})
         self._publish_retry = bool(settings.task_publish_retry)
         try:
-            redis_url, tls = redis_connection(url, settings.get("broker_use_ssl"), "broker_use_ssl")
-            self._client = redis.Redis.from_url(
-                redis_url,
+            # a plain Redis URL or Celery's sentinel:// list (redis_connect)
+            self._client = redis_client(
+                url,
+                settings,
+                "broker",
                 client_name=client_name,
                 socket_connect_timeout=self._connect_timeout_s,
                 socket_timeout=self._socket_timeout_s,
                 socket_keepalive=True,
                 health_check_interval=30,
-                **tls,
             )
         except ValueError as exc:
             reason = scrub(str(exc), secrets_in(url))

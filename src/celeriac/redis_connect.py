@@ -1,0 +1,212 @@
+"""Redis clients from a URL: a plain ``redis://``, ``rediss://`` or ``unix://`` URL, or
+Celery's Redis Sentinel spelling, a ``;``-separated list of sentinels::
+
+    sentinel://:password@127.0.0.1:26379/0;sentinel://127.0.0.1:26380/0
+
+with the monitored master's name in ``broker_transport_options`` (or
+``result_backend_transport_options`` for the result backend)::
+
+    {"master_name": "mymaster", "sentinel_kwargs": {"password": "sentinel-pw"}}
+
+The password and database of the first sentinel URL that has them are the master's (as
+Celery reads them); ``sentinel_kwargs`` are the options of the connections to the sentinels
+themselves (their own password, say). Every connection of a sentinel client asks the
+sentinels where the master is when it connects, and drops itself when the server it talks
+to turned out to be a replica (``READONLY``), so a reconnect after a failover finds the new
+master. Clients are built lazily and hold no socket across ``fork()``: redis-py's pools
+notice the new pid and open their own connections in the child.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .config import Settings
+from .errors import ConfigurationError
+from .urls import redis_connection, safe_url
+
+SENTINEL_SCHEME = "sentinel"
+DEFAULT_SENTINEL_PORT = 26379
+
+# (the setting with the transport options, the setting with the TLS options) per role
+_SETTINGS = {
+    "broker": ("broker_transport_options", "broker_use_ssl"),
+    "backend": ("result_backend_transport_options", "redis_backend_use_ssl"),
+}
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """What a ``sentinel://`` URL says: where the sentinels are and how to log in to the
+    master they point at."""
+
+    hosts: tuple[tuple[str, int], ...]
+    db: int
+    username: str | None
+    password: str | None
+
+    def describe(self) -> str:
+        return ", ".join(f"{host}:{port}" for host, port in self.hosts)
+
+
+def is_sentinel(url: str) -> bool:
+    return url.split("://", 1)[0].strip().lower() == SENTINEL_SCHEME if "://" in url else False
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """The sentinels of a Celery-style ``sentinel://`` URL (several joined by ``;``)."""
+    hosts: list[tuple[str, int]] = []
+    db: int | None = None
+    username: str | None = None
+    password: str | None = None
+    for chunk in (c.strip() for c in url.split(";")):
+        if not chunk:
+            continue
+        try:
+            parts = urlsplit(chunk)
+            port = parts.port or DEFAULT_SENTINEL_PORT
+        except ValueError:
+            raise _bad_url(url, "a port is not a number") from None
+        if parts.scheme.lower() != SENTINEL_SCHEME or not parts.hostname:
+            raise _bad_url(url, f"{safe_url(chunk)!r} is not sentinel://host:port/db")
+        if parts.query:
+            raise _bad_url(
+                url,
+                "sentinel URLs take no ?options; put connection options in the transport "
+                "options (socket_timeout, sentinel_kwargs, ...)",
+            )
+        hosts.append((parts.hostname, port))
+        if db is None and parts.path.strip("/"):
+            db = _db_number(url, parts.path)
+        if password is None and parts.password is not None:
+            password = unquote(parts.password)
+            username = unquote(parts.username) if parts.username else None
+    if not hosts:
+        raise _bad_url(url, "it names no sentinel")
+    return SentinelTarget(tuple(hosts), db or 0, username, password)
+
+
+def _db_number(url: str, path: str) -> int:
+    text = path.strip("/")
+    if not text.isdigit():
+        raise _bad_url(url, f"the database {text!r} is not a number")
+    return int(text)
+
+
+def _bad_url(url: str, reason: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"invalid Redis Sentinel URL {safe_url(url)!r}: {reason}. Write it as Celery does: "
+        f"sentinel://:password@host:26379/0;sentinel://host2:26379/0"
+    )
+
+
+def redis_client(url: str, settings: Settings, role: str, **connection: Any) -> redis.Redis:
+    """A client for *url*: a plain Redis URL, or a ``sentinel://`` list whose master is
+    looked up through the sentinels. *role* is ``broker`` or ``backend`` (which settings to
+    read); *connection* are redis-py connection options (client_name, timeouts, ...)."""
+    options_setting, ssl_setting = _SETTINGS[role]
+    if not is_sentinel(url):
+        redis_url, tls = redis_connection(url, settings.get(ssl_setting), ssl_setting)
+        return redis.Redis.from_url(redis_url, **connection, **tls)
+    target = parse_sentinel_url(url)
+    options = _transport_options(settings, role)
+    master_name = options.get("master_name")
+    if not master_name or not isinstance(master_name, str):
+        raise ConfigurationError(
+            f"the Redis Sentinel URL {safe_url(url)!r} needs the name of the master the "
+            f"sentinels monitor: set {options_setting} = {{'master_name': 'mymaster'}} (the "
+            f"name in each sentinel's 'sentinel monitor <name> ...' line)"
+        )
+    connect_timeout = float(connection.get("socket_connect_timeout") or 4.0)
+    _, tls = redis_connection("redis://sentinel", settings.get(ssl_setting), ssl_setting)
+    if tls.pop("connection_class", None) is not None:
+        tls["connection_class"] = redis.sentinel.SentinelManagedSSLConnection
+    manager = redis.sentinel.Sentinel(
+        list(target.hosts),
+        min_other_sentinels=int(options.get("min_other_sentinels") or 0),
+        sentinel_kwargs=_sentinel_kwargs(options, connect_timeout, len(target.hosts)),
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        # one quick retry (a pooled connection to a master that is gone); the callers'
+        # own loops wait out a failover, each attempt asking the sentinels again
+        retry=Retry(NoBackoff(), 1),
+        **connection,
+        **tls,
+    )
+    client: redis.Redis = manager.master_for(master_name, redis_class=redis.Redis)
+    return client
+
+
+def _transport_options(settings: Settings, role: str) -> Mapping[str, Any]:
+    """The transport options for *role*; the result backend falls back to the broker's
+    master_name and sentinel_kwargs when its own options leave them out (celeriac's
+    result_backend defaults to the broker URL)."""
+    broker = dict(settings.get("broker_transport_options") or {})
+    if role == "broker":
+        return broker
+    own = dict(settings.get("result_backend_transport_options") or {})
+    for key in ("master_name", "sentinel_kwargs", "min_other_sentinels"):
+        if key not in own and key in broker:
+            own[key] = broker[key]
+    return own
+
+
+def _sentinel_kwargs(
+    options: Mapping[str, Any], connect_timeout: float, count: int
+) -> dict[str, Any]:
+    """Options of the connections to the sentinels: the user's ``sentinel_kwargs``, with
+    timeouts that let a lookup over every sentinel end within the connect timeout."""
+    given = options.get("sentinel_kwargs") or {}
+    if not isinstance(given, Mapping):
+        raise ConfigurationError(
+            f"sentinel_kwargs must be a dict of redis-py connection options for the "
+            f"sentinels (e.g. {{'password': '...'}}), not {type(given).__name__}"
+        )
+    kwargs = dict(given)
+    share = max(0.05, connect_timeout / max(1, count))
+    kwargs.setdefault("socket_connect_timeout", share)
+    kwargs.setdefault("socket_timeout", share)
+    kwargs.setdefault("retry", Retry(NoBackoff(), 0))
+    return kwargs
+
+
+def separate_client(client: redis.Redis, client_name: str) -> redis.Redis:
+    """A client with a pool of its own, to the same server (or the same sentinel master) as
+    *client*, whose connections are named *client_name*."""
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs["client_name"] = client_name
+    new_pool: redis.ConnectionPool
+    if isinstance(pool, redis.sentinel.SentinelConnectionPool):
+        kwargs.pop("connection_pool", None)  # the old pool's: the new one sets its own
+        pool_class: Any = redis.sentinel.SentinelConnectionPool
+        new_pool = pool_class(
+            pool.service_name,
+            pool.sentinel_manager,
+            connection_class=pool.connection_class,
+            **kwargs,
+        )
+    else:
+        new_pool = type(pool)(connection_class=pool.connection_class, **kwargs)
+    return redis.Redis(connection_pool=new_pool)
+
+
+def sentinel_hosts(client: redis.Redis) -> str | None:
+    """``host:port, ...`` of the sentinels behind *client*, or None for a plain client."""
+    pool = client.connection_pool
+    if not isinstance(pool, redis.sentinel.SentinelConnectionPool):
+        return None
+    found = []
+    for sentinel in pool.sentinel_manager.sentinels:
+        kwargs = sentinel.connection_pool.connection_kwargs
+        found.append(f"{kwargs.get('host')}:{kwargs.get('port')}")
+    return ", ".join(found)
