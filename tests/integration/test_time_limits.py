@@ -79,11 +79,11 @@ def test_threads_task_stuck_in_c_is_abandoned_and_the_worker_recycles_itself(
     stuck = client.send_task("limits.stuck", ("stuck",), time_limit=1)
     with pytest.raises(TimeLimitExceeded):
         stuck.get(timeout=20)
-    # the process was replaced in place: same pid, a fresh worker that serves the next task
+    # the process is replaced in place: same pid, a fresh worker that serves the next task
+    wait_until(lambda: worker.log().count(" ready.") == 2, 20, "the worker to exec afresh")
+    assert "recycling: exec" in worker.log()
     assert client.send_task("limits.add", (1, 1)).get(timeout=30) == 2
     assert worker.pid == pid and worker.process.poll() is None
-    assert "recycling" in worker.log()
-    assert worker.log().count(" ready.") == 2
 
 
 def test_worker_wide_limits_from_the_command_line(worker_factory: Factory, client: Celery) -> None:

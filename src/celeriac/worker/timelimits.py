@@ -200,6 +200,7 @@ class Watchdog:
         self.ctx: ExecContext | None = None
         self.recycling = False
         self.serving_done = threading.Event()
+        self.on_abandon: Callable[[], None] | None = None  # the slot of a stuck task is free
 
     # the handler: runs in the task's slot
     def handle(self, ctx: ExecContext, delivery: Delivery) -> None:
@@ -364,22 +365,24 @@ class Watchdog:
                 ctx.app.broker.ack([job.delivery.receipt])
         except Exception:
             logger.exception("could not store the failure of %s", job.message.id)
+        if self.on_abandon is not None:
+            self.on_abandon()  # so the warm stop below does not wait for it
         self.recycle()
 
     def served(self) -> None:
-        """The pool's consumer returned: re-exec now if a recycle asked for the stop (the
-        main thread would otherwise exit the process under the watchdog)."""
+        """The pool's consumer returned; if a recycle asked for the stop, the worker execs
+        afresh once it has shut down cleanly (Worker.start reads ``recycling``)."""
         self.serving_done.set()
-        if self.recycling:
-            reexec()
 
     def recycle(self) -> None:
         """Stop consuming, let the other tasks end, put back what is held, exec afresh."""
         self.recycling = True
         self.runtime.stop.warm.set()
-        self.serving_done.wait(RECYCLE_DRAIN_S)
+        if self.serving_done.wait(RECYCLE_DRAIN_S):
+            return  # the consumer stopped cleanly: the worker execs after its shutdown
+        # the consumer's own thread is the stuck one (solo): settle from here and exec
         consumer = self.ctx.consumer if self.ctx is not None else None
-        if consumer is not None and not self.serving_done.is_set():
+        if consumer is not None:
             try:
                 consumer.flush_acks()
             except Exception as exc:

@@ -186,6 +186,10 @@ class Worker:
                 lifecycle.worker_stopped.emit(self)
             logger.info("%s stopped.", self.runtime.nodename)
             app.close()
+        if getattr(pool, "recycle_requested", False):
+            from .timelimits import reexec
+
+            reexec()  # a task stuck past its hard time limit: start afresh (timelimits.py)
         return code
 
     def render_banner(self) -> str:

@@ -57,6 +57,11 @@ class SoloPool:
     def terminate_task(self, task_id: str, signum: int) -> bool:
         return self.watchdog is not None and self.watchdog.terminate(task_id, signum)
 
+    @property
+    def recycle_requested(self) -> bool:
+        """A task stuck past its hard limit was abandoned: the worker execs afresh."""
+        return bool(self.watchdog is not None and self.watchdog.recycling)
+
     def running_ids(self) -> set[str]:
         return self.watchdog.running_ids() if self.watchdog is not None else set()
 

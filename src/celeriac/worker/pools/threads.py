@@ -135,6 +135,13 @@ class ThreadSlots:
                 self._running -= 1
                 self._changed.notify_all()
 
+    def abandon(self) -> None:
+        """A job stuck past its hard time limit no longer counts as running (the process
+        is recycled, see timelimits.py): a warm stop does not wait for it."""
+        with self._changed:
+            self._running -= 1
+            self._changed.notify_all()
+
     def wait_for_free(self, timeout_s: float) -> None:
         with self._changed:
             self._changed.wait_for(lambda: self._running < self.capacity, timeout_s)
@@ -161,15 +168,19 @@ class ThreadPool:
     def terminate_task(self, task_id: str, signum: int) -> bool:
         return self.watchdog.terminate(task_id, signum)
 
+    @property
+    def recycle_requested(self) -> bool:
+        """A task stuck past its hard limit was abandoned: the worker execs afresh."""
+        return bool(self.watchdog.recycling)
+
     def running_ids(self) -> set[str]:
         return self.watchdog.running_ids()
 
     def run(self) -> int:
         slots = ThreadSlots(self.runtime.concurrency)
+        self.watchdog.on_abandon = slots.abandon
         try:
-            return serve_in_process(
-                self.runtime, slots, self.name, handler=self.watchdog.handle
-            )
+            return serve_in_process(self.runtime, slots, self.name, handler=self.watchdog.handle)
         finally:
             slots.close()
             self.watchdog.served()
