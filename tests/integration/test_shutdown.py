@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from celeriac import Celeriac
-from tests.support.workers import ROOT, WorkerProcess
+from tests.support.workers import ROOT, WorkerProcess, start_celeriac_worker
 
 DEMO = [sys.executable, "-m", "celeriac", "demo", "--json"]
 
@@ -220,3 +220,37 @@ def test_second_sigint_is_a_cold_shutdown_that_loses_nothing_with_acks_late(
     assert interrupted.get(timeout=20) == "opened"
     assert sorted(o.get(timeout=20) for o in others) == [1, 2, 3]
     assert r.get("runs:c") == b"2", "interrupted once, run again to the end"
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork", "threads"])
+def test_warm_shutdown_on_sqlite_puts_prefetched_back_at_once(tmp_path: Path, pool: str) -> None:
+    url = f"sqlite:///{tmp_path / 'celeriac.sqlite3'}"
+    client = Celeriac("client", broker=url, backend=url)
+    gate_key = f"sq-{pool}"
+    gate = client.send_task("shut.sqlite_gate", (str(tmp_path / gate_key),))
+    for _ in range(OTHERS):
+        client.send_task("shut.touch", (str(tmp_path / "other"),))
+    worker = start_celeriac_worker(
+        "shutdown_tasks", url, "-P", pool, "-c", "1", "--prefetch-multiplier", "4",
+        backend_url=url,
+    )  # fmt: skip
+    try:
+        started = tmp_path / f"{gate_key}.started"
+        _wait_until(started.exists, 20, worker.log)
+        broker = client.broker
+        assert broker.queue_length("celery") < OTHERS + 1
+        worker.signal(signal.SIGTERM)
+        _wait_until(
+            lambda: broker.queue_length("celery") == OTHERS,
+            3,
+            lambda: f"{broker.queue_length('celery')} of {OTHERS} back 3 s after the stop",
+        )
+        assert worker.process.poll() is None and not gate.ready()
+        (tmp_path / f"{gate_key}.open").touch()
+        assert worker.wait(20) == 0
+        assert gate.get(timeout=5) == "opened"
+        assert broker.queue_length("celery") == OTHERS
+        assert not (tmp_path / "other").exists(), "no unstarted task ran"
+    finally:
+        worker.stop()
+        client.close()

@@ -58,3 +58,21 @@ def late_gate(key: str) -> str:
 @app.task(name="shut.count")
 def count(key: str) -> int:
     return int(_r().incr(f"runs:{key}"))
+
+
+@app.task(name="shut.sqlite_gate")
+def sqlite_gate(path: str) -> str:
+    """The gate for tests without Redis: files mark the start and open it."""
+    with open(f"{path}.started", "w") as mark:
+        mark.write(str(os.getpid()))
+    for _ in range(1200):
+        if os.path.exists(f"{path}.open"):
+            return "opened"
+        time.sleep(0.05)
+    return "timed out"
+
+
+@app.task(name="shut.touch")
+def touch(path: str) -> None:
+    with open(path, "a") as mark:
+        mark.write(f"{os.getpid()}\n")
