@@ -109,3 +109,21 @@ def test_asyncio_pool_soft_hard_and_terminate_on_coroutine_tasks(
         term.get(timeout=15)
     assert client.send_task("limits.add", (3, 4)).get(timeout=15) == 7
     assert worker.process.poll() is None
+
+
+def test_asyncio_pool_limits_plain_def_tasks_in_their_threads(
+    worker_factory: Factory, client: Celery, r: redis.Redis
+) -> None:
+    worker = worker_factory("limit_tasks", "-P", "asyncio", "-c", "4")
+    soft = client.send_task("limits.soft_caught", ("ssoft",), soft_time_limit=0.5)
+    assert soft.get(timeout=15) == "soft limit caught"
+    hard = client.send_task("limits.forever", ("shard",), time_limit=1)
+    with pytest.raises(TimeLimitExceeded):
+        hard.get(timeout=15)
+    term = client.send_task("limits.forever", ("sterm",))
+    wait_until(lambda: r.exists("started:sterm") == 1, 15, "the task to start")
+    term.revoke(terminate=True)
+    with pytest.raises(TaskRevokedError, match="terminated"):
+        term.get(timeout=15)
+    assert client.send_task("limits.add", (3, 4)).get(timeout=15) == 7
+    assert worker.process.poll() is None

@@ -201,6 +201,7 @@ class Watchdog:
         self.recycling = False
         self.serving_done = threading.Event()
         self.on_abandon: Callable[[], None] | None = None  # the slot of a stuck task is free
+        self._terminated: set[str] = set()
 
     # the handler: runs in the task's slot
     def handle(self, ctx: ExecContext, delivery: Delivery) -> None:
@@ -223,6 +224,25 @@ class Watchdog:
             finish(ctx, job, outcome)
         except Exception as exc:  # one message must never take the consumer down
             internal_error(ctx, delivery, job, exc)
+
+    def invoke(self, ctx: ExecContext, job: Job) -> Outcome:
+        """Only the task call, under the limits, in the calling thread (the asyncio pool's
+        plain ``def`` tasks): the caller accepts, finishes, and asks ``was_terminated``."""
+        hard, soft = limits_for(self.runtime, job)
+        watch = Watch(job, self.interrupter.target(), time.monotonic(), soft, hard)
+        self._add(watch)
+        outcome = self._invoke(ctx, job, watch)
+        if watch.terminated:
+            self._terminated.add(job.message.id)
+        return outcome
+
+    def was_terminated(self, ctx: ExecContext, job: Job) -> bool:
+        """Store REVOKED for a task ``invoke`` saw terminated (True), as prefork does."""
+        if job.message.id not in self._terminated:
+            return False
+        self._terminated.discard(job.message.id)
+        _store_terminated(ctx, job)
+        return True
 
     def _invoke(self, ctx: ExecContext, job: Job, watch: Watch) -> Outcome:
         outcome: Outcome | None = None

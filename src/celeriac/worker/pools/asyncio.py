@@ -20,7 +20,7 @@ from ..consumer import Consumer
 from ..execute import ExecContext, accept, begin, finish, internal_error, invoke, invoke_async
 from ..place import Place, asyncio_task_name
 from ..serve import make_context, settle, vouched_for
-from ..timelimits import AsyncLimits
+from ..timelimits import AsyncLimits, ThreadInterrupter, Watchdog
 from .threads import DaemonThreadExecutor
 
 if TYPE_CHECKING:
@@ -116,6 +116,7 @@ class LoopRunner:
         self.task_threads = task_threads
         self.tasks: set[asyncio.Task[None]] = set()
         self.limits: AsyncLimits | None = None  # time limits and terminate, see timelimits
+        self.thread_limits: Watchdog | None = None  # the same for plain def tasks
         self._unfinished: dict[str, Delivery] = {}
         self._lock = threading.Lock()
 
@@ -161,6 +162,11 @@ class LoopRunner:
                 return True
         elif job.task.is_async:
             outcome = await invoke_async(ctx, job)
+        elif self.thread_limits is not None:  # a plain function: in a thread, limited
+            limits = self.thread_limits
+            outcome = await self.loop.run_in_executor(self.task_threads, limits.invoke, ctx, job)
+            if await self._off_loop(limits.was_terminated, ctx, job):
+                return True
         else:  # a plain function would block every coroutine: run it in a thread
             outcome = await self.loop.run_in_executor(self.task_threads, invoke, ctx, job)
         await self._off_loop(finish, ctx, job, outcome)
@@ -214,12 +220,20 @@ class AsyncioPool:
     def __init__(self, runtime: WorkerRuntime) -> None:
         self.runtime = runtime
         self.limits: AsyncLimits | None = None
+        # plain def tasks run in threads: limited as in the threads pool, but never
+        # abandoned (a recycle would cut every coroutine on the loop short)
+        interrupter = ThreadInterrupter()
+        interrupter.can_abandon = False
+        self.thread_limits = Watchdog(runtime, interrupter)
 
     def terminate_task(self, task_id: str, signum: int) -> bool:
-        return self.limits is not None and self.limits.terminate(task_id, signum)
+        if self.limits is not None and self.limits.terminate(task_id, signum):
+            return True
+        return self.thread_limits.terminate(task_id, signum)
 
     def running_ids(self) -> set[str]:
-        return set(self.limits.running) if self.limits is not None else set()
+        running = set(self.limits.running) if self.limits is not None else set()
+        return running | self.thread_limits.running_ids()
 
     def run(self) -> int:
         loop = new_event_loop()
@@ -248,6 +262,7 @@ class AsyncioPool:
         consumer_thread = DaemonThreadExecutor(1, "celeriac-consumer")
         runner = LoopRunner(ctx, slots, runtime.stop, loop, io_threads, task_threads)
         runner.limits = self.limits = AsyncLimits(runtime, loop)
+        runner.thread_limits = self.thread_limits
         consumer = Consumer(
             ctx,
             runtime.queues,
