@@ -269,7 +269,7 @@ class ControlListener:
                     stopped[name].add(value)
             else:
                 logger.warning(
-                    "cannot terminate %s: the %s pool runs tasks inside the worker process",
+                    "could not terminate %s on the %s pool: it ended before the signal",
                     task_id,
                     self.runtime.pool_name,
                 )
