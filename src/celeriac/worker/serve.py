@@ -32,17 +32,6 @@ def make_context(
     )
 
 
-def warn_unenforced_time_limits(runtime: WorkerRuntime, pool_name: str) -> None:
-    """Say so when time limits are set: a pool whose tasks share this process cannot stop
-    one from outside, so the limits would otherwise be ignored without a word."""
-    if runtime.time_limit_s or runtime.soft_time_limit_s:
-        logger.warning(
-            "the %s pool does not enforce --time-limit or --soft-time-limit; they are ignored. "
-            "Use -P prefork, whose children can be interrupted and replaced, to enforce them",
-            pool_name,
-        )
-
-
 @contextmanager
 def vouched_for(runtime: WorkerRuntime, enabled: bool = True) -> Iterator[None]:
     """Beat for this process's consumer while the block runs, then retire its owner id.
