@@ -69,11 +69,11 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
     return best
 
 
+@pytest.mark.parametrize("count", [60, pytest.param(300, marks=pytest.mark.slow)])
 def test_global_rate_limit_holds_across_three_prefork_workers(
-    worker_factory: Factory, client: Celery, r: redis.Redis
+    worker_factory: Factory, client: Celery, r: redis.Redis, count: int
 ) -> None:
     start_workers(worker_factory, 3, "-P", "prefork", "-c", "2")
-    count = 60
     results = [client.send_task("flow.global_rate", (i,)) for i in range(count)]
     assert sorted(result.get(timeout=60) for result in results) == list(range(count))  # 0 lost
     starts = [run[0] for run in runs(r, "global_rate")]
@@ -85,26 +85,21 @@ def test_global_rate_limit_holds_across_three_prefork_workers(
     assert abs(rate - 5.0) <= 0.5
 
 
-def test_per_worker_scope_is_celerys_each_worker_has_its_own_limit(
+def test_per_worker_scope_is_celerys_two_workers_run_twice_the_limit(
     worker_factory: Factory, client: Celery, r: redis.Redis
 ) -> None:
     start_workers(worker_factory, 2, "-P", "prefork", "-c", "2")
     results = [client.send_task("flow.worker_rate", (i,)) for i in range(40)]
     for result in results:
         result.get(timeout=60)
-    found = runs(r, "worker_rate")
-    by_worker: dict[str, list[float]] = {}
-    for start, _, _, key in found:
-        by_worker.setdefault(key, []).append(start)
-    assert len(by_worker) == 2
-    rates = {key: rate_of(starts) for key, starts in by_worker.items() if len(starts) > 2}
-    starts = [run[0] for run in found]
-    both_until = min(max(s) for s in by_worker.values())
-    together = [s for s in starts if s <= both_until]
-    print(f"per-worker 5/s: worker rates {rates}, together {rate_of(together):.2f}/s")
-    for rate in rates.values():
-        assert rate <= 5.5  # each worker keeps its own 5/s
-    assert rate_of(together) >= 6.0  # and together they pass one worker's limit
+    starts = [run[0] for run in runs(r, "worker_rate")]
+    assert len({run[3] for run in runs(r, "worker_rate")}) == 2  # both workers ran some
+    rate = rate_of(starts)
+    busiest = max_in_window(starts, 2.0)
+    print(f"per-worker 5/s on 2 workers: {rate:.2f}/s together, busiest 2 s window {busiest}")
+    # each worker's bucket admits 5/s; one start late by a few ms may share a window
+    assert busiest <= 2 * (5 * 2 + 1) + 1
+    assert 8.5 <= rate <= 11.0
 
 
 def test_per_key_buckets_run_each_tenant_at_its_own_rate(
@@ -269,3 +264,20 @@ def test_unique_sends_from_threads_and_processes_run_once(
         if other.poll() is None:
             other.kill()
             other.wait()
+
+
+def test_rate_limit_command_takes_effect_and_a_bad_value_keeps_the_old_limit(
+    worker_factory: Factory, client: Celery
+) -> None:
+    start_workers(worker_factory, 1, "-P", "prefork", "-c", "2")
+    bad = client.control.rate_limit("flow.unlimited", "10/x", reply=True, timeout=5)
+    assert bad and "error" in next(iter(bad[0].values()))
+    assert client.send_task("flow.unlimited", (1,)).get(timeout=20) == 1  # still unlimited
+    good = client.control.rate_limit("flow.unlimited", "1/m", reply=True, timeout=5)
+    assert good and "ok" in next(iter(good[0].values()))
+    deadline = time.monotonic() + 20
+    sent = [client.send_task("flow.unlimited", (i,)) for i in range(3)]
+    while sum(result.state == states.RECEIVED for result in sent) < 2:  # parked
+        assert time.monotonic() < deadline, [result.state for result in sent]
+        time.sleep(0.05)
+    assert sum(result.state == states.SUCCESS for result in sent) <= 1

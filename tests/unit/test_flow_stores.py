@@ -65,3 +65,13 @@ def test_unique_lock_names_its_holder_until_released(store: FlowStore) -> None:
     assert store.claim_unique("k", "id1", 60.0) is None  # its own retry goes through
     store.release_unique("k", "id1", "w1")
     assert store.claim_unique("k", "id2", 60.0) is None
+
+
+def test_a_horizon_keeps_a_bucket_from_reserving_far_ahead(store: FlowStore) -> None:
+    now = 1000.0
+    assert store.take("w1", "t1", "task", 0.5, now, horizon_s=1.0) == 0.0
+    assert store.take("w1", "t2", "task", 0.5, now, horizon_s=1.0) == pytest.approx(1000.5)
+    assert store.take("w1", "t3", "task", 0.5, now, horizon_s=1.0) == pytest.approx(1001.0)
+    # the next token is 1.5 s ahead: not reserved; room again at 1000.5
+    assert store.take("w1", "t4", "task", 0.5, now, horizon_s=1.0) == pytest.approx(-1000.5)
+    assert store.parked("task", now) == 2

@@ -9,6 +9,7 @@ Nothing limited stays in worker memory and no slot is taken while it waits.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -58,7 +59,12 @@ def admit(ctx: ExecContext, job: Job, flow: FlowSpec) -> bool:
         )
         if key is not None:
             bucket = f"{bucket}#{key}"
-        at = store.take(bucket, message.id, flow.task_name, 1.0 / flow.rate_per_s, now)
+        interval_s = 1.0 / flow.rate_per_s
+        # a worker's own bucket reserves a prefetch's worth ahead, no more (see take)
+        horizon_s = None if flow.rate_scope == "global" else max(1.0, 4 * interval_s)
+        at = store.take(bucket, message.id, flow.task_name, interval_s, now, horizon_s)
+        if at < 0 and horizon_s is not None:  # unreserved: back when there is room, spread
+            at = -at + random.uniform(0.0, horizon_s)  # so they do not all come back at once
         if at > 0:
             _park(ctx, job, at)
             return False

@@ -56,7 +56,15 @@ class AppFlow:
         found = self.specs.get(task.name)
         if found is not None and found[0] == task.rate_limit:
             return found[1]
-        spec: FlowSpec | None = spec_for(task, self.app.conf)
+        try:
+            spec: FlowSpec | None = spec_for(task, self.app.conf)
+        except ImproperlyConfigured as exc:
+            if found is None:
+                raise
+            # a value set at run time that this worker cannot read: keep the last good one
+            logger.error("task %s keeps its previous limits: %s", task.name, exc)
+            self.specs[task.name] = (task.rate_limit, found[1])
+            return found[1]
         if spec is not None and not (spec.active or spec.unique_for_s):
             spec = None
         self.specs[task.name] = (task.rate_limit, spec)

@@ -15,10 +15,19 @@ CAP_RECHECK_S = 2.0
 
 class FlowStore(Protocol):
     def take(
-        self, bucket: str, ticket: str, task_name: str, interval_s: float, now_s: float
+        self,
+        bucket: str,
+        ticket: str,
+        task_name: str,
+        interval_s: float,
+        now_s: float,
+        horizon_s: float | None = None,
     ) -> float:
         """0.0 when *ticket* may run now, else the time its reserved token comes. A ticket
-        that holds a reservation is answered from it, so a parked task never pays twice."""
+        that holds a reservation is answered from it, so a parked task never pays twice.
+        With *horizon_s*, a token further ahead than that is not reserved: the answer is
+        minus the time the bucket has room again (a worker's bucket takes no more than a
+        prefetch's worth, so the rest stay for the other workers, as in Celery)."""
         ...
 
     def acquire(

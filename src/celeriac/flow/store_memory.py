@@ -22,7 +22,13 @@ class MemoryFlowStore:
         self._waiting: dict[tuple[str, str], float] = {}
 
     def take(
-        self, bucket: str, ticket: str, task_name: str, interval_s: float, now_s: float
+        self,
+        bucket: str,
+        ticket: str,
+        task_name: str,
+        interval_s: float,
+        now_s: float,
+        horizon_s: float | None = None,
     ) -> float:
         with self._lock:
             held = self._reserved.get((task_name, ticket))
@@ -32,6 +38,8 @@ class MemoryFlowStore:
                 del self._reserved[(task_name, ticket)]
                 return 0.0
             tat = max(self._tat.get(bucket, 0.0), now_s)
+            if horizon_s is not None and tat - now_s > horizon_s:
+                return horizon_s - tat
             self._tat[bucket] = tat + interval_s
             if tat <= now_s:
                 return 0.0

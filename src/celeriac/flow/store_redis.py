@@ -33,6 +33,8 @@ if held then
 end
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
+local horizon = tonumber(ARGV[4])
+if horizon >= 0 and tat - now > horizon then return string.format('%.6f', horizon - tat) end
 redis.call('SET', KEYS[1], string.format('%.6f', tat + interval),
   'PX', math.ceil((tat - now + interval) * 1000) + 1000)
 if tat <= now then return '0' end
@@ -150,11 +152,18 @@ class RedisFlowStore:
         self._unlock = client.register_script(UNLOCK)
 
     def take(
-        self, bucket: str, ticket: str, task_name: str, interval_s: float, now_s: float
+        self,
+        bucket: str,
+        ticket: str,
+        task_name: str,
+        interval_s: float,
+        now_s: float,
+        horizon_s: float | None = None,
     ) -> float:
         # a reservation is found whichever worker fetches the message when it comes due
         keys = [f"{PREFIX}tat.{bucket}", f"{PREFIX}res.{task_name}", f"{PREFIX}parked.{task_name}"]
-        answer = self._take(keys=keys, args=[repr(now_s), repr(interval_s), ticket])
+        horizon = -1.0 if horizon_s is None else horizon_s
+        answer = self._take(keys=keys, args=[repr(now_s), repr(interval_s), ticket, repr(horizon)])
         return float(answer)
 
     def acquire(

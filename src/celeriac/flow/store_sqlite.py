@@ -37,7 +37,13 @@ class SqliteFlowStore:
         self._db = Database(path, role="broker", error=BrokerError, create_schema=_create_schema)
 
     def take(
-        self, bucket: str, ticket: str, task_name: str, interval_s: float, now_s: float
+        self,
+        bucket: str,
+        ticket: str,
+        task_name: str,
+        interval_s: float,
+        now_s: float,
+        horizon_s: float | None = None,
     ) -> float:
         with self._db.write() as conn:
             row = conn.execute(
@@ -56,6 +62,8 @@ class SqliteFlowStore:
                 "SELECT tat FROM celeriac_flow_bucket WHERE bucket = ?", (bucket,)
             ).fetchone()
             tat = max(float(found[0]) if found else 0.0, now_s)
+            if horizon_s is not None and tat - now_s > horizon_s:
+                return horizon_s - tat
             conn.execute(
                 "INSERT OR REPLACE INTO celeriac_flow_bucket (bucket, tat) VALUES (?, ?)",
                 (bucket, tat + interval_s),
