@@ -132,8 +132,7 @@ def test_message_lies_on_rabbitmq_as_celery_lays_it(
     assert props["priority"] == 3
     assert props["application_headers"]["task"] == "contract.noop"
     assert props["application_headers"]["id"] == "native"
-    assert orjson.loads(message.body) == [[1, "two"], {"k": 3}, orjson.loads(
-        message.body)[2]]
+    assert orjson.loads(message.body) == [[1, "two"], {"k": 3}, orjson.loads(message.body)[2]]
 
 
 def test_default_queue_is_bound_to_the_celery_direct_exchange(

@@ -4,6 +4,7 @@ Redis). Tasks, errors, retries, countdowns, routing, chains, groups and chords."
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +48,8 @@ def workers(amqp_url: str, backend_url: str, rabbit_node: Any) -> Iterator[Facto
 
     yield start
     for worker in started:
+        if "celery_amqp_tasks" in worker.process.args:  # type: ignore[operator]
+            worker.signal(signal.SIGKILL)  # a Celery worker's stop on AMQP takes ~10 s
         worker.stop()
 
 

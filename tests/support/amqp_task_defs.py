@@ -42,7 +42,12 @@ def define_tasks(app: Any, implementation: str) -> SimpleNamespace:
         return implementation
 
     return SimpleNamespace(
-        add=add, tsum=tsum, fail=fail, retry_once=retry_once, where=where, sleep=sleep,
+        add=add,
+        tsum=tsum,
+        fail=fail,
+        retry_once=retry_once,
+        where=where,
+        sleep=sleep,
         routed=routed,
     )
 
@@ -53,4 +58,3 @@ ROUTES = {"amqp.routed": {"queue": "amqp-routed"}}
 def configure(app: Any) -> None:
     app.conf.task_routes = ROUTES
     app.conf.worker_prefetch_multiplier = int(os.environ.get("TEST_PREFETCH", "1"))
-

@@ -175,4 +175,3 @@ def _amqp_answers(port: int) -> bool:
 
 def vhost_url(node: RabbitNode, vhost: str = "/") -> str:
     return f"amqp://guest:guest@127.0.0.1:{node.port}/{quote(vhost, safe='')}"
-

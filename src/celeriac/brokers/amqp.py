@@ -21,7 +21,7 @@ import heapq
 import itertools
 import logging
 import secrets
-import socket
+import select
 import threading
 import time
 from collections import deque
@@ -60,6 +60,7 @@ class _Link:
         self.channel: Any = None
         self.token = ""
         self.declared: set[str] = set()
+        self.on_open: Callable[[Any], None] | None = None
 
     def open(self) -> Any:
         if self.channel is not None:
@@ -81,10 +82,13 @@ class _Link:
             _close_quietly(conn)
             raise self.broker.unreachable(exc) from exc
         self.conn = conn
-        self.channel = conn.channel()
+        channel = conn.channel()
         self.token = secrets.token_hex(4)
         self.declared = set()
-        return self.channel
+        if self.on_open is not None:
+            self.on_open(channel)
+        self.channel = channel
+        return channel
 
     def drop(self) -> None:
         conn, self.conn, self.channel = self.conn, None, None
@@ -98,8 +102,9 @@ class _Link:
             declare(self.channel, queue, self.broker.queue_type)
         except amqp.exceptions.PreconditionFailed as exc:
             # declared before with other arguments (by another app): use it as it is
-            logger.warning("queue %r exists with other arguments; using it as it is: %s",
-                           queue.name, exc)
+            logger.warning(
+                "queue %r exists with other arguments; using it as it is: %s", queue.name, exc
+            )
             self.drop()
             self.open()
         self.declared.add(queue.name)
@@ -108,7 +113,7 @@ class _Link:
 def _close_quietly(conn: Any) -> None:
     try:
         conn.collect()  # drop the socket without a closing handshake that may hang
-    except Exception:  # noqa: BLE001 - closing a broken connection
+    except Exception:
         logger.debug("closing an AMQP connection", exc_info=True)
 
 
@@ -128,6 +133,7 @@ class AmqpBroker:
         self.queue_type = str(settings.get("task_default_queue_type") or "classic")
         self.queues = queues_from(settings)
         self._pub = _Link(self, "publisher")
+        self._pub.on_open = self._confirms_on
         self._sub = _Link(self, "consumer")
         self._outstanding: set[int] = set()
         self._nacked = 0
@@ -147,8 +153,9 @@ class AmqpBroker:
     # connections
     def unreachable(self, exc: BaseException) -> BrokerError:
         return BrokerError(
-            f"cannot reach the RabbitMQ broker at {self.target.shown} ({exc or type(exc).__name__}); "
-            f"check that RabbitMQ is running there, and broker_url's host, port, user and vhost"
+            f"cannot reach the RabbitMQ broker at {self.target.shown} "
+            f"({exc or type(exc).__name__}); check that RabbitMQ is running there, and "
+            f"broker_url's host, port, user and vhost"
         )
 
     def _lost(self, link: _Link, exc: BaseException) -> BrokerError:
@@ -207,14 +214,7 @@ class AmqpBroker:
 
     def _publish_confirmed(self, messages: list[tuple[str, Any]]) -> None:
         link = self._pub
-        fresh = link.channel is None
-        channel = link.open()
-        if fresh:
-            channel.confirm_select()
-            channel.events["basic_ack"].add(self._on_confirm)
-            channel.events["basic_nack"].add(self._on_nack)
-            self._seq = 0
-            self._outstanding = set()
+        link.open()
         for queue, _ in messages:
             link.declare(self.queues[queue])
         self._nacked = 0
@@ -236,13 +236,22 @@ class AmqpBroker:
                 )
             try:
                 link.conn.drain_events(timeout=min(left, 1.0))
-            except socket.timeout:
+            except TimeoutError:
                 continue
         if self._nacked:
             raise BrokerError(
                 f"RabbitMQ at {self.target.shown} refused {self._nacked} message(s) (nack); "
                 f"none of them is queued: send them again"
             )
+
+    def _confirms_on(self, channel: Any) -> None:
+        """Publisher confirms on the publishing channel: each publish waits for the broker's
+        ack, so a send that returned is in the queue."""
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_confirm)
+        channel.events["basic_nack"].add(self._on_nack)
+        self._seq = 0
+        self._outstanding = set()
 
     def _on_confirm(self, tag: int, multiple: bool) -> None:
         if multiple:
@@ -282,14 +291,29 @@ class AmqpBroker:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
+            # wait for the socket without the lock, so acks from task threads go out now
+            self._wait_readable(min(left, DRAIN_SLICE_S))
             with link.lock:
                 try:
                     self._open_consumer(queues)
-                    self._drain(min(left, DRAIN_SLICE_S), max_count)
+                    self._drain(0.0, max_count)
                 except AMQP_ERRORS as exc:
                     raise self._lost(link, exc) from exc
                 taken = self._take(max_count)
         return taken
+
+    def _wait_readable(self, timeout_s: float) -> None:
+        conn = self._sub.conn
+        sock = getattr(getattr(conn, "transport", None), "sock", None)
+        if sock is None:
+            return
+        pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted
+        if pending is not None and pending():
+            return
+        try:
+            select.select([sock], [], [], timeout_s)
+        except (OSError, ValueError):  # closed meanwhile: the drain reports it
+            return
 
     def _open_consumer(self, queues: Sequence[str]) -> None:
         link = self._sub
@@ -336,16 +360,16 @@ class AmqpBroker:
         conn = self._sub.conn
         try:
             conn.drain_events(timeout=timeout_s)
-        except socket.timeout:
+        except TimeoutError:
             return
         while len(self._ready) < max_count:  # what already arrived, without waiting
             try:
                 conn.drain_events(timeout=0)
-            except socket.timeout:
+            except TimeoutError:
                 return
 
     def _take(self, max_count: int) -> list[Delivery]:
-        taken = []
+        taken: list[Delivery] = []
         while self._ready and len(taken) < max_count:
             taken.append(self._ready.popleft())
         return taken
@@ -442,7 +466,7 @@ class AmqpBroker:
 
     def promote_due(self, now_s: float, limit: int = 1000) -> float | None:
         with self._sub.lock:
-            due = []
+            due: list[Delivery] = []
             while self._deferred and self._deferred[0][0] <= now_s and len(due) < limit:
                 due.append(heapq.heappop(self._deferred)[2])
             self._ready.extendleft(reversed(due))
@@ -451,8 +475,12 @@ class AmqpBroker:
     # dead letters: a queue per queue, named as the Redis lists are
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         record = orjson.dumps(
-            {"queue": delivery.queue, "reason": reason, "time": time.time(),
-             "message": delivery.raw.decode("utf-8", "replace")}
+            {
+                "queue": delivery.queue,
+                "reason": reason,
+                "time": time.time(),
+                "message": delivery.raw.decode("utf-8", "replace"),
+            }
         )
         dead = Queue(amqp_wire.DEAD_PREFIX + delivery.queue, exchange="", routing_key="")
         self.queues.declared.setdefault(dead.name, dead)
@@ -469,7 +497,7 @@ class AmqpBroker:
                 raise self._lost(self._pub, exc) from exc
 
     def _dead_messages(self, channel: Any, queue: str) -> list[Any]:
-        found = []
+        found: list[Any] = []
         while True:
             message = channel.basic_get(amqp_wire.DEAD_PREFIX + queue, no_ack=False)
             if message is None:
@@ -506,16 +534,13 @@ class AmqpBroker:
     def requeue_dead(self, queue: str, task_id: str | None = None) -> int:
         def move(channel: Any, messages: list[Any]) -> int:
             chosen = [
-                (m, letter) for m in messages
+                (m, letter)
+                for m in messages
                 for letter in [_dead_letter(queue, m.body)]
                 if task_id is None or letter.task_id == task_id
             ]
             if chosen:
-                self._publish_confirmed(
-                    [(queue, amqp.Message(*amqp_wire.to_amqp(letter.raw)[:1],
-                                          **amqp_wire.to_amqp(letter.raw)[1]))
-                     for _, letter in chosen]
-                )
+                self._publish_confirmed([(queue, _message(letter.raw)) for _, letter in chosen])
             for message, _ in chosen:
                 channel.basic_ack(message.delivery_tag)
             return len(chosen)
@@ -578,10 +603,15 @@ class AmqpBroker:
                 if link.conn is not None:
                     try:
                         link.conn.close()
-                    except Exception:  # noqa: BLE001 - already gone
+                    except Exception:
                         logger.debug("closing the AMQP %s", link.role, exc_info=True)
                     link.conn = link.channel = None
         self._forget_deliveries()
+
+
+def _message(envelope: bytes) -> Any:
+    body, properties = amqp_wire.to_amqp(envelope)
+    return amqp.Message(body, **properties)
 
 
 def _dead_letter(queue: str, body: Any) -> DeadLetter:
