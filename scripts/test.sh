@@ -24,6 +24,24 @@ if ! dpkg -s postgresql >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; 
     >/dev/null; } || echo "== postgresql not installed: the PostgreSQL tests will skip"
 fi
 
+# RabbitMQ for the AMQP tests (tests/support/rabbitmq.py starts a private node on free
+# loopback ports); a policy-rc.d keeps the package's own service from starting at install
+if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+  echo "== installing rabbitmq-server (Debian package)"
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  POLICY_ADDED=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    POLICY_ADDED=1
+  fi
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
+  if [ -n "$POLICY_ADDED" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+fi
+
 VENV="${CELERIAC_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "== creating $VENV"
