@@ -231,6 +231,10 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--workdir", default=None, type=click.Path(file_okay=False),
                      help="Change to this directory first."),
         click.option("--without-banner", is_flag=True, help="Do not print the banner."),
+        click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=None,
+                     help="Serve Prometheus /metrics, /healthz and /readyz on this port."),
+        click.option("--metrics-address", default="127.0.0.1", show_default=True,
+                     help="Address the metrics port listens on."),
     ]  # fmt: skip
     for spec in reversed(specs):
         func = spec(func)
@@ -333,6 +337,8 @@ def _run(state: CliState, service: ServiceOptions, detached: Detached, opts: dic
         optimization="fair" if fair else opts["optimization"],
         exclude_queues=_split(opts["exclude_queues"]),
         notes=_notes(opts, opts["pool_start_method"]),
+        metrics_port=opts["metrics_port"],
+        metrics_address=opts["metrics_address"],
     )
     if opts["purge"]:
         _purge(app, worker.runtime.queues)

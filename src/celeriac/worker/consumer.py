@@ -20,6 +20,7 @@ from typing import Any
 
 from ..brokers.base import Delivery
 from ..errors import BrokerError
+from ..metrics import progress
 from ..urls import safe_url
 from .execute import ExecContext, handle
 from .pools.base import Slots
@@ -91,6 +92,8 @@ class Consumer:
         self._ahead: tuple[list[str], int] | None = None  # acks it carries, count asked
         self._last_fetch_full = False
         ctx.on_defer = self._note_due
+        # /readyz (--metrics-port): the loop's pulse; None otherwise, one test per loop
+        self._pulse = progress.for_this_process(ctx.place_base.get("child_index"))
 
     @property
     def app(self) -> Any:
@@ -156,6 +159,8 @@ class Consumer:
         backoff_s = 0.1
         try:
             while not self.stop.stopping and not (self.should_stop and self.should_stop()):
+                if self._pulse is not None:
+                    self._pulse.beat()
                 try:
                     if self._start_buffered():
                         continue
@@ -165,6 +170,8 @@ class Consumer:
                         continue
                     self._fetch(broker)
                 except BrokerError as exc:
+                    if self._pulse is not None:
+                        self._pulse.failing(True)
                     logger.warning("consumer: %s; retrying in %.1fs", exc, backoff_s)
                     self.stop.warm.wait(backoff_s)
                     backoff_s = min(backoff_s * 2, 5.0)
@@ -172,7 +179,11 @@ class Consumer:
                 if backoff_s > 0.1:
                     logger.info("consumer: connected to %s again", safe_url(broker.url))
                     backoff_s = 0.1
+                    if self._pulse is not None:
+                        self._pulse.failing(False)
         finally:
+            if self._pulse is not None:
+                self._pulse.leave()
             try:
                 self._take_ahead(self.ctx.app.broker)  # held, so put back at shutdown
                 self.flush_acks()
@@ -372,9 +383,13 @@ class Consumer:
         # on a cold shutdown (a BaseException) the message stays held, so it is put back
         if self._inline:  # this is the consumer's thread: a warm stop may hand back now
             self._gate.release()
+            if self._pulse is not None:
+                self._pulse.busy(True)
             try:
                 self.handler(self.ctx, delivery)
             finally:
+                if self._pulse is not None:
+                    self._pulse.busy(False)
                 self._gate.acquire()
         else:
             self.handler(self.ctx, delivery)

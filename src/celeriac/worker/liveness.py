@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import lifecycle
 from ..brokers.base import owner_pid_here
+from ..metrics import progress, recovery
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -56,6 +57,7 @@ class Liveness:
             self._sweep_after = None
             return
         took_s = time.monotonic() - now
+        progress.broker_ok()  # /readyz: the broker answered (a no-op without --metrics-port)
         if took_s > self.interval_s and self._sweep_after is not None:
             # Redis answered late (frozen by SIGSTOP, swapping, a long command): the beats
             # of every worker, ours included, are as old as the stall, so for a while every
@@ -81,7 +83,9 @@ class Liveness:
             return
         try:
             self._recover_gone_here(broker)
-            broker.recover(self.dead_after_s, self.visibility_timeout_s, self.max_losses)
+            counts = broker.recover(self.dead_after_s, self.visibility_timeout_s, self.max_losses)
+            if recovery.recovered_hooks and counts:
+                recovery.recovered(*counts)
         except Exception as exc:
             logger.warning("recovery of dead workers' messages failed: %s", exc)
 
@@ -98,6 +102,7 @@ class Liveness:
             if pid is None or pid == os.getpid() or _alive(pid):
                 continue
             restored, dead = broker.recover_owner(owner, self.max_losses)
+            recovery.recovered(restored, dead)
             if restored or dead:
                 logger.warning(
                     "owner %s is gone (no process %d here): restored %d message(s), "

@@ -25,6 +25,7 @@ from .statedb import StateDB
 if TYPE_CHECKING:
     from ..app import Celeriac
     from ..beat.embedded import EmbeddedBeat
+    from ..metrics.service import MetricsService
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class Worker:
         optimization: str | None = None,
         exclude_queues: Sequence[str] = (),
         notes: Sequence[str] = (),
+        metrics_port: int | None = None,
+        metrics_address: str = "127.0.0.1",
     ) -> None:
         conf = app.conf
         pool_name = ALIASES.get(pool or conf.worker_pool, pool or conf.worker_pool)
@@ -98,6 +101,9 @@ class Worker:
         self.scheduler = scheduler or conf.beat_scheduler
         self.optimization = optimization or "default"
         self.notes = list(notes)
+        # --metrics-port: /metrics, /healthz and /readyz (celeriac.metrics); None: no cost
+        self.metrics_port = metrics_port
+        self.metrics_address = metrics_address
         if self.optimization == "fair" or self.autoscale is not None:
             # hold no message that a free child (or slot) could not start now; autoscaling
             # also needs the waiting work in the queue, where it counts towards growing
@@ -157,6 +163,7 @@ class Worker:
             banner_stream.flush()
         self._log_accepted_options()
         worker_events.install(self.runtime, self.task_events)  # before any fork
+        metrics = self._start_metrics()  # before any fork: children inherit its view
         pool = self.pool_cls(self.runtime)
         state = StateDB(self.statedb_path) if self.statedb_path else None
         if state is not None:
@@ -184,6 +191,8 @@ class Worker:
                 state.save(app)
             if lifecycle.worker_stopped.hooks:
                 lifecycle.worker_stopped.emit(self)
+            if metrics is not None:
+                metrics.stop()
             logger.info("%s stopped.", self.runtime.nodename)
             app.close()
         if getattr(pool, "recycle_requested", False):
@@ -191,6 +200,18 @@ class Worker:
 
             reexec()  # a task stuck past its hard time limit: start afresh (timelimits.py)
         return code
+
+    def _start_metrics(self) -> MetricsService | None:
+        if self.metrics_port is None:
+            return None
+        try:
+            from ..metrics.service import MetricsService
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"--metrics-port needs prometheus_client ({exc}); install it with "
+                "pip install 'celeriac[metrics]'"
+            ) from None
+        return MetricsService.start(self.runtime, self.metrics_port, self.metrics_address)
 
     def render_banner(self) -> str:
         rt = self.runtime

@@ -1,0 +1,137 @@
+"""Prometheus metrics of real workers (``--metrics-port``) on a real redis-server.
+
+``/metrics`` is parsed with prometheus_client's parser and its counters must equal the tasks
+actually run: on prefork, where every child counts into its own file and the manager adds
+them up at each scrape, and on solo. Names and labels are celery-exporter's.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import tempfile
+from collections.abc import Callable
+
+import pytest
+
+from celeriac import Celery
+from tests.support.metrics_http import Scrape, get, scrape, wait_for
+from tests.support.redis_server import free_port
+from tests.support.workers import WorkerProcess
+
+ADDS = 20
+FAILS = 2
+RETRIES = 2
+
+
+def _client(redis_url: str, backend_url: str) -> Celery:
+    return Celery("client", broker=redis_url, backend=backend_url)
+
+
+def _run_batch(client: Celery) -> set[int]:
+    """Send the batch and wait for every outcome; returns the pids that ran the adds."""
+    adds = [client.send_task("metrics.add", (i, i)) for i in range(ADDS)]
+    fails = [client.send_task("metrics.fail", (f"boom {i}",)) for i in range(FAILS)]
+    flaky = client.send_task("metrics.flaky", (RETRIES,))
+    pids = {int(r.get(timeout=30)["pid"]) for r in adds}
+    for result in fails:
+        with pytest.raises(ValueError):
+            result.get(timeout=30)
+    assert flaky.get(timeout=30) == RETRIES
+    return pids
+
+
+def _settled(port: int) -> Callable[[], bool]:
+    """True once the worker has counted every outcome of the batch (results are stored
+    just before the counters move)."""
+    expected_finished = ADDS + FAILS + RETRIES + 1
+
+    def check() -> bool:
+        s = scrape(port)
+        finished = (
+            s.total("celery_task_succeeded_total")
+            + s.total("celery_task_failed_total")
+            + s.total("celery_task_retried_total")
+        )
+        return finished >= expected_finished and s.total("celery_worker_tasks_active") == 0
+
+    return check
+
+
+def _assert_counts(s: Scrape, host: str) -> None:
+    runs = ADDS + FAILS + RETRIES + 1
+    assert s.total("celery_task_received_total", hostname=host, queue_name="celery") == runs
+    assert s.total("celery_task_started_total", hostname=host) == runs
+    assert s.total("celery_task_succeeded_total", name="metrics.add") == ADDS
+    assert s.total("celery_task_succeeded_total", name="metrics.flaky") == 1
+    assert s.total("celery_task_failed_total", name="metrics.fail", exception="ValueError") == FAILS
+    assert s.total("celery_task_failed_total", name="metrics.add") == 0
+    assert s.total("celery_task_retried_total", name="metrics.flaky") == RETRIES
+    # celery-exporter observes the runtime of succeeded tasks, in its default buckets
+    assert s.total("celery_task_runtime_seconds_count", name="metrics.add") == ADDS
+    assert s.total("celery_task_runtime_seconds_bucket", name="metrics.add", le="+Inf") == ADDS
+    assert 0 < s.total("celery_task_runtime_seconds_sum", name="metrics.add") < ADDS * 5
+    assert s.total("celery_task_runtime_seconds_bucket", name="metrics.add", le="0.005") <= ADDS
+    assert s.total("celery_worker_up", hostname=host) == 1
+    assert s.total("celery_worker_tasks_active", hostname=host) == 0
+    assert s.has("celery_queue_length")
+    assert s.total("celery_queue_length", queue_name="celery") == 0
+    assert s.total("celeriac_worker_ready", hostname=host) == 1
+    assert s.total("celeriac_child_tasks_processed_total", hostname=host) == runs
+
+
+@pytest.mark.parametrize(
+    ("pool", "concurrency"), [("prefork", 2), ("prefork", 4), ("solo", 1)], ids=str
+)
+def test_counters_equal_the_tasks_run(
+    worker_factory: Callable[..., WorkerProcess],
+    redis_url: str,
+    backend_url: str,
+    pool: str,
+    concurrency: int,
+) -> None:
+    port = free_port()
+    worker = worker_factory(
+        "metrics_tasks", "-P", pool, "-c", str(concurrency), "--metrics-port", str(port)
+    )
+    host = socket.gethostname()
+    assert get(port, "/healthz") == (200, "ok\n")
+    wait_for(lambda: get(port, "/readyz")[0] == 200, "/readyz answers 200")
+    pids = _run_batch(_client(redis_url, backend_url))
+    wait_for(_settled(port), "every outcome counted")
+    s = scrape(port)
+    _assert_counts(s, host)
+    per_child = s.label_values("celeriac_child_tasks_processed_total", "child")
+    assert s.label_values("celeriac_child_tasks_processed_total", "pool") == {pool}
+    if pool == "prefork":
+        # every count came from a child: the manager runs no task
+        assert worker.pid not in pids
+        assert pids <= {child.pid for child in worker.children()}
+        assert per_child <= {str(i) for i in range(concurrency)}
+        assert len(per_child) >= len(pids)
+        assert s.total("celeriac_worker_pool_processes", pool="prefork") == concurrency
+    else:
+        assert pids == {worker.pid}
+        assert per_child == {""}
+    private = glob.glob(os.path.join(tempfile.gettempdir(), f"celeriac-metrics-{worker.pid}-*"))
+    assert len(private) == 1, private
+    worker.stop()
+    assert worker.process.returncode == 0, worker.log()
+    assert not os.path.exists(private[0]), "the private multiprocess directory was left behind"
+
+
+def test_a_busy_metrics_port_is_a_clear_error(
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = worker_factory(
+            "metrics_tasks", "-P", "solo", "--metrics-port", str(port), wait_ready=False
+        )
+        assert worker.wait(30) != 0
+    log = worker.log()
+    assert f"--metrics-port {port}" in log and "choose a free port" in log, log
+    assert "Traceback" not in log, log
