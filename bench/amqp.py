@@ -1,0 +1,242 @@
+"""celeriac and Celery side by side on one RabbitMQ: enqueue, drain and round trip.
+
+``python -m bench.amqp [--n 2000] [--roundtrips 200] [--rounds 1]`` starts a private
+RabbitMQ node and a redis-server (results and the done counter), then for each round runs,
+for celeriac then Celery:
+
+- enqueue: N ``send_task`` calls from one client (publisher confirms on for both);
+- drain: N tasks queued before a prefork worker (-c 2) starts, timed from the first task
+  started to the last finished (each task does one Redis INCR, see bench/apps/counter.py);
+- round trip: ``delay().get()`` one after another against a running worker (median ms).
+
+Prints the medians and the celeriac/Celery ratios. Every process is stopped by PID.
+This module is also the worker's app module (``-A bench.amqp:celeriac_app``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+DONE, FIRST, LAST = "bench:done", "bench:first", "bench:last"
+COUNTER_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+BROKER_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+BACKEND_URL = os.environ.get("BENCH_BACKEND_URL", COUNTER_URL)
+
+
+def _record(started: float) -> None:
+    client = _counter()
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(DONE)
+    pipe.set(LAST, repr(time.time()))
+    count, _ = pipe.execute()
+    if count == 1:
+        client.set(FIRST, repr(started))
+
+
+_clients: dict[int, redis.Redis] = {}
+
+
+def _counter() -> redis.Redis:
+    client = _clients.get(os.getpid())
+    if client is None:  # one per process: a forked child never shares its parent's socket
+        client = _clients[os.getpid()] = redis.Redis.from_url(COUNTER_URL)
+    return client
+
+
+def _define(app: Any) -> None:
+    @app.task(name="bench.count", ignore_result=True)
+    def count(x: int) -> int:
+        _record(time.time())
+        return x
+
+    @app.task(name="bench.echo")
+    def echo(x: int) -> int:
+        return x
+
+
+def _apps() -> tuple[Any, Any]:
+    import celery
+
+    import celeriac
+
+    ours = celeriac.Celery("bench_amqp", broker=BROKER_URL, backend=BACKEND_URL)
+    theirs = celery.Celery("bench_amqp", broker=BROKER_URL, backend=BACKEND_URL)
+    for app in (ours, theirs):
+        app.conf.worker_prefetch_multiplier = 4
+        app.conf.worker_hijack_root_logger = False
+        _define(app)
+    return ours, theirs
+
+
+celeriac_app, celery_app = _apps() if os.environ.get("BENCH_AMQP_URL") else (None, None)
+
+
+# the runner
+def _start_worker(kind: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    if kind == "celeriac":
+        cmd = [sys.executable, "-m", "celeriac", "-A", "bench.amqp:celeriac_app", "worker"]
+    else:
+        cmd = [sys.executable, "-m", "celery", "-A", "bench.amqp:celery_app", "worker"]
+        cmd += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+    cmd += ["-P", "prefork", "-c", "2", "-l", "info"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while b"ready." not in log.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            _stop(process)
+            raise RuntimeError(f"{kind} worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)  # polling the worker's log for its start line
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    import psutil
+
+    try:
+        kids = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        kids = []
+    if process.poll() is None:
+        process.kill()
+        process.wait(20)
+    for kid in kids:
+        try:
+            kid.kill()
+        except psutil.NoSuchProcess:
+            continue
+
+
+def _wait_done(n: int, timeout_s: float) -> float:
+    client = _counter()
+    deadline = time.monotonic() + timeout_s
+    while int(client.get(DONE) or 0) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {int(client.get(DONE) or 0)} of {n} tasks done in time")
+        time.sleep(0.02)  # polling the counter the tasks write
+    first, last = float(client.get(FIRST) or 0), float(client.get(LAST) or 0)
+    return n / (last - first) if last > first else float("nan")
+
+
+def _purge(app: Any) -> None:
+    _counter().delete(DONE, FIRST, LAST)
+    try:
+        with app.connection_for_write() as conn:  # Celery
+            conn.default_channel.queue_purge("celery")
+    except AttributeError:
+        app.broker.purge(["celery"])  # celeriac
+
+
+def run_round(kind: str, app: Any, env: dict[str, str], n: int, trips: int) -> dict[str, float]:
+    _purge(app)
+    started = time.perf_counter()
+    for i in range(n):
+        app.send_task("bench.count", (i,))
+    enqueue = n / (time.perf_counter() - started)
+    log = Path(tempfile.mkstemp(prefix=f"bench-amqp-{kind}-", suffix=".log")[1])
+    worker = _start_worker(kind, env, log)
+    try:
+        drain = _wait_done(n, timeout_s=300)
+        times = []
+        for i in range(trips):
+            t = time.perf_counter()
+            app.send_task("bench.echo", (i,)).get(timeout=30)
+            times.append((time.perf_counter() - t) * 1000)
+    finally:
+        _stop(worker)
+        log.unlink(missing_ok=True)
+    return {"enqueue": enqueue, "drain": drain, "roundtrip_ms": statistics.median(times)}
+
+
+def enqueue_variants(ours: Any, confirming: Any, n: int) -> dict[str, float]:
+    """Enqueue with the same guarantee on both sides (Celery with ``confirm_publish``), and
+    celeriac's bulk path (``send_many``: one confirm wait per batch)."""
+    _purge(confirming)
+    started = time.perf_counter()
+    for i in range(n):
+        confirming.send_task("bench.count", (i,))
+    celery_confirmed = n / (time.perf_counter() - started)
+    _purge(ours)
+    started = time.perf_counter()
+    ours.send_many("bench.count", [(i,) for i in range(n)])
+    bulk = n / (time.perf_counter() - started)
+    _purge(ours)
+    return {"celery_confirmed": celery_confirmed, "celeriac_bulk": bulk}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.amqp", description=__doc__)
+    parser.add_argument("--n", type=int, default=2000, help="tasks for enqueue and drain")
+    parser.add_argument("--roundtrips", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(ROOT))
+    from tests.support.rabbitmq import start_rabbitmq
+    from tests.support.redis_server import start_redis
+
+    node = start_rabbitmq()
+    server = start_redis()
+    try:
+        os.environ["BENCH_AMQP_URL"] = node.url
+        os.environ["BENCH_REDIS_URL"] = server.url(0)
+        os.environ["BENCH_BACKEND_URL"] = server.url(1)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src")]))
+        global COUNTER_URL, BROKER_URL, BACKEND_URL
+        COUNTER_URL, BROKER_URL, BACKEND_URL = server.url(0), node.url, server.url(1)
+        ours, theirs = _apps()
+        _, confirming = _apps()
+        confirming.conf.broker_transport_options = {"confirm_publish": True}
+        results: dict[str, list[dict[str, float]]] = {"celeriac": [], "celery": [], "extra": []}
+        for _ in range(args.rounds):
+            for kind, app in (("celeriac", ours), ("celery", theirs)):
+                results[kind].append(run_round(kind, app, env, args.n, args.roundtrips))
+            results["extra"].append(enqueue_variants(ours, confirming, args.n))
+        _report(results, args)
+        confirming.close()
+        theirs.close()
+        ours.close()
+    finally:
+        server.stop()
+        node.stop()
+    return 0
+
+
+def _report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
+    def median(kind: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[kind])
+
+    rows: list[tuple[str, str, Callable[[float, float], float]]] = [
+        ("enqueue", "tasks/s", lambda a, b: a / b),
+        ("drain", "tasks/s", lambda a, b: a / b),
+        ("roundtrip_ms", "ms (median)", lambda a, b: b / a),
+    ]
+    print(f"RabbitMQ, n={args.n}, round trips={args.roundtrips}, rounds={args.rounds}")
+    print(f"{'workload':<14}{'celeriac':>12}{'Celery':>12}  {'ratio':>7}  unit")
+    for key, unit, ratio in rows:
+        a, b = median("celeriac", key), median("celery", key)
+        print(f"{key:<14}{a:>12.1f}{b:>12.1f}  {ratio(a, b):>6.2f}x  {unit}")
+    confirmed = median("extra", "celery_confirmed")
+    bulk = median("extra", "celeriac_bulk")
+    ours = median("celeriac", "enqueue")
+    print(
+        f"enqueue, Celery with confirm_publish=True: {confirmed:.1f} tasks/s "
+        f"(celeriac {ours / confirmed:.2f}x); celeriac send_many: {bulk:.1f} tasks/s "
+        f"({bulk / median('celery', 'enqueue'):.2f}x Celery's default)"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
