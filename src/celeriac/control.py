@@ -55,6 +55,28 @@ class Control:
         """Send *command* to every worker (or those in *destination*); with *reply*, the
         ``{nodename: answer}`` replies that came within *timeout* (each also handed to
         *callback* as it arrives), Celery's ``app.control.broadcast``."""
+        from .brokers.redis import CONNECTION_ERRORS
+        from .errors import BrokerError
+        from .urls import safe_url
+
+        try:
+            return self._broadcast(command, arguments, destination, reply, timeout, limit, callback)
+        except CONNECTION_ERRORS as exc:
+            raise BrokerError(
+                f"cannot reach the Redis broker at {safe_url(self.app.broker_url)} ({exc}); "
+                "check that redis-server is running and that broker_url (or -b) is right"
+            ) from None
+
+    def _broadcast(
+        self,
+        command: str,
+        arguments: dict[str, Any] | None,
+        destination: Sequence[str] | None,
+        reply: bool,
+        timeout: float,
+        limit: int | None,
+        callback: Callable[[dict[str, Any]], Any] | None,
+    ) -> list[dict[str, Any]] | None:
         client, db = self._redis()
         oid = str(uuid.uuid4()) if reply else None
         envelope, _ticket = pidbox.request(
