@@ -35,6 +35,9 @@ from .urls import redis_connection, safe_url
 
 SENTINEL_SCHEME = "sentinel"
 DEFAULT_SENTINEL_PORT = 26379
+# a result store that lost the master keeps trying this long when behind Sentinel: more than
+# a failover takes with Sentinel's usual settings (down-after plus election and promotion)
+FAILOVER_WAIT_S = 30.0
 
 # (the setting with the transport options, the setting with the TLS options) per role
 _SETTINGS = {
@@ -177,6 +180,15 @@ def _sentinel_kwargs(
     kwargs.setdefault("socket_timeout", share)
     kwargs.setdefault("retry", Retry(NoBackoff(), 0))
     return kwargs
+
+
+def failover_wait_s(client: redis.Redis) -> float:
+    """How long a write that must not be dropped (a task's result) keeps trying when the
+    connection is lost: through a Sentinel failover for a sentinel client (the sentinels
+    promote a replica within seconds), not at all for a plain Redis (one try)."""
+    if isinstance(client.connection_pool, redis.sentinel.SentinelConnectionPool):
+        return FAILOVER_WAIT_S
+    return 0.0
 
 
 def separate_client(client: redis.Redis, client_name: str) -> redis.Redis:

@@ -230,8 +230,10 @@ def test_failover_mid_drain_the_worker_and_client_follow_and_no_queued_task_is_l
         cluster.wait_until(
             lambda: int(record.scard(f"{run}:done")) >= DRAIN_TASKS, 60.0, "the drain finishes"
         )
-        runs = {k.decode(): int(v) for k, v in record.hgetall(f"{run}:runs").items()}
-        done = {m.decode() for m in record.smembers(f"{run}:done")}
+        raw_runs: Any = record.hgetall(f"{run}:runs")
+        raw_done: Any = record.smembers(f"{run}:done")
+        runs = {k.decode(): int(v) for k, v in raw_runs.items()}
+        done = {m.decode() for m in raw_done}
         lost = [f"t{i}" for i in range(DRAIN_TASKS) if f"t{i}" not in done]
         duplicates = sum(n - 1 for n in runs.values())
         follow_s = answered_at - killed_at
@@ -278,7 +280,11 @@ def test_failover_while_idle_the_waiting_worker_and_result_waiter_follow(
         killed = cluster.kill_master()
         killed_at = time.monotonic()
         failover_s = cluster.wait_failover(killed.port, 30.0)
-        assert slow.get(timeout=failover_s + FOLLOW_S + 10.0) == "slow"
+        try:
+            outcome = slow.get(timeout=failover_s + FOLLOW_S + 10.0)
+        except Exception as exc:
+            raise AssertionError(f"{exc}\nworker log:\n{worker.log()[-6000:]}") from exc
+        assert outcome == "slow"
         _, answered_at = first_round_trip(app, failover_s + FOLLOW_S + 10.0)
         follow_s = answered_at - killed_at
         print(

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -91,7 +92,7 @@ class SentinelCluster:
         for node in self.sentinels:
             client = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=1.0)
             try:
-                found = client.sentinel_get_master_addr_by_name(MASTER_NAME)
+                found: Any = client.sentinel_get_master_addr_by_name(MASTER_NAME)
             except redis.exceptions.ConnectionError:
                 continue
             finally:
@@ -158,7 +159,7 @@ class SentinelCluster:
             for index in range(len(self.sentinels)):
                 client = self.sentinel_client(index)
                 try:
-                    found = client.sentinel_get_master_addr_by_name(MASTER_NAME)
+                    found: Any = client.sentinel_get_master_addr_by_name(MASTER_NAME)
                 finally:
                     client.close()
                 if not found or int(found[1]) == old_port:
@@ -206,12 +207,12 @@ def _quietly(check: Callable[[], bool]) -> bool:
 
 def _sentinel_sees_all(client: redis.Redis, sentinels: int) -> bool:
     """The master is up, a replica is up and linked to it, the other sentinels are known."""
-    state = client.sentinel_master(MASTER_NAME)
+    state: Any = client.sentinel_master(MASTER_NAME)
     if state.get("is_sdown") or state.get("is_odown"):
         return False
     if int(state.get("num-other-sentinels", 0)) < sentinels - 1:
         return False
-    replicas = client.sentinel_slaves(MASTER_NAME)
+    replicas: Any = client.sentinel_slaves(MASTER_NAME)
     return any(
         not r.get("is_sdown")
         and not r.get("is_disconnected")

@@ -25,7 +25,7 @@ import redis.exceptions
 from .. import states
 from ..config import Settings
 from ..errors import BackendError, TimeoutError
-from ..redis_connect import redis_client
+from ..redis_connect import failover_wait_s, redis_client
 from ..resp import pack
 from ..serialization import dumps_json
 from ..urls import safe_url, scrub, secrets_in
@@ -183,6 +183,10 @@ class RedisBackend:
         self._deferred_conn: Any = None
         self._deferred_pid = os.getpid()
         self._deferred_ids: list[str] = []
+        # what each deferred store wrote, to write again when its answer is lost
+        self._deferred_metas: dict[str, tuple[Meta, float | None]] = {}
+        # how long a store keeps trying while the master is away (a Sentinel failover)
+        self._failover_s = failover_wait_s(self._client)
 
     @property
     def client(self) -> redis.Redis:
@@ -191,18 +195,27 @@ class RedisBackend:
     def store(self, task_id: str, meta: Meta, expires_s: float | None) -> None:
         payload = dumps_json(meta)
         key = meta_key(task_id)
-        try:
-            pipe = self._client.pipeline(transaction=True)
-            if expires_s:
-                pipe.set(key, payload, px=max(1, int(expires_s * 1000)))
-            else:
-                pipe.set(key, payload)
-            pipe.publish(key, payload)
-            pipe.execute()
-        except CONNECTION_ERRORS as exc:
-            raise BackendError(
-                f"cannot store the result of {task_id} at {safe_url(self.url)}: {exc}"
-            ) from exc
+        # behind Sentinel a lost master comes back as another server within seconds: keep
+        # trying that long (each attempt asks the sentinels); a plain Redis gets one try
+        give_up_at = time.monotonic() + self._failover_s
+        pause_s = 0.1
+        while True:
+            try:
+                pipe = self._client.pipeline(transaction=True)
+                if expires_s:
+                    pipe.set(key, payload, px=max(1, int(expires_s * 1000)))
+                else:
+                    pipe.set(key, payload)
+                pipe.publish(key, payload)
+                pipe.execute()
+                return
+            except CONNECTION_ERRORS as exc:
+                if time.monotonic() + pause_s > give_up_at:
+                    raise BackendError(
+                        f"cannot store the result of {task_id} at {safe_url(self.url)}: {exc}"
+                    ) from exc
+                time.sleep(pause_s)
+                pause_s = min(1.0, pause_s * 2)
 
     def store_deferred(self, task_id: str, meta: Meta, expires_s: float | None) -> None:
         """``store`` without waiting for Redis's answer: the commands go out now (the result
@@ -222,20 +235,25 @@ class RedisBackend:
                     conn = self._deferred_conn = self._client.connection_pool.get_connection()
                     self._deferred_pid = os.getpid()
                     self._deferred_ids = []
+                    self._deferred_metas = {}
                 conn.send_packed_command(
                     pack(("MULTI",), set_cmd, ("PUBLISH", key, payload), ("EXEC",))
                 )
-            except (*CONNECTION_ERRORS, OSError) as exc:
+            except (*CONNECTION_ERRORS, OSError):
+                # written again on a fresh connection, with the earlier deferred stores whose
+                # answers that connection still owed
+                ids, metas = self._deferred_ids, self._deferred_metas
                 self._drop_deferred()
-                raise BackendError(
-                    f"cannot store the result of {task_id} at {safe_url(self.url)}: {exc}"
-                ) from exc
+                self._store_again([*ids, task_id], {**metas, task_id: (meta, expires_s)})
+                return
             self._deferred_ids.append(task_id)
+            self._deferred_metas[task_id] = (meta, expires_s)
 
     def confirm_stored(self) -> None:
         """Read the answers to every deferred store; BackendError names those that failed."""
         with self._deferred_lock:
             ids, self._deferred_ids = self._deferred_ids, []
+            metas, self._deferred_metas = self._deferred_metas, {}
             conn = self._deferred_conn
             if not ids or conn is None:
                 return
@@ -244,18 +262,36 @@ class RedisBackend:
                 for task_id in ids:
                     if not _read_transaction(conn, 4):  # MULTI, SET, PUBLISH, EXEC
                         failed.append(task_id)
-            except (*CONNECTION_ERRORS, OSError) as exc:
+            except (*CONNECTION_ERRORS, OSError):
+                # the answers are lost (a Redis restart, a Sentinel failover): the results
+                # may not be there, so they are written again (the same value: harmless)
                 self._drop_deferred()
-                raise BackendError(
-                    f"results of {len(ids)} task(s) may not be stored at {safe_url(self.url)}: "
-                    f"{exc}"
-                ) from exc
+                self._store_again(ids, metas)
         if failed:
             raise BackendError(f"Redis refused to store the results of {', '.join(failed)}")
+
+    def _store_again(self, ids: list[str], metas: dict[str, tuple[Meta, float | None]]) -> None:
+        """Write the results of *ids* again on a fresh connection; BackendError names those
+        that could not be written."""
+        failed = []
+        for task_id in ids:
+            meta, expires_s = metas.get(task_id, (None, None))
+            if meta is None:
+                continue
+            try:
+                self.store(task_id, meta, expires_s)
+            except BackendError as exc:
+                failed.append((task_id, exc))
+        if failed:
+            raise BackendError(
+                f"results of {len(failed)} task(s) may not be stored at {safe_url(self.url)} "
+                f"({', '.join(t for t, _ in failed)}): {failed[-1][1]}"
+            )
 
     def _drop_deferred(self) -> None:
         conn, self._deferred_conn = self._deferred_conn, None
         self._deferred_ids = []
+        self._deferred_metas = {}
         if conn is not None:
             conn.disconnect()
 
