@@ -23,6 +23,7 @@ from ...brokers.base import owner_id
 from ...errors import BrokerError
 from ..autoscale import CHECK_INTERVAL_S, Autoscaler
 from ..liveness import Liveness
+from . import prefork_child
 from .prefork_child import child_main
 from .prefork_lost import handle_lost_task, store_terminated
 from .prefork_slots import SlotTable
@@ -78,6 +79,7 @@ class PreforkPool:
         # collection writes to (and so copies) the pages they share with the manager
         gc.collect()
         gc.freeze()
+        prefork_child.manager_pid = os.getpid()  # children check it (see _die_with_parent)
         for index in range(self._target):
             self._spawn(index)
         self.runtime.app.broker.ping()  # the manager's own connection, opened after the forks

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+# the manager's pid, set by the manager before it forks: a child that finds another parent
+# right after asking for PDEATHSIG was orphaned before it asked, and would never get it
+manager_pid: int | None = None
 
 
 def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
@@ -117,6 +120,8 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         logger.debug("prctl(PR_SET_PDEATHSIG) unavailable", exc_info=True)
+    if manager_pid is not None and os.getppid() != manager_pid:
+        os._exit(0)  # the manager died between the fork and the prctl: nobody supervises us
 
 
 def _close_inherited_sockets() -> None:
