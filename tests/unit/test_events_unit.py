@@ -117,3 +117,54 @@ def test_dump_lines_name_the_task() -> None:
     assert later == "w@h [1970-01-01 00:00:01.000000] task succeeded: add[t1] result=3"
     beat = dump_line({"type": "worker-heartbeat", "hostname": "w@h", "timestamp": 0.0}, names)
     assert beat == "w@h [1970-01-01 00:00:00.000000] heartbeat:"
+
+
+def test_live_view_shows_workers_states_and_throughput() -> None:
+    from rich.console import Console
+
+    from celeriac.cli.events_cmd import render
+
+    monitor = ClusterMonitor()
+    now = 2000.0
+    monitor.feed(
+        {
+            "type": "worker-heartbeat",
+            "hostname": "a@h",
+            "pool": "prefork",
+            "pid": 42,
+            "active": 1,
+            "processed": 7,
+            "loadavg": [0.5, 0.25, 0.0],
+            "local_received": now,
+        }
+    )
+    for index in range(3):
+        monitor.feed({"type": "task-succeeded", "uuid": f"t{index}", "local_received": now})
+    monitor.feed({"type": "task-started", "uuid": "t9", "local_received": now})
+    console = Console(record=True, width=120, color_system=None)
+    console.print(render(monitor, now + 1))
+    text = console.export_text()
+    assert "a@h" in text and "online" in text and "prefork" in text and "42" in text
+    assert "0.50 0.25 0.00" in text
+    assert "SUCCESS" in text and "STARTED" in text
+    assert "throughput: 0.3 tasks/s" in text
+    console = Console(record=True, width=120, color_system=None)
+    console.print(render(monitor, now + 10))
+    assert "offline" in console.export_text()  # missed its beats
+
+
+def test_events_command_options_say_what_is_wrong() -> None:
+    from click.testing import CliRunner
+
+    from celeriac.cli import main as cli_main
+
+    cli_main._register_commands()
+    runner = CliRunner()
+    camera = runner.invoke(cli_main.cli, ["-b", "memory://x", "events", "-c", "myapp.Camera"])
+    assert camera.exit_code == 2
+    assert "celeriac has no snapshot cameras" in camera.output
+    freq = runner.invoke(cli_main.cli, ["-b", "memory://x", "events", "-F", "0"])
+    assert freq.exit_code == 2 and "must be a number of seconds > 0" in freq.output
+    memory = runner.invoke(cli_main.cli, ["-b", "memory://x", "events", "--dump"])
+    assert memory.exit_code == 1
+    assert "carries no events; use a Redis or SQLite broker_url" in memory.output
