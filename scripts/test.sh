@@ -13,6 +13,18 @@ if ! command -v redis-server >/dev/null 2>&1; then
   $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 
+# redis-sentinel for the Sentinel failover tests (tests/support/redis_sentinel.py starts its
+# own sentinels on free ports); the package's own service is stopped so it holds no port
+if ! command -v redis-sentinel >/dev/null 2>&1; then
+  echo "== installing redis-sentinel (Debian package)"
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends redis-sentinel >/dev/null
+  { $SUDO service redis-sentinel stop || true; } >/dev/null 2>&1
+fi
+
 # PostgreSQL for the Django tests (tests/support/postgres.py runs initdb in a temp dir);
 # if it cannot be installed, those tests skip and say why
 if ! dpkg -s postgresql >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
