@@ -98,6 +98,11 @@ def outputs(server: SecureRedis, tmp_path_factory: pytest.TempPathFactory) -> Ou
     try:
         _worker_run(found, broker, backend)
         found.add("report", _cli("report", broker=broker, backend=backend))
+        found.add("cli inspect ping", _cli("inspect", "ping", broker=broker, backend=backend))
+        wrong_port = f"redis://:{ADMIN_PASSWORD}@127.0.0.1:{free_port()}/0"
+        for command in (("call", "core.add", "--args", "[1, 2]"), ("inspect", "ping")):
+            output = _cli(*command, broker=wrong_port, backend=backend)
+            found.add(f"cli {command[0]} on a wrong port", output)
         _client_errors(found)
         _worker_against_a_wrong_port(found, backend)
         _demo(found, server.url(3), tmp_path_factory.mktemp("demo"))
@@ -213,6 +218,7 @@ def test_the_outputs_searched_say_where_they_went_with_the_password_masked(
     assert "redis://:***@127.0.0.1:" in outputs.texts["client send error"]
     assert f"redis://:***@127.0.0.1:{server.port}/3" in outputs.texts["demo"]
     assert "ValueError: boom" in outputs.texts["task traceback"]
+    assert "redis://:***@127.0.0.1:" in outputs.texts["cli call on a wrong port"]
     assert "kafka://guest:***@127.0.0.1:9092/" in outputs.texts["unknown broker scheme error"]
 
 
