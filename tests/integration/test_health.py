@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.metrics_http import get, scrape, wait_for
 from tests.support.redis_server import RedisServer, cleanup, free_port, start_redis
-from tests.support.workers import start_celeriac_worker
+from tests.support.workers import TESTS_DIR, start_celeriac_worker, subprocess_env
 
 
 @pytest.fixture
@@ -82,5 +85,47 @@ def test_unknown_path_is_a_404_that_names_the_pages(private_redis: RedisServer) 
     try:
         status, text = get(port, "/nope")
         assert status == 404 and "/metrics" in text and "/readyz" in text
+    finally:
+        worker.stop()
+
+
+def test_status_exit_code(private_redis: RedisServer) -> None:
+    """``celeriac status --exit-code``: 0 when every named worker answers and is ready, 1
+    (naming the missing node) when one named with -d does not answer."""
+    node = f"health1@{socket.gethostname()}"
+    port = free_port()
+    worker = start_celeriac_worker(
+        "metrics_tasks",
+        private_redis.url(0),
+        "-P",
+        "solo",
+        "-n",
+        node,
+        "--metrics-port",
+        str(port),
+        backend_url=private_redis.url(1),
+    )
+
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "celeriac", "-A", "metrics_tasks", "status", *args],
+            env=subprocess_env(private_redis.url(0), private_redis.url(1)),
+            cwd=str(TESTS_DIR / "support"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    try:
+        wait_for(lambda: get(port, "/readyz")[0] == 200, "/readyz 200 at start")
+        ok = status("--exit-code", "-d", node)
+        assert ok.returncode == 0, ok.stderr
+        assert node in ok.stdout
+        missing = f"nobody@{socket.gethostname()}"
+        bad = status("--exit-code", "-d", f"{node},{missing}")
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        assert f"{missing}: no answer" in bad.stderr
+        plain = status("-d", f"{node},{missing}")
+        assert plain.returncode == 0, plain.stderr  # without --exit-code: Celery's behaviour
     finally:
         worker.stop()

@@ -367,9 +367,18 @@ def control(
 
 @click.command()
 @_remote_options
+@click.option(
+    "--exit-code",
+    is_flag=True,
+    help="Exit 1 unless every worker (each -d node) answers and is ready, as its /readyz.",
+)
 @click.pass_context
 def status(
-    ctx: click.Context, timeout: float | None, destination: str | None, as_json: bool
+    ctx: click.Context,
+    timeout: float | None,
+    destination: str | None,
+    as_json: bool,
+    exit_code: bool,
 ) -> None:
     """Show the list of workers that are online."""
     app = _load_app(ctx)
@@ -379,6 +388,18 @@ def status(
         for body in replies:
             say_reply(body, show_reply=False)
     _done(replies, as_json, _quiet(ctx))
+    if exit_code:
+        from ..metrics.status_check import not_ready
+
+        problems = not_ready(
+            replies,
+            _broadcast(app, "readiness", {}, wait_s, _destination(destination), False),
+            _destination(destination),
+        )
+        for problem in problems:
+            click.echo(f"Error: {problem}", err=True)
+        if problems:
+            sys.exit(1)
 
 
 def _quiet(ctx: click.Context) -> bool:

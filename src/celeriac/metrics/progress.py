@@ -130,3 +130,23 @@ def broker_ok() -> None:
     """The liveness heartbeat reached the broker (called by ``worker.liveness``)."""
     if _table is not None:
         _table.broker_ok()
+
+
+def _register_readiness_command() -> None:
+    """``readiness`` (an inspect command every worker answers): what ``/readyz`` says, for
+    ``celeriac status --exit-code`` and ``celeriac inspect readiness``."""
+    from ..worker.control_commands import inspect_command
+
+    @inspect_command(name="readiness", help="Is the consume loop going round (as /readyz)?")
+    def readiness(state: Any) -> dict[str, Any]:
+        from .health import DEFAULT_WITHIN_S, check
+
+        if _table is None:
+            return {"ready": None, "reasons": ["started without --metrics-port: not measured"]}
+        conf = state.app.conf
+        within_s = float(conf.get("worker_ready_within") or DEFAULT_WITHIN_S)
+        answer = check(_table, within_s, float(conf.worker_heartbeat_interval))
+        return {"ready": answer.ready, "reasons": answer.reasons}
+
+
+_register_readiness_command()
