@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import pidbox
+from . import pidbox, pidbox_amqp
 from .errors import ConfigurationError
 from .urls import safe_url
 
@@ -59,6 +59,10 @@ class Control:
         from .errors import BrokerError
         from .urls import safe_url
 
+        if pidbox_amqp.is_amqp(self.app.broker):  # RabbitMQ: the celery.pidbox exchange
+            return pidbox_amqp.broadcast(
+                self.app, command, arguments, destination, reply, timeout, limit, callback
+            )
         try:
             return self._broadcast(command, arguments, destination, reply, timeout, limit, callback)
         except CONNECTION_ERRORS as exc:
@@ -125,7 +129,8 @@ class Control:
         ids = _ids(task_id)
         signame = signal if isinstance(signal, str) else signal_module.Signals(signal).name
         self.app.broker.add_revoked(ids, REVOKE_TTL_S)
-        if getattr(self.app.broker, "client", None) is not None:
+        broker = self.app.broker
+        if getattr(broker, "client", None) is not None or pidbox_amqp.is_amqp(broker):
             self.broadcast(
                 "revoke",
                 {

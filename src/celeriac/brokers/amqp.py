@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import amqp
 import orjson
 
+from .. import pidbox
 from ..errors import BrokerError
 from ..protocol import mark_redelivered
 from ..queues import Queue
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 AMQP_ERRORS: tuple[type[BaseException], ...] = (OSError, amqp.exceptions.AMQPError)
 DRAIN_SLICE_S = 0.1  # longest hold of the connection while waiting: acks from others go between
 CONFIRM_TIMEOUT_S = 30.0
+MAX_REVOKED = 50_000
 T = TypeVar("T")
 
 
@@ -147,7 +149,7 @@ class AmqpBroker:
         self._order = itertools.count()
         self._prefetch = 0
         self._asked = 0
-        self._revoked: set[str] = set()
+        self._revoked: dict[str, None] = {}  # heard on the pidbox exchange, oldest first
         self._revoked_version = 0
 
     # connections
@@ -320,7 +322,30 @@ class AmqpBroker:
         if link.channel is None:
             self._forget_deliveries()
             link.open()
+            self._listen_revokes()
         self._subscribe(queues)
+
+    def _listen_revokes(self) -> None:
+        """Hear Celery's revoke broadcasts (the ``celery.pidbox`` fanout) on the consumer's
+        own connection, so every consuming process (each prefork child too) drops a revoked
+        message it holds or takes later, whoever sent the revoke."""
+        channel = self._sub.channel
+        channel.exchange_declare(pidbox.EXCHANGE, "fanout", durable=False, auto_delete=False)
+        declared = channel.queue_declare("", exclusive=True, auto_delete=True)
+        channel.queue_bind(declared.queue, pidbox.EXCHANGE, "")
+        channel.basic_consume(declared.queue, no_ack=True, callback=self._on_control)
+
+    def _on_control(self, message: Any) -> None:
+        try:
+            body, _ = pidbox.decode(amqp_wire.to_envelope(message.body, message.properties, {}, ""))
+        except ValueError:
+            return  # not ours to judge: the worker's control listener reports it
+        if body.get("method") != "revoke":
+            return
+        ids = (body.get("arguments") or {}).get("task_id")
+        ids = [ids] if isinstance(ids, str) else [str(i) for i in ids or []]
+        if ids:
+            self.add_revoked(ids, 0.0)
 
     def _prepare(self, queues: Sequence[str], max_count: int, acks: Sequence[str]) -> None:
         self._open_consumer(queues)
@@ -583,9 +608,13 @@ class AmqpBroker:
 
         return self._call(self._pub, run)
 
-    # revoked ids: this process's own set (remote control over AMQP carries revokes to workers)
+    # revoked ids: what this process heard broadcast (a worker started later does not know
+    # of earlier revokes, as with Celery without a state db)
     def add_revoked(self, task_ids: Sequence[str], ttl_s: float) -> None:
-        self._revoked.update(task_ids)
+        for task_id in task_ids:
+            self._revoked[task_id] = None
+        while len(self._revoked) > MAX_REVOKED:  # Celery keeps the newest 50,000 too
+            del self._revoked[next(iter(self._revoked))]
         self._revoked_version += 1
 
     def revoked_version(self) -> int:

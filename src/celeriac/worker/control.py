@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import pidbox, states
+from .. import pidbox, pidbox_amqp, states
 from ..backends.base import build_meta, encode_exception
 from ..brokers.redis import CONNECTION_ERRORS
 from ..control import REVOKE_TTL_S
@@ -134,8 +134,9 @@ class ControlListener:
 
     def start(self) -> bool:
         shared = getattr(self.runtime.app.broker, "client", None)
-        if shared is None:
-            return False  # no broadcast channel on this broker; revokes are read from storage
+        if shared is None:  # RabbitMQ: the celery.pidbox exchange (None on other brokers)
+            self._thread = pidbox_amqp.start_listener(self)
+            return self._thread is not None
         # a client of its own: the prefork manager closes the app's connections before every
         # fork (a child must not inherit them), which would pull this thread's socket away
         # named, as every connection is (inspect tree); a sentinel client's follows the master
@@ -215,6 +216,11 @@ class ControlListener:
         return ControlState(runtime.app, runtime.nodename, runtime)
 
     def _reply(self, client: Any, answer: Any, ticket: str, routing_key: str) -> None:
+        if isinstance(client, pidbox_amqp.Replier):
+            client.send_reply(
+                pidbox.reply(self.runtime.nodename, answer, ticket, routing_key), routing_key
+            )
+            return
         binding_key = f"_kombu.binding.{pidbox.REPLY_EXCHANGE}"
         for member in client.smembers(binding_key):
             text = member.decode() if isinstance(member, bytes) else str(member)

@@ -1,0 +1,114 @@
+"""Remote control over RabbitMQ (the celery.pidbox fanout exchange), both ways: Celery's
+``celery inspect ping`` answered by a celeriac worker, celeriac's ``app.control`` answered by
+a Celery worker, and revokes from either client honoured by a celeriac prefork worker."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import celery
+import pytest
+
+import celeriac
+from tests.interop.peers import CELERY_WORKER_FLAGS, release_celery_results
+from tests.support.workers import (
+    TESTS_DIR,
+    WorkerProcess,
+    start_celeriac_worker,
+    start_celery_worker,
+    subprocess_env,
+)
+
+pytest_plugins = ["tests.support.rabbitmq_fixtures"]
+
+Factory = Callable[..., WorkerProcess]
+PING = ("--timeout", "5", "--json")
+
+
+@pytest.fixture
+def workers(amqp_url: str, backend_url: str) -> Iterator[Factory]:
+    started: list[WorkerProcess] = []
+
+    def start(kind: str, *args: str) -> WorkerProcess:
+        if kind == "celery":
+            worker = start_celery_worker(
+                "celery_amqp_tasks", amqp_url, *args, *CELERY_WORKER_FLAGS, backend_url=backend_url
+            )
+        else:
+            worker = start_celeriac_worker("amqp_tasks", amqp_url, *args, backend_url=backend_url)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if "celery_amqp_tasks" in worker.process.args:  # type: ignore[operator]
+            worker.signal(signal.SIGKILL)  # a Celery worker's stop on AMQP takes ~10 s
+        worker.stop()
+
+
+def test_celery_inspect_ping_is_answered_by_a_celeriac_worker(
+    workers: Factory, amqp_url: str, backend_url: str
+) -> None:
+    workers("celeriac", "-P", "prefork", "-c", "2", "-n", "amqp-ping@%h")
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "celery_control_cli", "inspect", "ping", *PING],
+        env=subprocess_env(amqp_url, backend_url),
+        cwd=str(TESTS_DIR / "support"),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    answers = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    (name,) = [n for n in answers if n.startswith("amqp-ping@")]
+    assert answers[name] == {"ok": "pong"}
+
+
+def test_celeriac_control_reaches_a_celery_worker_and_a_celeriac_worker(
+    workers: Factory, amqp_url: str, backend_url: str
+) -> None:
+    workers("celery", "-P", "solo", "-n", "theirs@%h")
+    workers("celeriac", "-P", "solo", "-n", "ours@%h")
+    app = celeriac.Celery("control_client", broker=amqp_url, backend=backend_url)
+    try:
+        deadline = time.monotonic() + 20
+        names: set[str] = set()
+        while time.monotonic() < deadline and len(names) < 2:
+            replies: list[dict[str, Any]] = app.control.ping(timeout=1.0)
+            names = {name.split("@")[0] for reply in replies for name in reply}
+        assert names == {"theirs", "ours"}
+    finally:
+        app.close()
+
+
+def test_revokes_from_either_client_reach_a_celeriac_prefork_worker(
+    workers: Factory, amqp_url: str, backend_url: str
+) -> None:
+    worker = workers("celeriac", "-P", "prefork", "-c", "2", "-l", "info")
+    ours = celeriac.Celery("revoke_client", broker=amqp_url, backend=backend_url)
+    theirs = celery.Celery("revoke_client", broker=amqp_url, backend=backend_url)
+    try:
+        first = ours.send_task("amqp.add", (1, 1), countdown=2.0)
+        second = theirs.send_task("amqp.add", (2, 2), countdown=2.0)
+        kept = ours.send_task("amqp.add", (3, 3), countdown=3.0)  # due after the others
+        ours.control.revoke(first.id)
+        theirs.control.revoke(second.id)
+        assert kept.get(timeout=30) == 6
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and {first.state, second.state} != {"REVOKED"}:
+            time.sleep(0.1)  # polling the stored states, bounded by the deadline
+        assert first.state == "REVOKED"
+        assert theirs.AsyncResult(second.id).state == "REVOKED"
+        log = worker.log()
+        assert f"amqp.add[{kept.id}] succeeded" in log
+        for revoked in (first, second):  # dropped by the child holding it, never run
+            assert f"amqp.add[{revoked.id}] succeeded" not in log
+    finally:
+        release_celery_results(theirs)
+        theirs.close()
+        ours.close()
