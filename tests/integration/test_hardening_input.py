@@ -16,6 +16,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
 
@@ -67,11 +68,20 @@ def _full_headers_minus_optional(task_id: str) -> dict[str, Any]:
     return envelope
 
 
+def _due_soon(task_id: str) -> dict[str, Any]:
+    """No tag and an ETA: parked broker-side, then run, keeping the tag it was given."""
+    envelope = minimal(task_id, 4, 4)
+    due = datetime.now(timezone.utc) + timedelta(seconds=0.5)
+    envelope["headers"]["eta"] = due.isoformat()
+    return envelope
+
+
 SHAPES: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     "only headers and body": (lambda task_id: minimal(task_id, 20, 22), 42),
     "properties without a delivery tag": (_no_tag, 2),
     "base64 body, no priority, no delivery_info": (_base64_no_priority, 4),
     "no lang/origin/argsrepr/root_id headers": (_full_headers_minus_optional, 6),
+    "no tag, due in half a second": (_due_soon, 8),
 }
 
 
