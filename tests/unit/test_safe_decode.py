@@ -171,3 +171,12 @@ def test_async_result_get_raises_the_stand_in_for_a_forged_result(fresh_module: 
 def test_billiard_s_names_stored_by_a_celery_worker_are_ours(name: str) -> None:
     exc = decode_exception(_stored(name, "billiard.exceptions", "why"))
     assert isinstance(exc, getattr(errors, name))
+
+
+def test_a_class_reached_through_a_module_the_trusted_one_imported_is_not_built() -> None:
+    # this module imports os (and so subprocess's siblings): os.error is OSError, defined
+    # elsewhere; a task module's imports do not make their classes trusted
+    exc = decode_exception(_stored("os.error", __name__, "x"), APP)
+    assert isinstance(exc, RemoteTaskError)
+    exc = decode_exception(_stored("pytest.fail.Exception", __name__, "x"), APP)
+    assert isinstance(exc, RemoteTaskError)

@@ -326,6 +326,8 @@ def _find_exception_class(
         found = mod
         for part in exc_type.split("."):
             found = getattr(found, part, None)
+        if isinstance(found, type) and found.__module__ != module:
+            return None  # reached through a module it imported, not defined there
     if isinstance(found, type) and issubclass(found, BaseException):
         return found
     if found is not None:
