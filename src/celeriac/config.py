@@ -56,6 +56,10 @@ DEFAULTS: dict[str, Any] = {
     "task_default_routing_key": None,
     "task_default_priority": None,
     "task_create_missing_queues": True,
+    # RabbitMQ (Celery 5.5): "quorum" declares the default queue, or queues created on
+    # demand, with x-queue-type: quorum
+    "task_default_queue_type": "classic",
+    "task_create_missing_queue_type": "classic",
     "task_serializer": "json",
     "accept_content": ["json"],
     "task_compression": None,
@@ -91,6 +95,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_max_tasks_per_child": None,
     "worker_max_memory_per_child": None,
     "worker_send_task_events": False,
+    "dashboard_max_tasks": 10_000,  # tasks `celeriac dashboard` keeps in the backend
     "worker_hijack_root_logger": True,
     "worker_redirect_stdouts": True,
     "worker_redirect_stdouts_level": "WARNING",

@@ -314,3 +314,35 @@ def test_unreachable_broker_fails_fast_naming_the_host_not_the_password() -> Non
     text = str(caught.value)
     assert f"127.0.0.1:{port}" in text and "s3cret-pw" not in text
     assert "check that RabbitMQ is running" in text
+
+
+def test_quorum_default_queue_is_declared_as_celery_declares_it(
+    open_broker: OpenBroker, rabbit_node: RabbitNode
+) -> None:
+    broker = open_broker(task_default_queue_type="quorum", task_default_queue="qq")
+    broker.publish("qq", envelope("q1", "qq"))
+    listed = rabbit_node.ctl("list_queues", "name", "type", "arguments", "--no-table-headers")
+    row = next(line for line in listed.splitlines() if line.startswith("qq\t"))
+    assert "quorum" in row
+    conn, channel = raw_channel(rabbit_node)
+    try:  # Celery 5.5's declaration of it, with task_default_queue_type = "quorum"
+        channel.queue_declare(
+            "qq", durable=True, auto_delete=False, arguments={"x-queue-type": "quorum"}
+        )
+    finally:
+        conn.close()
+    (delivery,) = fetch_n(broker, "qq", 1)
+    assert labels([delivery]) == ["q1"]
+    broker.ack([delivery.receipt])
+    rabbit_node.reset(("qq",))
+
+
+def test_queue_of_task_queues_keeps_its_own_arguments_under_quorum_default(
+    open_broker: OpenBroker, rabbit_node: RabbitNode
+) -> None:
+    broker = open_broker(task_default_queue_type="quorum", task_queues=[Queue("plain")])
+    broker.publish("plain", envelope("p1", "plain"))
+    listed = rabbit_node.ctl("list_queues", "name", "type", "--no-table-headers")
+    row = next(line for line in listed.splitlines() if line.startswith("plain\t"))
+    assert "classic" in row
+    rabbit_node.reset(("plain",))

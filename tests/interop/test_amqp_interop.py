@@ -139,3 +139,25 @@ def test_celery_and_celeriac_workers_share_one_queue(
     results += [celery_side.where.delay() for _ in range(30)]
     seen = {r.get(timeout=WAIT_S)["implementation"] for r in results}
     assert seen <= {"celery", "celeriac"} and len(results) == 60
+
+
+def test_celery_client_feeds_a_celeriac_worker_on_a_quorum_queue(
+    amqp_url: str, backend_url: str, rabbit_node: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_QUEUE_TYPE", "quorum")  # read by both apps (amqp_task_defs)
+    rabbit_node.reset(("celery",))
+    app = celery.Celery("quorum_client", broker=amqp_url, backend=backend_url)
+    configure(app)
+    tasks = define_tasks(app, "celery-client")
+    worker = start_celeriac_worker("amqp_tasks", amqp_url, "-P", "solo", backend_url=backend_url)
+    try:
+        assert tasks.add.delay(4, 5).get(timeout=WAIT_S) == 9
+        with pytest.raises(ValueError, match="q-boom"):
+            tasks.fail.delay("q-boom").get(timeout=WAIT_S)
+        listed = rabbit_node.ctl("list_queues", "name", "type", "--no-table-headers")
+        assert any(line.split()[:2] == ["celery", "quorum"] for line in listed.splitlines())
+    finally:
+        release_celery_results(app)
+        app.close()
+        worker.stop()
+        rabbit_node.reset(("celery",))

@@ -58,3 +58,4 @@ ROUTES = {"amqp.routed": {"queue": "amqp-routed"}}
 def configure(app: Any) -> None:
     app.conf.task_routes = ROUTES
     app.conf.worker_prefetch_multiplier = int(os.environ.get("TEST_PREFETCH", "1"))
+    app.conf.task_default_queue_type = os.environ.get("TEST_QUEUE_TYPE", "classic")

@@ -36,7 +36,7 @@ from ..errors import BrokerError
 from ..protocol import mark_redelivered
 from ..queues import Queue
 from . import amqp_wire
-from .amqp_topology import declare, queues_from
+from .amqp_topology import QueueTypes, declare, queues_from
 from .base import DeadLetter, Delivery, owner_id
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class _Link:
         if queue.name in self.declared:
             return
         try:
-            declare(self.channel, queue, self.broker.queue_type)
+            declare(self.channel, queue, self.broker.queue_types.arguments(queue))
         except amqp.exceptions.PreconditionFailed as exc:
             # declared before with other arguments (by another app): use it as it is
             logger.warning(
@@ -132,8 +132,8 @@ class AmqpBroker:
         options = dict(settings.get("broker_transport_options") or {})
         self.connect_timeout_s = float(settings.get("broker_connection_timeout") or 4.0)
         self.confirm_timeout_s = float(options.get("confirm_timeout", CONFIRM_TIMEOUT_S))
-        self.queue_type = str(settings.get("task_default_queue_type") or "classic")
         self.queues = queues_from(settings)
+        self.queue_types = QueueTypes(settings, set(self.queues.declared))
         self._pub = _Link(self, "publisher")
         self._pub.on_open = self._confirms_on
         self._sub = _Link(self, "consumer")

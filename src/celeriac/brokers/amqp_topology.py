@@ -2,9 +2,10 @@
 
 A queue of ``task_queues`` (or the default ``celery`` queue) is durable and bound to its
 exchange (the ``celery`` direct exchange by default) with its routing key. With
-``task_default_queue_type = "quorum"`` (Celery 5.5's setting) queues are declared with
-``x-queue-type: quorum``. Declaring what exists with the same arguments changes nothing, so
-a Celery worker and a celeriac worker can declare the same queues in any order.
+``task_default_queue_type = "quorum"`` (Celery 5.5's setting) the default queue is declared
+with ``x-queue-type: quorum`` (QueueTypes says which queues, as Celery decides). Declaring
+what exists with the same arguments changes nothing, so a Celery worker and a celeriac
+worker can declare the same queues in any order.
 """
 
 from __future__ import annotations
@@ -29,21 +30,37 @@ def queues_from(settings: Settings) -> Queues:
     )
 
 
-def queue_arguments(queue: Queue, queue_type: str) -> dict[str, Any] | None:
-    """The ``x-`` arguments of *queue*: its own, ``x-max-priority`` from ``max_priority``,
-    and ``x-queue-type`` for quorum queues."""
-    arguments = dict(queue.queue_arguments or {})
-    if queue.max_priority is not None:
-        arguments.setdefault("x-max-priority", int(queue.max_priority))
-    if queue_type == "quorum":
-        arguments.setdefault("x-queue-type", "quorum")
-    return arguments or None
+class QueueTypes:
+    """Which queues Celery declares as quorum queues: the default queue (when
+    ``task_queues`` is not set) with ``task_default_queue_type``, queues created on demand
+    with ``task_create_missing_queue_type``; a queue of ``task_queues`` has the arguments
+    written in it. ``task_queue_max_priority`` gives every queue ``x-max-priority``."""
+
+    def __init__(self, settings: Settings, configured: set[str]) -> None:
+        self.default_only = not settings.get("task_queues")
+        self.configured = set(configured)
+        self.default_type = str(settings.get("task_default_queue_type") or "classic")
+        self.missing_type = str(settings.get("task_create_missing_queue_type") or "classic")
+        self.max_priority = settings.get("task_queue_max_priority")
+
+    def arguments(self, queue: Queue) -> dict[str, Any] | None:
+        arguments = dict(queue.queue_arguments or {})
+        max_priority = queue.max_priority or self.max_priority
+        if max_priority is not None:
+            arguments.setdefault("x-max-priority", int(max_priority))
+        if queue.name in self.configured:
+            kind = self.default_type if self.default_only else "classic"
+        else:
+            kind = self.missing_type
+        if kind == "quorum":
+            arguments.setdefault("x-queue-type", "quorum")
+        return arguments or None
 
 
-def declare(channel: Any, queue: Queue, queue_type: str = "classic") -> None:
-    """Declare *queue*, its exchange and the binding between them on *channel*."""
+def declare(channel: Any, queue: Queue, arguments: dict[str, Any] | None) -> None:
+    """Declare *queue* with *arguments*, its exchange and the binding between them."""
     exchange = queue.exchange_name
-    quorum = (queue_arguments(queue, queue_type) or {}).get("x-queue-type") == "quorum"
+    quorum = (arguments or {}).get("x-queue-type") == "quorum"
     if exchange:
         kind = queue.exchange_type
         durable, auto_delete = True, False
@@ -56,7 +73,7 @@ def declare(channel: Any, queue: Queue, queue_type: str = "classic") -> None:
         durable=True if quorum else queue.durable,
         exclusive=False if quorum else queue.exclusive,
         auto_delete=False if quorum else queue.auto_delete,
-        arguments=queue_arguments(queue, queue_type),
+        arguments=arguments,
     )
     if exchange:
         channel.queue_bind(
