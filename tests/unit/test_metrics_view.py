@@ -62,7 +62,7 @@ def test_hostname_label_is_the_host_part() -> None:
 
 
 def test_points_move_celery_exporters_metrics(view: tuple[MetricsView, CollectorRegistry]) -> None:
-    _, registry = view
+    installed, registry = view
     ctx, job = _ctx(1), _job("proj.add", "images")
     for _ in range(3):
         lifecycle.task_received.emit(ctx, job)
@@ -75,6 +75,7 @@ def test_points_move_celery_exporters_metrics(view: tuple[MetricsView, Collector
     lifecycle.task_revoked.emit(ctx, job, False, None, False)
     recovery.recovered(4, 1)
     recovery.lost("proj.add")
+    installed.flush()  # the flusher thread's work, done now
     f = _families(registry)
     labels = {"name": "proj.add", "hostname": "box.example", "queue_name": "images"}
     assert _sample(f, "celery_task_received", **labels) == 3

@@ -3,10 +3,11 @@
 Why prometheus_client's multiprocess mode for prefork children, rather than children
 reporting counts to their manager: counts are labelled by task name, queue and exception,
 so they do not fit a fixed shared table, and a pipe to the manager would cost a write per
-task plus a reader thread. In multiprocess mode an increment is a store into the child's
-own memory-mapped file (no system call, no lock shared with another process), a child's
-counts outlive it, and the user's own prometheus_client metrics in tasks are added up too.
-The cost is paid at scrape time, reading one file per process that ever ran.
+task plus a reader thread there. In multiprocess mode an increment is a store into the
+child's own memory-mapped file (no lock shared with another process), a child's counts
+outlive it, and the user's own prometheus_client metrics in tasks are added up too. Those
+stores happen on each process's flusher thread, not in the task's (see ``view``). The rest
+is paid at scrape time, reading one file per process that ever ran.
 """
 
 from __future__ import annotations
@@ -89,16 +90,19 @@ class MetricsService:
             readiness=readiness,
         )
         registry.register(collector)
+        # the values live in the files: this registry only gives them their names
+        view = MetricsView(TaskMetrics(CollectorRegistry()), runtime.nodename, runtime.pool_name)
+
+        def before_scrape() -> None:
+            view.flush()  # this process's own counts are exact at each scrape
+            store.forget_dead_processes()
+
         try:
-            server = HealthServer(
-                address, port, registry, readiness, before_scrape=store.forget_dead_processes
-            )
+            server = HealthServer(address, port, registry, readiness, before_scrape=before_scrape)
         except Exception:
             store.close()
             progress.disable()
             raise
-        # the values live in the files: this registry only gives them their names
-        view = MetricsView(TaskMetrics(CollectorRegistry()), runtime.nodename, runtime.pool_name)
         view.install()
         server.start()
         service = cls(runtime, store, view, server, table, collector)
@@ -109,11 +113,6 @@ class MetricsService:
             server.port,
         )
         return service
-
-    def readiness(self) -> Readiness:
-        app = self.runtime.app
-        within_s = float(app.conf.get("worker_ready_within") or DEFAULT_WITHIN_S)
-        return check(self.table, within_s, float(app.conf.worker_heartbeat_interval))
 
     def stop(self) -> None:
         self.server.stop()
