@@ -172,3 +172,12 @@ def test_unique_lock_expires_after_unique_for(app: Celery) -> None:
     first = once_short.delay()
     time.sleep(0.1)  # the lock's own lifetime is what is tested
     assert once_short.delay().id != first.id
+
+
+def test_delay_many_of_a_unique_task_sends_one_per_key(app: Celery) -> None:
+    @app.task(name="flow.once_many", unique_for=60, unique_key="{user}")
+    def once_many(user: str) -> None: ...
+
+    results = once_many.delay_many([("ann",), ("ann",), ("bob",)])
+    assert results[0].id == results[1].id != results[2].id
+    assert app.broker.queue_length("celery") == 2

@@ -458,8 +458,10 @@ class Celeriac:
         _check_many(name, options)
         add_to_parent = bool(options.pop("add_to_parent", True))
         task: TaskBase | None = options.pop("task", None) or self.tasks.get(name)
-        # a topic exchange may copy each message, a publish view may change it: one by one
-        if self.router.queues.fans_out or lifecycle.publishing_watched():
+        # a topic exchange may copy each message, a publish view may change it, a unique task
+        # takes its lock per call: one by one
+        unique = task is not None and task.unique_for
+        if self.router.queues.fans_out or lifecycle.publishing_watched() or unique:
             return self._send_each(name, calls, kwargs, task, options, add_to_parent)
         results: list[AsyncResult] = []
         batch: list[tuple[str, bytes, int]] = []
