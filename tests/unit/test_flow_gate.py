@@ -55,6 +55,10 @@ def test_over_limit_tasks_are_parked_broker_side_with_received_state(
         assert meta["status"] == states.RECEIVED
         assert meta["parked_until"]
     assert flow_stats(app)["tasks"]["flow.slow"]["parked"] == 2
+    # nothing comes back before its token: the next wake-up is a minute away, not a poll
+    next_due = app.broker.promote_due(time.time())
+    assert next_due is not None and next_due >= time.time() + 59
+    assert app.broker.queue_length("celery") == 0
     assert parked_now(app) == 2
 
 
