@@ -39,6 +39,7 @@ from tests.support.workers import WorkerProcess, start_celeriac_worker
 pytestmark = pytest.mark.timeout(150)
 
 FOLLOW_S = 5.0  # the client and the worker follow the new master within failover + this
+SENTINEL_INFO_PERIOD_S = 10.0  # how often a sentinel polls a replica (and a demoted master)
 DRAIN_TASKS = 300
 TASK_S = 0.02
 CONCURRENCY = 2
@@ -296,6 +297,59 @@ def test_failover_while_idle_the_waiting_worker_and_result_waiter_follow(
     finally:
         app.close()
         worker.stop()
+    cluster.revive_as_replica(killed)
+
+
+def test_coordinated_failover_mid_drain_leaves_the_demoted_master_behind(
+    cluster: SentinelCluster, record_url: str
+) -> None:
+    """``SENTINEL FAILOVER``: the old master stays up. Sentinel promotes the replica at once
+    but turns the old master into a replica only when it next polls it (INFO, every 10 s);
+    until then the old master still takes writes from whoever is connected to it. Those
+    connections move when it is demoted (it unblocks blocked commands and answers READONLY).
+    Acks written there in between are lost with its data, so acks_late tasks run again:
+    duplicates, counted; none of the tasks queued (and replicated) before is lost."""
+    tasks = 100
+    run = f"switch-{uuid.uuid4().hex[:8]}"
+    record = redis.Redis.from_url(record_url)
+    app = client_app(cluster.url(0), cluster.url(1))
+    worker = start_worker(
+        cluster, record_url, "-P", "prefork", "-c", str(CONCURRENCY), "-Q", "probe,celery"
+    )
+    try:
+        for i in range(tasks):
+            app.send_task("sentinel.record", (run, f"t{i}", TASK_S))
+        replicated(cluster)
+        cluster.wait_until(lambda: int(record.scard(f"{run}:done")) >= 20, 30.0, "drain starts")
+        old_port = cluster.master.port
+        sentinel = cluster.sentinel_client()
+        try:
+            sentinel.sentinel_failover(MASTER_NAME)
+        finally:
+            sentinel.close()
+        switched_at = time.monotonic()
+        failover_s = cluster.wait_failover(old_port, 30.0)
+        _, answered_at = first_round_trip(app, failover_s + FOLLOW_S + 10.0)
+        cluster.wait_until(
+            lambda: int(record.scard(f"{run}:done")) >= tasks, 60.0, "the drain finishes"
+        )
+        raw_runs: Any = record.hgetall(f"{run}:runs")
+        raw_done: Any = record.smembers(f"{run}:done")
+        lost = [f"t{i}" for i in range(tasks) if f"t{i}".encode() not in raw_done]
+        duplicates = sum(int(n) - 1 for n in raw_runs.values())
+        follow_s = answered_at - switched_at
+        print(
+            f"\nsentinel coordinated failover: switched in {failover_s:.2f} s, first round "
+            f"trip {follow_s:.2f} s after SENTINEL FAILOVER; lost {len(lost)} of {tasks}, "
+            f"duplicates {duplicates}"
+        )
+        assert follow_s <= failover_s + SENTINEL_INFO_PERIOD_S + FOLLOW_S, (follow_s, failover_s)
+        assert lost == [], lost
+        assert worker.process.poll() is None, worker.log()
+    finally:
+        app.close()
+        worker.stop()
+        record.close()
 
 
 def test_sentinel_url_is_shown_without_passwords() -> None:
