@@ -79,7 +79,19 @@ class RabbitNode:
         finally:
             conn.close()
 
+    def restart(self) -> None:
+        """Stop the node and start it again with the same name, ports and data: durable
+        queues and persistent messages come back."""
+        self.halt()
+        self.process = _spawn(self.env, self.workdir)
+        _wait_ready(self)
+
     def stop(self) -> None:
+        self.halt()
+        _stop_epmd(self.epmd_port, self.env)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def halt(self) -> None:
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -89,8 +101,6 @@ class RabbitNode:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
-        _stop_epmd(self.epmd_port, self.env)
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _stop_epmd(port: int, env: dict[str, str]) -> None:
@@ -131,23 +141,25 @@ def start_rabbitmq() -> RabbitNode:
         "ERL_EPMD_ADDRESS": "127.0.0.1",
         "ERL_EPMD_PORT": str(epmd_port),
     }
-    log = open(os.path.join(workdir, "server.out"), "wb")  # noqa: SIM115 - closed with the node
-    process = subprocess.Popen(
-        [_tool("rabbitmq-server")],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
-    node = RabbitNode(port, epmd_port, workdir, env, process)
+    node = RabbitNode(port, epmd_port, workdir, env, _spawn(env, workdir))
     try:
         _wait_ready(node)
     except BaseException:
         node.stop()
         raise
     return node
+
+
+def _spawn(env: dict[str, str], workdir: str) -> subprocess.Popen[bytes]:
+    with open(os.path.join(workdir, "server.out"), "ab") as log:
+        return subprocess.Popen(
+            [_tool("rabbitmq-server")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def _wait_ready(node: RabbitNode) -> None:
