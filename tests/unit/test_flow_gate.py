@@ -89,6 +89,10 @@ def test_changed_rate_limit_takes_effect_at_the_next_task(app: Celery, ran: list
     changed.delay(3)
     drain(app, ctx)
     assert ran == [0, 1, 2]
+    changed.rate_limit = "100/s"  # raised: new tasks do not queue behind the old rate
+    changed.delay(4)
+    drain(app, ctx)
+    assert ran == [0, 1, 2, 4]
 
 
 def test_capped_task_waits_for_a_slot_without_running(app: Celery, ran: list[Any]) -> None:

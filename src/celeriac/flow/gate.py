@@ -54,17 +54,7 @@ def admit(ctx: ExecContext, job: Job, flow: FlowSpec) -> bool:
     now = time.time()
     key = _key(flow, "rate_limit_key", flow.rate_key, message.args, message.kwargs)
     if flow.rate_per_s and not app.conf.worker_disable_rate_limits:
-        bucket = (
-            flow.task_name if flow.rate_scope == "global" else f"{flow.task_name}@{ctx.nodename}"
-        )
-        if key is not None:
-            bucket = f"{bucket}#{key}"
-        interval_s = 1.0 / flow.rate_per_s
-        # a worker's own bucket reserves a prefetch's worth ahead, no more (see take)
-        horizon_s = None if flow.rate_scope == "global" else max(1.0, 4 * interval_s)
-        at = store.take(bucket, message.id, flow.task_name, interval_s, now, horizon_s)
-        if at < 0 and horizon_s is not None:  # unreserved: back when there is room, spread
-            at = -at + random.uniform(0.0, horizon_s)  # so they do not all come back at once
+        at = _token_time(ctx, job, flow.rate_per_s, flow, key, now)
         if at > 0:
             _park(ctx, job, at)
             return False
@@ -87,6 +77,25 @@ def admit(ctx: ExecContext, job: Job, flow: FlowSpec) -> bool:
         store.hold_unique(lock, message.id, owner, lease_ttl_s(app))
     job.flow_held = Held(slots, lock, owner)
     return True
+
+
+def _token_time(
+    ctx: ExecContext, job: Job, per_s: float, flow: FlowSpec, key: str | None, now: float
+) -> float:
+    """0.0 to run now, else when to come back (its reserved token, or room in the bucket)."""
+    scope = "" if flow.rate_scope == "global" else f"@{ctx.nodename}"
+    # the rate is part of the bucket: a rate_limit command's new rate starts afresh rather
+    # than behind the old rate's reservations
+    bucket = f"{flow.task_name}{scope}/{per_s:g}" + ("" if key is None else f"#{key}")
+    interval_s = 1.0 / per_s
+    # a worker's own bucket reserves a prefetch's worth ahead, no more (see take)
+    horizon_s = max(1.0, 4 * interval_s) if scope else None
+    at = flow_of(ctx.app).store.take(
+        bucket, job.message.id, flow.task_name, interval_s, now, horizon_s
+    )
+    if at < 0 and horizon_s is not None:  # unreserved: back when there is room, spread
+        at = -at + random.uniform(0.0, horizon_s)  # so they do not all come back at once
+    return at
 
 
 def finished(ctx: ExecContext, job: Job, state: str) -> None:
