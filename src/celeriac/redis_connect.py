@@ -132,7 +132,7 @@ def redis_client(url: str, settings: Settings, role: str, **connection: Any) -> 
     _, tls = redis_connection("redis://sentinel", settings.get(ssl_setting), ssl_setting)
     if tls.pop("connection_class", None) is not None:
         tls["connection_class"] = redis.sentinel.SentinelManagedSSLConnection
-    manager = redis.sentinel.Sentinel(
+    manager = _Sentinel(
         list(target.hosts),
         min_other_sentinels=int(options.get("min_other_sentinels") or 0),
         sentinel_kwargs=_sentinel_kwargs(options, connect_timeout, len(target.hosts)),
@@ -147,6 +147,42 @@ def redis_client(url: str, settings: Settings, role: str, **connection: Any) -> 
     )
     client: redis.Redis = manager.master_for(master_name, redis_class=redis.Redis)
     return client
+
+
+class _Sentinel(redis.sentinel.Sentinel):
+    """redis-py's Sentinel, with a lookup failure that names each sentinel and what it
+    answered in a line (not the clients' full repr) and says what to check."""
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        problems = []
+        manager: Any = self
+        for index, sentinel in enumerate(self.sentinels):
+            kwargs = sentinel.connection_pool.connection_kwargs
+            where = f"{kwargs.get('host')}:{kwargs.get('port')}"
+            try:
+                masters: Any = sentinel.sentinel_masters()
+            except (
+                redis.exceptions.ConnectionError,
+                redis.exceptions.ResponseError,
+                redis.exceptions.TimeoutError,
+            ) as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            state = masters.get(service_name)
+            if state and manager.check_master_state(state, service_name):
+                # ask this one first next time
+                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
+                return str(state["ip"]), int(state["port"])
+            problems.append(
+                f"{where}: knows no master named {service_name!r}"
+                if not state
+                else f"{where}: says master {service_name!r} is down"
+            )
+        raise redis.sentinel.MasterNotFoundError(
+            f"no sentinel named a master for {service_name!r} ({'; '.join(problems)}); "
+            f"check that the sentinels are running, that the URL lists them, and that "
+            f"master_name is the name in their 'sentinel monitor' line"
+        )
 
 
 def _transport_options(settings: Settings, role: str) -> Mapping[str, Any]:
