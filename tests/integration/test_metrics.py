@@ -11,6 +11,7 @@ import glob
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Callable
 
 import pytest
@@ -82,7 +83,9 @@ def _assert_counts(s: Scrape, host: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pool", "concurrency"), [("prefork", 2), ("prefork", 4), ("solo", 1)], ids=str
+    ("pool", "concurrency"),
+    [("prefork", 2), ("prefork", 4), ("solo", 1), ("threads", 4)],
+    ids=str,
 )
 def test_counters_equal_the_tasks_run(
     worker_factory: Callable[..., WorkerProcess],
@@ -114,6 +117,7 @@ def test_counters_equal_the_tasks_run(
     else:
         assert pids == {worker.pid}
         assert per_child == {""}
+        assert s.total("celeriac_worker_pool_processes", pool=pool) == concurrency
     private = glob.glob(os.path.join(tempfile.gettempdir(), f"celeriac-metrics-{worker.pid}-*"))
     assert len(private) == 1, private
     worker.stop()
@@ -135,3 +139,41 @@ def test_a_busy_metrics_port_is_a_clear_error(
     log = worker.log()
     assert f"--metrics-port {port}" in log and "choose a free port" in log, log
     assert "Traceback" not in log, log
+
+
+def test_a_long_task_shows_as_active_and_keeps_the_worker_ready(
+    worker_factory: Callable[..., WorkerProcess], redis_url: str, backend_url: str
+) -> None:
+    """Solo runs a 6 s task in its consume loop's own thread: the loop cannot go round, yet
+    /readyz stays 200 (running a task is not being stuck); the task is active, and the
+    messages behind it are in celery_queue_length."""
+    port = free_port()
+    worker_factory(
+        "metrics_tasks", "-P", "solo", "--prefetch-multiplier", "1", "--metrics-port", str(port)
+    )
+    wait_for(lambda: get(port, "/readyz")[0] == 200, "/readyz answers 200")
+    client = _client(redis_url, backend_url)
+    long_one = client.send_task("metrics.sleep", (6.0,))
+    wait_for(lambda: scrape(port).total("celery_worker_tasks_active") == 1, "the task is active")
+    behind = [client.send_task("metrics.add", (i, i)) for i in range(4)]
+    wait_for(
+        lambda: scrape(port).total("celery_queue_length", queue_name="celery") >= 3,
+        "the waiting messages counted in celery_queue_length",
+    )
+    # past worker_ready_within (5 s) with the loop inside the task: still ready
+    deadline = time.monotonic() + 30
+    polls = 0
+    while not long_one.ready():
+        assert time.monotonic() < deadline, "the 6 s task never finished"
+        status, text = get(port, "/readyz")
+        assert status == 200, text
+        polls += 1
+        time.sleep(0.25)  # pacing between probes, as a kubelet would
+    assert polls >= 16  # probed across the whole 6 s
+    for result in behind:
+        result.get(timeout=30)
+    wait_for(lambda: scrape(port).total("celery_task_succeeded_total") == 5, "all five counted")
+    s = scrape(port)
+    assert s.total("celery_worker_tasks_active") == 0
+    assert s.total("celery_task_runtime_seconds_bucket", name="metrics.sleep", le="5.0") == 0
+    assert s.total("celery_task_runtime_seconds_bucket", name="metrics.sleep", le="10.0") == 1

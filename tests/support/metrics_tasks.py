@@ -27,3 +27,9 @@ def flaky(self: Any, retries_wanted: int) -> int:
     if self.request.retries < retries_wanted:
         raise self.retry(countdown=0)
     return int(self.request.retries)
+
+
+@app.task(name="metrics.sleep")
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import progress
 from .health import DEFAULT_WITHIN_S, Readiness, check
 from .server import HealthServer
-from .store import MultiprocessDir
+from .store import FilesCollector, MultiprocessDir
 from .view import MetricsView, host_of
 
 if TYPE_CHECKING:
@@ -58,7 +58,6 @@ class MetricsService:
     ) -> MetricsService:
         """Listen now and count from now on; call before the pool forks its children."""
         from prometheus_client import CollectorRegistry
-        from prometheus_client.multiprocess import MultiProcessCollector
 
         from .collect import WorkerCollector
         from .families import TaskMetrics
@@ -77,7 +76,7 @@ class MetricsService:
 
         store = MultiprocessDir.take()
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=store.path)  # type: ignore[no-untyped-call]
+        registry.register(FilesCollector(store.path))
         host = host_of(runtime.nodename)
         collector = WorkerCollector(
             app,
