@@ -19,6 +19,13 @@ notice the new pid and open their own connections in the child.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +39,8 @@ from redis.retry import Retry
 from .config import Settings
 from .errors import ConfigurationError
 from .urls import redis_connection, safe_url
+
+logger = logging.getLogger(__name__)
 
 SENTINEL_SCHEME = "sentinel"
 DEFAULT_SENTINEL_PORT = 26379
@@ -130,8 +139,9 @@ def redis_client(url: str, settings: Settings, role: str, **connection: Any) -> 
         )
     connect_timeout = float(connection.get("socket_connect_timeout") or 4.0)
     _, tls = redis_connection("redis://sentinel", settings.get(ssl_setting), ssl_setting)
-    if tls.pop("connection_class", None) is not None:
-        tls["connection_class"] = redis.sentinel.SentinelManagedSSLConnection
+    tls["connection_class"] = (
+        _FollowingSSLConnection if tls.pop("connection_class", None) else _FollowingConnection
+    )
     manager = _Sentinel(
         list(target.hosts),
         min_other_sentinels=int(options.get("min_other_sentinels") or 0),
@@ -147,6 +157,92 @@ def redis_client(url: str, settings: Settings, role: str, **connection: Any) -> 
     )
     client: redis.Redis = manager.master_for(master_name, redis_class=redis.Redis)
     return client
+
+
+class _Following:
+    """A connection to the master the sentinels name, that lets go of it when they announce
+    another (``+switch-master``). A master that is demoted without dying (``SENTINEL
+    FAILOVER``, a partition that heals) keeps taking writes until the sentinels next poll
+    it, up to 10 s later; connections parked on it (a blocking move, a subscription) would
+    wait there all that time. Each process watches the announcements in a thread of its own
+    and shuts the sockets to the old master, so every user of one reconnects at once and
+    asks the sentinels again."""
+
+    connection_pool: Any
+    host: str
+    port: int
+
+    def connect_to(self, address: tuple[str, int]) -> None:
+        parent: Any = super()
+        parent.connect_to(address)
+        _follow(self)
+
+
+class _FollowingConnection(_Following, redis.sentinel.SentinelManagedConnection):
+    pass
+
+
+class _FollowingSSLConnection(_Following, redis.sentinel.SentinelManagedSSLConnection):
+    pass
+
+
+_followed: weakref.WeakSet[_Following] = weakref.WeakSet()
+_watchers: set[tuple[int, int, str]] = set()  # (pid, sentinel manager, master name)
+_follow_lock = threading.Lock()
+WATCH_RETRY_S = 1.0  # between attempts to subscribe when no sentinel answers
+
+
+def _follow(conn: _Following) -> None:
+    proxy = conn.connection_pool
+    manager, name = proxy.sentinel_manager, proxy.service_name
+    key = (os.getpid(), id(manager), name)
+    with _follow_lock:
+        _followed.add(conn)
+        if key in _watchers:
+            return
+        _watchers.add(key)
+    threading.Thread(
+        target=_watch_switches, args=(manager, name), daemon=True, name="celeriac-sentinel"
+    ).start()
+
+
+def _watch_switches(manager: Any, name: str) -> None:
+    """Listen to the sentinels' ``+switch-master`` announcements for good (a daemon)."""
+    while True:
+        for sentinel in list(manager.sentinels):
+            pubsub = sentinel.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe("+switch-master")
+                while True:
+                    message = pubsub.get_message(timeout=5.0)
+                    if message and message.get("type") == "message":
+                        _switched(message["data"], name)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                logger.debug("sentinel watch: %s; trying the next sentinel", exc)
+            finally:
+                with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                    pubsub.close()
+        time.sleep(WATCH_RETRY_S)
+
+
+def _switched(data: bytes | str, name: str) -> None:
+    """``<name> <old ip> <old port> <new ip> <new port>``: let go of the old master."""
+    text = data.decode() if isinstance(data, bytes) else str(data)
+    fields = text.split()
+    if len(fields) != 5 or fields[0] != name:
+        return
+    old = (fields[1], fields[2])
+    with _follow_lock:
+        conns = list(_followed)
+    for conn in conns:
+        sock: Any = getattr(conn, "_sock", None)
+        if sock is None or (str(conn.host), str(conn.port)) != old:
+            continue
+        if conn.connection_pool.service_name != name:
+            continue
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # its user reads EOF and reconnects
+    logger.info("sentinel: master %s moved from %s:%s to %s:%s", name, *fields[1:])
 
 
 class _Sentinel(redis.sentinel.Sentinel):
