@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import socket
 import tempfile
 import time
@@ -177,3 +178,44 @@ def test_a_long_task_shows_as_active_and_keeps_the_worker_ready(
     assert s.total("celery_worker_tasks_active") == 0
     assert s.total("celery_task_runtime_seconds_bucket", name="metrics.sleep", le="5.0") == 0
     assert s.total("celery_task_runtime_seconds_bucket", name="metrics.sleep", le="10.0") == 1
+
+
+def test_rate_limit_parks_are_a_gauge(
+    worker_factory: Callable[..., WorkerProcess], redis_url: str, backend_url: str
+) -> None:
+    """Tasks over their rate limit wait broker-side; flow control's own count shows in
+    celeriac_rate_limit_parked and drains as they run."""
+    port = free_port()
+    worker_factory("flow_tasks", "-P", "solo", "--metrics-port", str(port))
+    client = _client(redis_url, backend_url)
+    for i in range(20):
+        client.send_task("flow.global_rate", (i,))  # 5/s
+
+    def parked() -> float:
+        return scrape(port).total("celeriac_rate_limit_parked", name="flow.global_rate")
+
+    wait_for(lambda: parked() >= 10, "most of them parked")
+    wait_for(lambda: parked() < 10, "parked ones run at the rate", 10.0)
+
+
+def test_restored_messages_of_a_killed_worker_are_counted(
+    worker_factory: Callable[..., WorkerProcess], redis_url: str, backend_url: str
+) -> None:
+    """A worker SIGKILLed while it holds prefetched messages: the next worker on this host
+    puts them back (it sees the process is gone) and counts them in
+    celeriac_messages_restored_total."""
+    client = _client(redis_url, backend_url)
+    long_one = client.send_task("metrics.sleep", (3.0,))
+    behind = [client.send_task("metrics.add", (i, i)) for i in range(3)]
+    # all four wait in the queue, so the first fetch takes them together: the sleep runs
+    # and the three adds are held behind it (its early ack rides the next fetch, not yet sent)
+    first = worker_factory("metrics_tasks", "-P", "solo", "--prefetch-multiplier", "4")
+    first.wait_for_log(f"metrics.sleep[{long_one.id}] received")
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    port = free_port()
+    worker_factory("metrics_tasks", "-P", "threads", "-c", "2", "--metrics-port", str(port))
+    for result in [*behind, long_one]:  # the interrupted one too: its ack had not gone out
+        result.get(timeout=30)
+    restored = scrape(port).total("celeriac_messages_restored_total", hostname=socket.gethostname())
+    assert restored == 4
