@@ -170,6 +170,25 @@ def test_round_trip_through_sentinel_on_a_prefork_worker(
         worker.stop()
 
 
+def test_a_celery_client_round_trips_through_sentinel_with_a_celeriac_worker(
+    cluster: SentinelCluster, record_url: str
+) -> None:
+    """The real celery package (kombu's sentinel transport, Celery's SentinelBackend) with
+    the same URLs and transport options."""
+    import celery  # type: ignore[import-untyped]
+
+    worker = start_worker(cluster, record_url, "-P", "solo")
+    app = celery.Celery("celery-client", broker=cluster.url(0), backend=cluster.url(1))
+    app.conf.broker_transport_options = {"master_name": MASTER_NAME}
+    app.conf.result_backend_transport_options = {"master_name": MASTER_NAME}
+    try:
+        assert app.send_task("sentinel.add", (20, 22)).get(timeout=20) == 42
+        assert any("pong" in str(reply) for reply in app.control.ping(timeout=2.0))
+    finally:
+        app.close()
+        worker.stop()
+
+
 # failover
 
 
@@ -351,6 +370,20 @@ def test_coordinated_failover_mid_drain_leaves_the_demoted_master_behind(
         app.close()
         worker.stop()
         record.close()
+
+
+def test_sentinel_url_parts_are_read_as_celery_reads_them() -> None:
+    from celeriac.redis_connect import parse_sentinel_url
+
+    target = parse_sentinel_url(
+        "sentinel://:p%40ss@127.0.0.1:26379/3;sentinel://127.0.0.1:26380/3;sentinel://h3"
+    )
+    assert target.hosts == (("127.0.0.1", 26379), ("127.0.0.1", 26380), ("h3", 26379))
+    assert (target.db, target.password, target.username) == (3, "p@ss", None)
+    with pytest.raises(ConfigurationError, match="sentinel://:password@host:26379/0"):
+        parse_sentinel_url("sentinel://127.0.0.1:26379/0;redis://127.0.0.1:6379/0")
+    with pytest.raises(ConfigurationError, match="not a number"):
+        parse_sentinel_url("sentinel://127.0.0.1:26379/zero")
 
 
 def test_sentinel_url_is_shown_without_passwords() -> None:
