@@ -214,8 +214,9 @@ def _register_commands() -> None:
     cli.add_command(tasks_cmd.purge)
     cli.add_command(dead_cmd.dead)
     cli.add_command(migrate_cmd.migrate_imports)
-    from . import events_cmd, inspect_cmd
+    from . import dashboard_cmd, events_cmd, inspect_cmd
 
+    cli.add_command(dashboard_cmd.dashboard)
     cli.add_command(events_cmd.events)
     cli.add_command(inspect_cmd.inspect)
     cli.add_command(inspect_cmd.control)

@@ -1,0 +1,347 @@
+"""What the dashboard knows of the cluster, kept up to date on two daemon threads.
+
+The events thread reads the ``celeryev`` events (workers' heartbeats, every task's life)
+into task records and worker rows; the poll thread asks the workers for their ``tree`` and
+``stats`` over the pidbox each second, reads queue lengths and dead-letter counts, and
+saves changed task records to the history. Both survive a lost broker: the error is shown
+and they try again until it comes back. ``version`` grows on every change; the live
+stream tells the pages to redraw when it does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+
+from ..events.monitor import FINISHED, TASK_STATES
+from ..events.receiver import EventReceiver
+from ..metrics.families import TaskMetrics
+from ..urls import scrub, secrets_in
+from .history import History, Record, history_for
+
+if TYPE_CHECKING:
+    from ..app import Celeriac
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 1.0
+DISCOVER_EVERY = 5  # polls between two tree queries that wait for unknown workers too
+ENABLE_EVENTS_S = 10.0  # how often workers are asked to send task events
+PLACE_KEYS = ("pid", "pool", "child_index", "thread_name", "greenlet", "asyncio_task")
+
+
+class DashboardState:
+    def __init__(self, app: Celeriac, max_tasks: int | None = None) -> None:
+        self.app = app
+        self.max_tasks = int(max_tasks or app.conf.get("dashboard_max_tasks") or 10_000)
+        self.lock = threading.RLock()
+        self.tasks: OrderedDict[str, Record] = OrderedDict()
+        self.workers: dict[str, dict[str, Any]] = {}
+        self.trees: dict[str, dict[str, Any]] = {}
+        self.stats: dict[str, dict[str, Any]] = {}
+        self.queues: dict[str, dict[str, Any]] = {}
+        self.known_queues: set[str] = {str(app.conf.task_default_queue)}
+        self.broker_error: str | None = None
+        self.events_error: str | None = None
+        self.control_note: str | None = None
+        self.version = 0
+        self.registry = CollectorRegistry()
+        self.metrics = TaskMetrics(self.registry)
+        self._dirty: dict[str, Record] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._history: History | None = None
+        self._secrets = secrets_in(app.broker_url) + secrets_in(app.backend_url)
+
+    # life
+    def start(self) -> None:
+        for target, name in ((self._events_loop, "events"), (self._poll_loop, "poll")):
+            thread = threading.Thread(target=target, name=f"dashboard-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        self.flush()
+
+    def bump(self) -> None:
+        with self.lock:
+            self.version += 1
+
+    def scrubbed(self, exc: BaseException) -> str:
+        return scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+
+    # history
+    def history(self) -> History:
+        if self._history is None:
+            self._history = history_for(self.app.backend)
+            records = self._history.load(self.max_tasks)
+            with self.lock:
+                for record in records:
+                    self.tasks[str(record["uuid"])] = record
+        return self._history
+
+    def flush(self) -> None:
+        with self.lock:
+            dirty, self._dirty = self._dirty, {}
+        if dirty:
+            try:
+                self.history().save(dirty, self.max_tasks)
+            except Exception:
+                with self.lock:  # kept for the next try
+                    self._dirty = {**dirty, **self._dirty}
+                raise
+
+    # events
+    def feed(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("type", ""))
+        with self.lock:
+            if kind.startswith("worker-"):
+                self._worker_event(kind, event)
+            elif kind in TASK_STATES:
+                self._task_event(kind, event)
+            self.version += 1
+
+    def _worker_event(self, kind: str, event: dict[str, Any]) -> None:
+        hostname = str(event.get("hostname"))
+        row = self.workers.setdefault(hostname, {"hostname": hostname})
+        row.update(
+            pid=event.get("pid", row.get("pid")),
+            pool=event.get("pool", row.get("pool")),
+            software=f"{event.get('sw_ident', '')} {event.get('sw_ver', '')}".strip(),
+            active=int(event.get("active") or 0),
+            processed=int(event.get("processed") or 0),
+            loadavg=list(event.get("loadavg") or []),
+            freq=float(event.get("freq") or 2.0),
+            last_seen=float(event.get("local_received") or time.time()),
+            offline=kind == "worker-offline",
+        )
+
+    def _task_event(self, kind: str, event: dict[str, Any]) -> None:
+        uuid = str(event.get("uuid"))
+        record = self.tasks.get(uuid)
+        when = float(event.get("timestamp") or time.time())
+        if record is None:
+            record = {"uuid": uuid, "state": "PENDING", "first_seen": when, "retries": 0}
+            self.tasks[uuid] = record
+            while len(self.tasks) > self.max_tasks:
+                self.tasks.popitem(last=False)
+        state = TASK_STATES[kind]
+        if not (record["state"] in FINISHED and state not in FINISHED):
+            record["state"] = state
+        for key in ("name", "args", "kwargs", "root_id", "parent_id", "queue", "eta"):
+            if event.get(key) is not None:
+                record[key] = event[key]
+        if kind != "task-sent" and event.get("hostname"):
+            record["worker"] = event["hostname"]
+        record[kind.removeprefix("task-") + "_at"] = when
+        self._task_details(kind, event, record)
+        self._dirty[uuid] = record
+        self._count(kind, event, record)
+
+    def _task_details(self, kind: str, event: dict[str, Any], record: Record) -> None:
+        if kind == "task-received":
+            record["retries"] = int(event.get("retries") or 0)
+        elif kind == "task-started":
+            record["place"] = {k: event.get(k) for k in PLACE_KEYS if event.get(k) is not None}
+        elif kind == "task-succeeded":
+            record["result"] = event.get("result")
+            record["runtime"] = event.get("runtime")
+        elif kind in ("task-failed", "task-retried"):
+            record["exception"] = event.get("exception")
+            record["traceback"] = event.get("traceback")
+        elif kind == "task-revoked":
+            record["terminated"] = bool(event.get("terminated"))
+            record["expired"] = bool(event.get("expired"))
+
+    def _count(self, kind: str, event: dict[str, Any], record: Record) -> None:
+        m = self.metrics
+        labels = (
+            str(record.get("name") or "unknown"),
+            str(record.get("worker") or event.get("hostname") or ""),
+            str(record.get("queue") or ""),
+        )
+        counters = {
+            "task-sent": m.sent,
+            "task-received": m.received,
+            "task-started": m.started,
+            "task-succeeded": m.succeeded,
+            "task-retried": m.retried,
+            "task-revoked": m.revoked,
+            "task-rejected": m.rejected,
+        }
+        if kind == "task-failed":
+            exc = str(event.get("exception") or "").split("(", 1)[0]
+            m.failed.labels(labels[0], labels[1], exc, labels[2]).inc()
+        elif kind in counters:
+            counters[kind].labels(*labels).inc()
+        if kind == "task-succeeded" and isinstance(event.get("runtime"), (int, float)):
+            m.runtime.labels(*labels).observe(float(event["runtime"]))
+
+    def _events_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                receiver = EventReceiver(self.app)
+                for event in receiver.events(None):
+                    if self._stop.is_set():
+                        return
+                    if self.events_error is not None:
+                        self.events_error = None
+                        self.bump()
+                    if event is not None:
+                        self.feed(event)
+            except Exception as exc:
+                self.events_error = self.scrubbed(exc)
+                self.bump()
+                logger.warning("dashboard: events stopped (%s); trying again", self.events_error)
+                self._stop.wait(1.0)
+
+    # polling
+    def _poll_loop(self) -> None:
+        tick = 0
+        next_enable = 0.0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                if started >= next_enable:
+                    self._enable_events()
+                    next_enable = started + ENABLE_EVENTS_S
+                self.poll(discover=tick % DISCOVER_EVERY == 0)
+                self.flush()
+                self.broker_error = None
+            except Exception as exc:
+                self.broker_error = self.scrubbed(exc)
+                logger.warning("dashboard: cannot reach the broker (%s)", self.broker_error)
+            tick += 1
+            self.bump()
+            self._stop.wait(max(0.05, POLL_S - (time.monotonic() - started)))
+
+    def _enable_events(self) -> None:
+        if getattr(self.app.broker, "client", None) is not None:
+            self.app.control.enable_events()
+
+    def poll(self, discover: bool = True) -> None:
+        """One round: trees and stats from the workers, then the queues."""
+        if getattr(self.app.broker, "client", None) is not None:
+            self._poll_workers(discover)
+        else:
+            self.control_note = (
+                "process trees come over remote control, which needs a Redis broker; "
+                "this broker shows workers from their events only"
+            )
+        self._poll_queues()
+
+    def _poll_workers(self, discover: bool) -> None:
+        now = time.time()
+        expected = {name for name, row in self.workers.items() if not row.get("offline")} | set(
+            self.trees
+        )
+        limit = None if discover or not expected else len(expected)
+        inspect = self.app.control.inspect(timeout=1.0, limit=limit)
+        trees = inspect.tree() or {}
+        stats = (inspect.stats() or {}) if discover else self.stats
+        with self.lock:
+            fresh = {k: v for k, v in trees.items() if isinstance(v, dict) and "processes" in v}
+            for tree in fresh.values():
+                tree["received_at"] = now
+                self.known_queues.update(str(q) for q in tree.get("queues") or [])
+            if discover:
+                self.trees = fresh
+            else:
+                self.trees.update(fresh)
+            self.stats = dict(stats)
+            for name in list(self.trees):
+                row = self.workers.get(name)
+                if row is not None and row.get("offline"):
+                    del self.trees[name]
+
+    def _poll_queues(self) -> None:
+        from .queues import dead_count, lengths_by_priority
+
+        broker = self.app.broker
+        now = time.time()
+        with self.lock:
+            names = sorted(self.known_queues)
+            consumers: dict[str, list[str]] = {}
+            for host, tree in self.trees.items():
+                for queue in tree.get("queues") or []:
+                    consumers.setdefault(str(queue), []).append(host)
+        found: dict[str, dict[str, Any]] = {}
+        for name in names:
+            lengths = lengths_by_priority(broker, name)
+            total = sum(lengths.values())
+            before = self.queues.get(name)
+            rate = None
+            if before is not None and now > before["at"]:
+                rate = (total - before["total"]) / (now - before["at"])
+            found[name] = {
+                "name": name,
+                "lengths": lengths,
+                "total": total,
+                "consumers": sorted(consumers.get(name, [])),
+                "rate": rate,
+                "dead": dead_count(broker, name),
+                "at": now,
+            }
+        with self.lock:
+            self.queues = found
+
+    # reading
+    def task(self, task_id: str) -> Record | None:
+        with self.lock:
+            record = self.tasks.get(task_id)
+            return dict(record) if record is not None else None
+
+    def search(self, query: str = "", state: str = "", limit: int = 200) -> list[Record]:
+        """The newest tasks first, those whose name, id, worker or args hold *query*."""
+        needle = query.strip().lower()
+        found: list[Record] = []
+        with self.lock:
+            for record in reversed(self.tasks.values()):
+                if state and record.get("state") != state:
+                    continue
+                if needle and needle not in _haystack(record):
+                    continue
+                found.append(dict(record))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def family(self, record: Record) -> list[Record]:
+        """Every remembered task of *record*'s workflow (same root), oldest first."""
+        root = record.get("root_id") or record["uuid"]
+        with self.lock:
+            return [
+                dict(r)
+                for r in self.tasks.values()
+                if r["uuid"] == root or r.get("root_id") == root
+            ]
+
+    def alive_workers(self, now: float | None = None) -> list[dict[str, Any]]:
+        now = time.time() if now is None else now
+        with self.lock:
+            names: Iterable[str] = sorted(set(self.workers) | set(self.trees))
+            rows = []
+            for name in names:
+                row = dict(self.workers.get(name) or {"hostname": name})
+                seen = float(row.get("last_seen") or 0)
+                row["alive"] = name in self.trees or (
+                    not row.get("offline") and now - seen <= float(row.get("freq") or 2) + 2
+                )
+                row["tree"] = self.trees.get(name)
+                row["stats"] = self.stats.get(name) or {}
+                rows.append(row)
+        return rows
+
+
+def _haystack(record: Record) -> str:
+    parts = (record.get(k) for k in ("uuid", "name", "worker", "args", "kwargs", "state"))
+    return " ".join(str(p) for p in parts if p is not None).lower()

@@ -1,0 +1,217 @@
+"""``celeriac dashboard`` in a real headless Chromium (Debian's, driven by Playwright),
+against a running ``-P prefork -c 4`` worker on Redis: the seed's tree with pids that
+match psutil, a task appearing live, revoke by click, XSS, CSRF and 404."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from celeriac import Celery
+from tests.support.redis_server import free_port
+from tests.support.workers import TESTS_DIR, WorkerProcess, subprocess_env
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(tempfile.mkdtemp(prefix="dashboard-shots-"))
+README_SHOT = TESTS_DIR.parent / "docs" / "dashboard.png"
+XSS_NAME = "<img src=x onerror=alert(1)>"
+
+
+class Dashboard:
+    def __init__(self, broker_url: str, backend_url: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(tempfile.mkstemp(prefix="dashboard-", suffix=".log")[1])
+        env = subprocess_env(broker_url, backend_url)
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "celeriac", "dashboard", "--port", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(TESTS_DIR / "support"),
+            )
+        wait_until(self._up, 20, "the dashboard to answer")
+
+    def _up(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"dashboard exited:\n{self.log.read_text()}")
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def wait_until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: apt-get install -y chromium (scripts/test.sh)")
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            args=ARGS,
+            headless=True,
+            viewport={"width": 1100, "height": 900},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(
+    worker_factory: Callable[..., WorkerProcess], redis_url: str, backend_url: str
+) -> Iterator[tuple[WorkerProcess, Dashboard, Celery]]:
+    worker = worker_factory("control_tasks", "-P", "prefork", "-c", "4", "-E")
+    dashboard = Dashboard(redis_url, backend_url)
+    client = Celery("dash_client", broker=redis_url, backend=backend_url)
+    client.conf.task_send_sent_event = True
+    try:
+        yield worker, dashboard, client
+    finally:
+        dashboard.stop()
+        client.close()
+
+
+def watched_page(browser: Any) -> tuple[Any, list[str]]:
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on(
+        "console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None
+    )
+    return page, problems
+
+
+def test_tree_live_task_revoke_and_screenshots(
+    browser: Any, cluster: tuple[WorkerProcess, Dashboard, Celery], tmp_path: Path
+) -> None:
+    worker, dashboard, client = cluster
+    page, problems = watched_page(browser)
+    page.goto(f"{dashboard.url}/cluster")
+    try:
+        page.wait_for_selector("li[data-role=child]", timeout=15000)
+    except Exception:
+        raise AssertionError(page.inner_text("main") + dashboard.log.read_text()) from None
+    kids = {p.pid for p in psutil.Process(worker.pid).children()}
+    wait_until(
+        lambda: (
+            {
+                int(x)
+                for x in page.eval_on_selector_all(
+                    "li[data-role=child]", "els => els.map(e => e.dataset.pid)"
+                )
+            }
+            == kids
+        ),
+        10,
+        "the four children's pids",
+    )
+    assert len(kids) == 4
+    manager = page.eval_on_selector("li[data-role=manager]", "e => e.dataset.pid")
+    assert int(manager) == worker.pid
+
+    # a long task shows in the tree where it runs, with its time
+    go = tmp_path / "go"
+    hold = client.send_task("ctl.hold", args=[str(go), 30.0])
+    page.wait_for_selector(f"a.running[data-task-id='{hold.id}']", timeout=3000)
+    page.screenshot(path=str(SHOTS / "cluster.png"), full_page=True)
+    page.screenshot(path=str(README_SHOT), type="png")
+
+    # a task sent while the tasks page is open appears as SUCCESS without a reload
+    page.goto(f"{dashboard.url}/tasks")
+    marker = page.evaluate("() => { window.__same = 1; return 1 }")
+    started = time.monotonic()
+    done = client.send_task("ctl.add", args=[2, 3])
+    page.wait_for_selector(f"tr[data-task-id='{done.id}'][data-state=SUCCESS]", timeout=3000)
+    assert time.monotonic() - started < 3.0
+    assert page.evaluate("() => window.__same") == marker  # the same document: no reload
+    page.screenshot(path=str(SHOTS / "tasks.png"), full_page=True)
+
+    # clicking Terminate on the long task revokes it
+    page.goto(f"{dashboard.url}/tasks/{hold.id}")
+    page.click("form[action='/actions/terminate'] button")
+    page.wait_for_selector("#task-state:has-text('REVOKED')", timeout=5000)
+    assert hold.state == "REVOKED"
+    page.screenshot(path=str(SHOTS / "task.png"), full_page=True)
+
+    page.goto(f"{dashboard.url}/queues")
+    page.wait_for_selector("tr[data-queue=celery]", timeout=3000)
+    page.screenshot(path=str(SHOTS / "queues.png"), full_page=True)
+    assert problems == []
+    for name in ("cluster", "tasks", "task", "queues"):
+        assert (SHOTS / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert README_SHOT.stat().st_size < 300_000
+
+
+def test_xss_csrf_and_404(browser: Any, cluster: tuple[WorkerProcess, Dashboard, Celery]) -> None:
+    _worker, dashboard, client = cluster
+    page, problems = watched_page(browser)
+    page.goto(f"{dashboard.url}/tasks")
+    evil = client.send_task(XSS_NAME, args=["<script>alert(2)</script>"], kwargs={"b": "<b>x</b>"})
+    row = page.wait_for_selector(f"tr[data-task-id='{evil.id}']", timeout=5000)
+    assert row.query_selector("td a").inner_text() == XSS_NAME
+    assert "<script>alert(2)</script>" in row.inner_text()
+    assert page.query_selector("#tasks img") is None and page.query_selector("#tasks b") is None
+    page.goto(f"{dashboard.url}/tasks/{evil.id}")
+    assert XSS_NAME in page.inner_text("h1")
+    assert page.query_selector("main img") is None
+    assert problems == []
+
+    # CSRF: a POST without the token (or with a wrong one) is refused
+    with httpx.Client(base_url=dashboard.url) as http:
+        http.get("/cluster")  # gets the cookie
+        bare = httpx.post(f"{dashboard.url}/actions/revoke", data={"task_id": evil.id})
+        wrong = http.post("/actions/revoke", data={"task_id": evil.id, "csrf_token": "x" * 43})
+        assert bare.status_code == 403 and wrong.status_code == 403
+        assert "CSRF" in wrong.text
+        missing = http.get("/tasks/no-such-task")
+        assert missing.status_code == 404
+        assert "no task" in missing.text and "Traceback" not in missing.text
