@@ -54,6 +54,18 @@ if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/lib/rabbitmq/bin/
   if [ -n "$POLICY_ADDED" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 fi
 
+# headless Chromium (and a font with CJK glyphs for the seed's labels) for the dashboard's
+# browser tests (tests/integration/test_dashboard_browser.py drives it with Playwright;
+# `playwright install` is never run: the Debian browser is used)
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium (Debian package)"
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null
+fi
+
 VENV="${CELERIAC_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "== creating $VENV"
