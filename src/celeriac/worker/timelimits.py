@@ -201,6 +201,9 @@ class Watchdog:
         self.recycling = False
         self.serving_done = threading.Event()
         self.on_abandon: Callable[[], None] | None = None  # the slot of a stuck task is free
+        # only a worker process of its own may be recycled (exec): never a program that
+        # runs a pool in one of its threads (start_worker in a test, an embedding app)
+        self.may_recycle = False
         self._terminated: set[str] = set()
 
     # the handler: runs in the task's slot
@@ -333,7 +336,8 @@ class Watchdog:
             if not watch.running:
                 return
             if watch.stop_sent_at is not None:
-                if now - watch.stop_sent_at > RECYCLE_GRACE_S and self.interrupter.can_abandon:
+                stuck = now - watch.stop_sent_at > RECYCLE_GRACE_S
+                if stuck and self.interrupter.can_abandon and self.may_recycle:
                     watch.abandoned = True
                     watch.running = False
                 else:

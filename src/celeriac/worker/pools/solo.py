@@ -74,6 +74,7 @@ class SoloPool:
         in_main = threading.current_thread() is threading.main_thread()
         interrupter = SignalInterrupter() if in_main else ThreadInterrupter()
         self.watchdog = Watchdog(self.runtime, interrupter)
+        self.watchdog.may_recycle = in_main  # see Watchdog.may_recycle
         try:
             return serve_in_process(
                 self.runtime, InlineSlots(), self.name, handler=self.watchdog.handle

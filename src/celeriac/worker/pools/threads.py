@@ -179,6 +179,7 @@ class ThreadPool:
     def run(self) -> int:
         slots = ThreadSlots(self.runtime.concurrency)
         self.watchdog.on_abandon = slots.abandon
+        self.watchdog.may_recycle = threading.current_thread() is threading.main_thread()
         try:
             return serve_in_process(self.runtime, slots, self.name, handler=self.watchdog.handle)
         finally:
