@@ -17,6 +17,7 @@ import pytest
 
 import celeriac
 from tests.interop.peers import CELERY_WORKER_FLAGS, release_celery_results
+from tests.support.rabbitmq import RabbitNode
 from tests.support.workers import (
     TESTS_DIR,
     WorkerProcess,
@@ -86,10 +87,20 @@ def test_celeriac_control_reaches_a_celery_worker_and_a_celeriac_worker(
         app.close()
 
 
+def wait_consumers(node: RabbitNode, queue: str, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while (
+        node.ctl("list_consumers", "queue_name", "--no-table-headers").split().count(queue) < count
+    ):
+        assert time.monotonic() < deadline, f"fewer than {count} consumers on {queue}"
+        time.sleep(0.2)  # polling RabbitMQ's view, bounded by the deadline
+
+
 def test_revokes_from_either_client_reach_a_celeriac_prefork_worker(
-    workers: Factory, amqp_url: str, backend_url: str
+    workers: Factory, amqp_url: str, backend_url: str, rabbit_node: RabbitNode
 ) -> None:
     worker = workers("celeriac", "-P", "prefork", "-c", "2", "-l", "info")
+    wait_consumers(rabbit_node, "celery", 2)  # both children listen (and hear revokes)
     ours = celeriac.Celery("revoke_client", broker=amqp_url, backend=backend_url)
     theirs = celery.Celery("revoke_client", broker=amqp_url, backend=backend_url)
     try:

@@ -133,8 +133,8 @@ def test_celeriac_client_canvas_runs_on_a_celery_worker(
 def test_celery_and_celeriac_workers_share_one_queue(
     workers: Factory, celery_side: SimpleNamespace, our_side: SimpleNamespace
 ) -> None:
-    workers("celeriac", "-P", "solo")
-    workers("celery", "-P", "solo")
+    workers("celeriac", "-P", "solo", "-n", "ours@%h")  # a node name each: one pidbox queue
+    workers("celery", "-P", "solo", "-n", "theirs@%h")
     results = [our_side.where.delay() for _ in range(30)]
     results += [celery_side.where.delay() for _ in range(30)]
     seen = {r.get(timeout=WAIT_S)["implementation"] for r in results}

@@ -51,6 +51,13 @@ MAX_REVOKED = 50_000
 T = TypeVar("T")
 
 
+# revoked ids heard on the pidbox exchange, oldest first: kept per process, not per broker,
+# so a prefork child forked after a revoke (the manager heard it) knows it from the start
+_REVOKED: dict[str, None] = {}
+_REVOKED_VERSION = [0]
+_REVOKED_LOCK = threading.Lock()
+
+
 class _Link:
     """One connection and one channel, used under a lock (py-amqp is not thread-safe)."""
 
@@ -149,8 +156,6 @@ class AmqpBroker:
         self._order = itertools.count()
         self._prefetch = 0
         self._asked = 0
-        self._revoked: dict[str, None] = {}  # heard on the pidbox exchange, oldest first
-        self._revoked_version = 0
 
     # connections
     def unreachable(self, exc: BaseException) -> BrokerError:
@@ -611,17 +616,19 @@ class AmqpBroker:
     # revoked ids: what this process heard broadcast (a worker started later does not know
     # of earlier revokes, as with Celery without a state db)
     def add_revoked(self, task_ids: Sequence[str], ttl_s: float) -> None:
-        for task_id in task_ids:
-            self._revoked[task_id] = None
-        while len(self._revoked) > MAX_REVOKED:  # Celery keeps the newest 50,000 too
-            del self._revoked[next(iter(self._revoked))]
-        self._revoked_version += 1
+        with _REVOKED_LOCK:
+            for task_id in task_ids:
+                _REVOKED[task_id] = None
+            while len(_REVOKED) > MAX_REVOKED:  # Celery keeps the newest 50,000 too
+                del _REVOKED[next(iter(_REVOKED))]
+            _REVOKED_VERSION[0] += 1
 
     def revoked_version(self) -> int:
-        return self._revoked_version
+        return _REVOKED_VERSION[0]
 
     def revoked_ids(self) -> set[str]:
-        return set(self._revoked)
+        with _REVOKED_LOCK:
+            return set(_REVOKED)
 
     def ping(self) -> None:
         self._call(self._pub, lambda channel: None)
