@@ -65,9 +65,6 @@ class SentinelTarget:
     username: str | None
     password: str | None
 
-    def describe(self) -> str:
-        return ", ".join(f"{host}:{port}" for host, port in self.hosts)
-
 
 def is_sentinel(url: str) -> bool:
     return url.split("://", 1)[0].strip().lower() == SENTINEL_SCHEME if "://" in url else False
@@ -342,15 +339,3 @@ def separate_client(client: redis.Redis, client_name: str) -> redis.Redis:
     else:
         new_pool = type(pool)(connection_class=pool.connection_class, **kwargs)
     return redis.Redis(connection_pool=new_pool)
-
-
-def sentinel_hosts(client: redis.Redis) -> str | None:
-    """``host:port, ...`` of the sentinels behind *client*, or None for a plain client."""
-    pool = client.connection_pool
-    if not isinstance(pool, redis.sentinel.SentinelConnectionPool):
-        return None
-    found = []
-    for sentinel in pool.sentinel_manager.sentinels:
-        kwargs = sentinel.connection_pool.connection_kwargs
-        found.append(f"{kwargs.get('host')}:{kwargs.get('port')}")
-    return ", ".join(found)
