@@ -219,3 +219,25 @@ def test_restored_messages_of_a_killed_worker_are_counted(
         result.get(timeout=30)
     restored = scrape(port).total("celeriac_messages_restored_total", hostname=socket.gethostname())
     assert restored == 4
+
+
+def test_recycled_childrens_counts_outlive_them(
+    worker_factory: Callable[..., WorkerProcess], redis_url: str, backend_url: str
+) -> None:
+    """--max-tasks-per-child 3: children come and go, and what each counted stays."""
+    port = free_port()
+    worker_factory(
+        "metrics_tasks", "-P", "prefork", "-c", "2", "--max-tasks-per-child", "3",
+        "--metrics-port", str(port),
+    )  # fmt: skip
+    client = _client(redis_url, backend_url)
+    results = [client.send_task("metrics.add", (i, i)) for i in range(ADDS)]
+    pids = {int(r.get(timeout=30)["pid"]) for r in results}
+    assert len(pids) >= ADDS // 3  # the children were replaced as they went
+    wait_for(
+        lambda: scrape(port).total("celery_task_succeeded_total", name="metrics.add") == ADDS,
+        "every recycled child's counts",
+    )
+    s = scrape(port)
+    assert s.total("celeriac_child_tasks_processed_total") == ADDS
+    assert s.total("celery_worker_tasks_active") == 0
