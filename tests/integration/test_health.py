@@ -47,6 +47,8 @@ def test_readyz_fails_while_redis_is_frozen_and_recovers(
         str(concurrency),
         "--metrics-port",
         str(port),
+        "--metrics-ready-within",
+        "3",
         backend_url=private_redis.url(1),
     )
     redis_pid = private_redis.process.pid

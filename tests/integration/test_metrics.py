@@ -161,7 +161,7 @@ def test_a_long_task_shows_as_active_and_keeps_the_worker_ready(
         lambda: scrape(port).total("celery_queue_length", queue_name="celery") >= 3,
         "the waiting messages counted in celery_queue_length",
     )
-    # past worker_ready_within (5 s) with the loop inside the task: still ready
+    # past --metrics-ready-within (5 s) with the loop inside the task: still ready
     deadline = time.monotonic() + 30
     polls = 0
     while not long_one.ready():

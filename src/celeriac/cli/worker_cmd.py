@@ -235,6 +235,9 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Serve Prometheus /metrics, /healthz and /readyz on this port."),
         click.option("--metrics-address", default="127.0.0.1", show_default=True,
                      help="Address the metrics port listens on."),
+        click.option("--metrics-ready-within", type=click.FloatRange(min=0, min_open=True),
+                     default=None, help="/readyz fails once a consume loop is stuck this "
+                     "long (seconds; default 5)."),
     ]  # fmt: skip
     for spec in reversed(specs):
         func = spec(func)
@@ -339,6 +342,7 @@ def _run(state: CliState, service: ServiceOptions, detached: Detached, opts: dic
         notes=_notes(opts, opts["pool_start_method"]),
         metrics_port=opts["metrics_port"],
         metrics_address=opts["metrics_address"],
+        metrics_ready_within=opts["metrics_ready_within"],
     )
     if opts["purge"]:
         _purge(app, worker.runtime.queues)

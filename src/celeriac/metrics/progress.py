@@ -23,8 +23,10 @@ _MAX_SLOTS = 1024
 
 
 class ProgressTable:
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, within_s: float = 5.0, heartbeat_s: float = 1.0) -> None:
         self.slots = max(1, min(slots, _MAX_SLOTS))
+        self.within_s = within_s  # what /readyz allows a loop (--metrics-ready-within)
+        self.heartbeat_s = heartbeat_s
         self._cells: Any = RawArray("d", 1 + _CELLS * self.slots)
 
     def slot(self, child_index: int | None) -> Pulse:
@@ -103,10 +105,10 @@ class Reading:
 _table: ProgressTable | None = None
 
 
-def enable(slots: int) -> ProgressTable:
+def enable(slots: int, within_s: float = 5.0, heartbeat_s: float = 1.0) -> ProgressTable:
     """Make the table (before any fork); consumers made from now on keep a pulse."""
     global _table
-    _table = ProgressTable(slots)
+    _table = ProgressTable(slots, within_s, heartbeat_s)
     return _table
 
 
@@ -139,13 +141,11 @@ def _register_readiness_command() -> None:
 
     @inspect_command(name="readiness", help="Is the consume loop going round (as /readyz)?")
     def readiness(state: Any) -> dict[str, Any]:
-        from .health import DEFAULT_WITHIN_S, check
+        from .health import check
 
         if _table is None:
             return {"ready": None, "reasons": ["started without --metrics-port: not measured"]}
-        conf = state.app.conf
-        within_s = float(conf.get("worker_ready_within") or DEFAULT_WITHIN_S)
-        answer = check(_table, within_s, float(conf.worker_heartbeat_interval))
+        answer = check(_table, _table.within_s, _table.heartbeat_s)
         return {"ready": answer.ready, "reasons": answer.reasons}
 
 

@@ -63,13 +63,13 @@ class MetricsService:
         from .families import TaskMetrics
 
         app = runtime.app
-        within_s = float(ready_within_s or app.conf.get("worker_ready_within") or DEFAULT_WITHIN_S)
+        within_s = float(ready_within_s or DEFAULT_WITHIN_S)
         heartbeat_s = float(app.conf.worker_heartbeat_interval)
         bounds = runtime.autoscale
         children = (
             bounds[0] if bounds else runtime.concurrency + max(_GROW_HEADROOM, runtime.concurrency)
         )
-        table = progress.enable(1 + children)
+        table = progress.enable(1 + children, within_s, heartbeat_s)
 
         def readiness() -> Readiness:
             return check(table, within_s, heartbeat_s)

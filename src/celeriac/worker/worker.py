@@ -74,6 +74,7 @@ class Worker:
         notes: Sequence[str] = (),
         metrics_port: int | None = None,
         metrics_address: str = "127.0.0.1",
+        metrics_ready_within: float | None = None,
     ) -> None:
         conf = app.conf
         pool_name = ALIASES.get(pool or conf.worker_pool, pool or conf.worker_pool)
@@ -104,6 +105,7 @@ class Worker:
         # --metrics-port: /metrics, /healthz and /readyz (celeriac.metrics); None: no cost
         self.metrics_port = metrics_port
         self.metrics_address = metrics_address
+        self.metrics_ready_within = metrics_ready_within
         if self.optimization == "fair" or self.autoscale is not None:
             # hold no message that a free child (or slot) could not start now; autoscaling
             # also needs the waiting work in the queue, where it counts towards growing
@@ -211,7 +213,9 @@ class Worker:
                 f"--metrics-port needs prometheus_client ({exc}); install it with "
                 "pip install 'celeriac[metrics]'"
             ) from None
-        return MetricsService.start(self.runtime, self.metrics_port, self.metrics_address)
+        return MetricsService.start(
+            self.runtime, self.metrics_port, self.metrics_address, self.metrics_ready_within
+        )
 
     def render_banner(self) -> str:
         rt = self.runtime
