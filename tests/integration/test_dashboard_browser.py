@@ -18,8 +18,13 @@ import psutil
 import pytest
 
 from celeriac import Celery
-from tests.support.redis_server import free_port
-from tests.support.workers import TESTS_DIR, WorkerProcess, subprocess_env
+from tests.support.redis_server import cleanup, free_port, start_redis
+from tests.support.workers import (
+    TESTS_DIR,
+    WorkerProcess,
+    start_celeriac_worker,
+    subprocess_env,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -215,3 +220,58 @@ def test_xss_csrf_and_404(browser: Any, cluster: tuple[WorkerProcess, Dashboard,
         missing = http.get("/tasks/no-such-task")
         assert missing.status_code == 404
         assert "no task" in missing.text and "Traceback" not in missing.text
+
+
+def child_pids(page: Any) -> set[int]:
+    pids = page.eval_on_selector_all("li[data-role=child]", "els => els.map(e => e.dataset.pid)")
+    return {int(pid) for pid in pids}
+
+
+def test_sqlite_tree_and_a_task_appearing_live(browser: Any, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'broker.db'}"
+    worker = start_celeriac_worker(
+        "control_tasks", url, "-P", "prefork", "-c", "4", "-E", backend_url=url
+    )
+    dashboard = None
+    client = Celery("dash_sqlite", broker=url, backend=url)
+    try:
+        dashboard = Dashboard(url, url)
+        page, problems = watched_page(browser)
+        page.goto(f"{dashboard.url}/cluster")
+        kids = {p.pid for p in psutil.Process(worker.pid).children()}
+        assert len(kids) == 4
+        wait_until(lambda: child_pids(page) == kids, 15, "the four children on SQLite")
+        manager = page.eval_on_selector("li[data-role=manager]", "e => e.dataset.pid")
+        assert int(manager) == worker.pid
+        page.goto(f"{dashboard.url}/tasks")
+        done = client.send_task("ctl.add", args=[20, 22])
+        page.wait_for_selector(f"tr[data-task-id='{done.id}'][data-state=SUCCESS]", timeout=3000)
+        assert done.get(timeout=5) == 42
+        page.screenshot(path=str(SHOTS / "tasks-sqlite.png"), full_page=True)
+        assert problems == []
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+        worker.stop()
+        client.close()
+
+
+def test_a_lost_broker_is_shown_and_the_dashboard_recovers(browser: Any) -> None:
+    server = start_redis()
+    dashboard = None
+    try:
+        dashboard = Dashboard(server.url(0), server.url(1))
+        page, _problems = watched_page(browser)
+        page.goto(f"{dashboard.url}/cluster")
+        page.wait_for_selector("#broker-status.up", timeout=5000)
+        server.stop()
+        page.wait_for_selector("#broker-status.down", timeout=10000)
+        assert "Broker unreachable" in page.inner_text("#broker-status")
+        server.restart()
+        page.wait_for_selector("#broker-status.up", timeout=10000)
+        page.goto(f"{dashboard.url}/tasks")  # the pages still draw after the outage
+        page.wait_for_selector("#broker-status.up", timeout=5000)
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+        cleanup(server)

@@ -58,4 +58,12 @@ def dashboard(
     host = f"[{address}]" if ":" in address else address
     if not state.quiet:
         click.echo(f"celeriac dashboard on http://{host}:{port}/ (Ctrl-C stops it)")
-    uvicorn.run(web, host=address, port=port, log_level="warning", access_log=False)
+    # the live streams never end by themselves: a stop waits for them at most a second
+    uvicorn.run(
+        web,
+        host=address,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )

@@ -234,10 +234,27 @@ class DashboardState:
             self._poll_workers(discover)
         else:
             self.control_note = (
-                "process trees come over remote control, which needs a Redis broker; "
-                "this broker shows workers from their events only"
+                "this broker has no remote control: the trees of workers on this machine are "
+                "measured here (pids from their heartbeats), their tasks from their events"
             )
+            self._measure_local()
         self._poll_queues()
+
+    def _measure_local(self) -> None:
+        """Without a pidbox: each live worker of this host measured with psutil."""
+        from .local_tree import measure_local
+
+        now = time.time()
+        with self.lock:
+            rows = [dict(r) for r in self.workers.values() if not r.get("offline")]
+            running = [dict(r) for r in self.tasks.values() if r.get("state") == "STARTED"]
+        trees = {}
+        for row in rows:
+            tree = measure_local(row, running, now)
+            if tree is not None:
+                trees[row["hostname"]] = tree
+        with self.lock:
+            self.trees = trees
 
     def _poll_workers(self, discover: bool) -> None:
         now = time.time()
