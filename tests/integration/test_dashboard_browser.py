@@ -187,6 +187,15 @@ def test_tree_live_task_revoke_and_screenshots(
     assert hold.state == "REVOKED"
     page.screenshot(path=str(SHOTS / "task.png"), full_page=True)
 
+    # pool grow and shrink, clicked: the tree follows the worker's real children
+    page.goto(f"{dashboard.url}/cluster")
+    page.click("form[action='/actions/pool-grow'] button")
+    page.wait_for_selector(".flash:has-text('grew the pool')", timeout=5000)
+    wait_until(lambda: len(child_pids(page)) == 5, 10, "a fifth child in the tree")
+    assert child_pids(page) == {p.pid for p in psutil.Process(worker.pid).children()}
+    page.click("form[action='/actions/pool-shrink'] button")
+    wait_until(lambda: len(child_pids(page)) == 4, 10, "back to four children")
+
     page.goto(f"{dashboard.url}/queues")
     page.wait_for_selector("tr[data-queue=celery]", timeout=3000)
     page.screenshot(path=str(SHOTS / "queues.png"), full_page=True)

@@ -197,3 +197,42 @@ def test_history_survives_a_restart_bounded(
         assert again.tasks["h-4"]["result"] == "5"
     finally:
         app.close()
+
+
+def csrf_of(client: TestClient, path: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert found is not None, f"no form on {path}"
+    return found.group(1)
+
+
+def test_dead_letters_listed_inspected_requeued_and_purged(redis_app: Celery) -> None:
+    broker = redis_app.broker
+    queue = "dlq_unit"
+    broker.purge([queue])
+    broker.purge_dead(queue)
+    sent = [
+        redis_app.send_task("ctl.add", args=[i, "<b>html</b>"], queue=queue).id for i in range(3)
+    ]
+    for delivery in broker.fetch([queue], 3, 1.0):
+        broker.dead_letter(delivery, "unit test: <i>no such task</i>")
+    state = DashboardState(redis_app)
+    state.known_queues.add(queue)
+    state.poll(discover=False)
+    assert state.queues[queue]["dead"] == 3 and state.queues[queue]["total"] == 0
+    with client_for(state) as client:
+        assert f'href="/queues/{queue}/dead">3</a>' in client.get("/queues").text
+        listing = client.get(f"/queues/{queue}/dead").text
+        assert all(task_id in listing for task_id in sent)
+        assert "&lt;i&gt;no such task&lt;/i&gt;" in listing and "<i>" not in listing
+        shown = client.get(f"/queues/{queue}/dead/1").text
+        assert "body (decoded)" in shown and "&lt;b&gt;html&lt;/b&gt;" in shown
+        token = csrf_of(client, f"/queues/{queue}/dead")
+        one = client.post(
+            f"/queues/{queue}/dead/requeue", data={"csrf_token": token, "task_id": sent[0]}
+        )
+        assert one.status_code == 303 and "requeued%201%20message" in one.headers["location"]
+        assert broker.queue_length(queue) == 1 and broker.dead_letter_count(queue) == 2
+        assert client.post(f"/queues/{queue}/dead/purge", data={}).status_code == 403
+        purged = client.post(f"/queues/{queue}/dead/purge", data={"csrf_token": token})
+        assert purged.status_code == 303 and broker.dead_letter_count(queue) == 0
+    broker.purge([queue])

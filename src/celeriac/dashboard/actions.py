@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from ..errors import CeleriacError
 from .security import checked_form
 
 if TYPE_CHECKING:
@@ -101,7 +102,10 @@ def _post(
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         form = await checked_form(request)
-        response = await run_in_threadpool(action, form)
+        try:
+            response = await run_in_threadpool(action, form)
+        except CeleriacError as exc:  # no remote control here, or the broker is down
+            raise HTTPException(503, f"not done: {exc}") from None
         state.bump()
         return response
 
@@ -113,7 +117,10 @@ def _dead_post(
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         form = await checked_form(request)
-        response = await run_in_threadpool(action, request.path_params["queue"], form)
+        try:
+            response = await run_in_threadpool(action, request.path_params["queue"], form)
+        except CeleriacError as exc:
+            raise HTTPException(503, f"not done: {exc}") from None
         state.bump()
         return response
 

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..errors import CeleriacError
 from ..events.monitor import STATE_ORDER
 from . import views
 
@@ -104,12 +105,11 @@ def routes(state: DashboardState, render: Renderer) -> list[Route]:
     def dead(request: Request) -> Response:
         queue = request.path_params["queue"]
         broker = state.app.broker
-        context = {
-            "page": "queues",
-            "queue": queue,
-            "total": broker.dead_letter_count(queue),
-            "letters": broker.dead_letters(queue, LIST_LIMIT),
-        }
+        try:
+            total, letters = broker.dead_letter_count(queue), broker.dead_letters(queue, LIST_LIMIT)
+        except CeleriacError as exc:
+            raise HTTPException(503, f"cannot read the dead letters of {queue!r}: {exc}") from None
+        context = {"page": "queues", "queue": queue, "total": total, "letters": letters}
         return render.page(request, "dead.html", context)
 
     def dead_letter(request: Request) -> Response:
