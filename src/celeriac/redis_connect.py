@@ -189,6 +189,17 @@ _follow_lock = threading.Lock()
 WATCH_RETRY_S = 1.0  # between attempts to subscribe when no sentinel answers
 
 
+def _forget_after_fork() -> None:
+    """A forked child follows only the connections it makes itself (its parent's sockets
+    are its parent's), under a lock no thread of the parent can be holding."""
+    global _follow_lock, _followed
+    _follow_lock = threading.Lock()
+    _followed = weakref.WeakSet()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def _follow(conn: _Following) -> None:
     proxy = conn.connection_pool
     manager, name = proxy.sentinel_manager, proxy.service_name
