@@ -241,3 +241,29 @@ def test_recycled_childrens_counts_outlive_them(
     s = scrape(port)
     assert s.total("celeriac_child_tasks_processed_total") == ADDS
     assert s.total("celery_worker_tasks_active") == 0
+
+
+def test_a_task_whose_child_was_killed_counts_as_lost(
+    worker_factory: Callable[..., WorkerProcess], redis_url: str, backend_url: str
+) -> None:
+    """SIGKILL of the prefork child running a task: the manager settles it (FAILURE
+    WorkerLostError, the default ack policy) and counts it in celeriac_tasks_lost_total."""
+    import psutil
+
+    from celeriac.exceptions import WorkerLostError
+
+    port = free_port()
+    worker = worker_factory(
+        "metrics_tasks", "-P", "prefork", "-c", "1", "--metrics-port", str(port)
+    )
+    client = _client(redis_url, backend_url)
+    result = client.send_task("metrics.sleep", (60.0,))
+    worker.wait_for_log(f"metrics.sleep[{result.id}] received")
+    (child,) = psutil.Process(worker.pid).children()
+    child.kill()
+    with pytest.raises(WorkerLostError):
+        result.get(timeout=30)
+    wait_for(
+        lambda: scrape(port).total("celeriac_tasks_lost_total", name="metrics.sleep") == 1,
+        "the lost task counted",
+    )

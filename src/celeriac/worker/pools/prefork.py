@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...brokers.base import owner_id
 from ...errors import BrokerError
+from ...metrics import recovery
 from ..autoscale import CHECK_INTERVAL_S, Autoscaler
 from ..liveness import Liveness
 from . import prefork_child
@@ -279,6 +280,7 @@ class PreforkPool:
         except Exception as exc:
             logger.warning("could not recover the messages of child %d: %s", child.index, exc)
             return
+        recovery.recovered(restored, dead)
         if restored or dead:
             logger.warning(
                 "child %d held %d message(s): restored %d, dead-lettered %d",

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 from ... import lifecycle, states
 from ...backends.base import build_meta, encode_exception
 from ...errors import TaskRevokedError, TimeLimitExceeded, WorkerLostError
+from ...metrics import recovery
 from ..execute import result_expires_s
 
 if TYPE_CHECKING:
     from ...app import Celeriac
     from .prefork_slots import Running
+
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ def handle_lost_task(app: Celeriac, running: Running, reason: str, killed_for: s
     and the message is acked (an early ack may still have been waiting in the child).
     """
     conf = app.conf
+    recovery.lost(running.task_name)
     if killed_for is not None:
         exc: Exception = TimeLimitExceeded(killed_for)
         requeue = running.acks_late and not conf.task_acks_on_failure_or_timeout
