@@ -180,7 +180,18 @@ def test_tree_live_task_revoke_and_screenshots(
     assert page.evaluate("() => window.__same") == marker  # the same document: no reload
     page.screenshot(path=str(SHOTS / "tasks.png"), full_page=True)
 
-    # clicking Terminate on the long task revokes it
+    # clicking Revoke on a task waiting for its countdown revokes it: it never runs
+    later = client.send_task("ctl.hold", args=[str(go), 30.0], countdown=60)
+    page.goto(f"{dashboard.url}/tasks")
+    row = page.wait_for_selector(f"tr[data-task-id='{later.id}']", timeout=5000)
+    assert row.get_attribute("data-state") in ("PENDING", "RECEIVED")
+    page.goto(f"{dashboard.url}/tasks/{later.id}")
+    page.click("form[action='/actions/revoke'] button")
+    page.wait_for_selector(".flash:has-text('revoked')", timeout=5000)
+    page.wait_for_selector("#task-state:has-text('REVOKED')", timeout=5000)
+    assert later.state == "REVOKED"
+
+    # clicking Terminate on the long running task revokes it
     page.goto(f"{dashboard.url}/tasks/{hold.id}")
     page.click("form[action='/actions/terminate'] button")
     page.wait_for_selector("#task-state:has-text('REVOKED')", timeout=5000)

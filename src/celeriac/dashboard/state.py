@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 POLL_S = 1.0
 DISCOVER_EVERY = 5  # polls between two tree queries that wait for unknown workers too
 ENABLE_EVENTS_S = 10.0  # how often workers are asked to send task events
+RECONCILE_MAX = 500  # unfinished tasks checked against the backend per poll
 PLACE_KEYS = ("pid", "pool", "child_index", "thread_name", "greenlet", "asyncio_task")
 
 
@@ -238,7 +239,33 @@ class DashboardState:
                 "measured here (pids from their heartbeats), their tasks from their events"
             )
             self._measure_local()
+        self._reconcile()
         self._poll_queues()
+
+    def _reconcile(self) -> None:
+        """Outcomes the events did not bring (a revoke stored by a worker for a task it had
+        not started, events lost while the dashboard was away) read from the backend."""
+        with self.lock:
+            waiting = [u for u, r in self.tasks.items() if r.get("state") not in FINISHED]
+        waiting = waiting[-RECONCILE_MAX:]
+        if not waiting:
+            return
+        metas = self.app.backend.get_many(waiting)
+        with self.lock:
+            for uuid, meta in metas.items():
+                record = self.tasks.get(uuid)
+                status = str((meta or {}).get("status") or "")
+                if record is None or status not in FINISHED or record["state"] in FINISHED:
+                    continue
+                record["state"] = status
+                result = meta.get("result")
+                if status == "SUCCESS":
+                    record.setdefault("result", repr(result))
+                elif isinstance(result, dict) and "exc_type" in result:
+                    record["exception"] = f"{result['exc_type']}({result.get('exc_message')!r})"
+                if meta.get("traceback"):
+                    record.setdefault("traceback", meta["traceback"])
+                self._dirty[uuid] = record
 
     def _measure_local(self) -> None:
         """Without a pidbox: each live worker of this host measured with psutil."""
