@@ -21,6 +21,7 @@ import orjson
 
 from ..brokers.base import owner_pid_here
 from ..errors import BrokerError, CeleriacError, InvalidSchedule
+from ..pids import pid_alive
 from . import slots
 from .entries import Entry, entry_from_settings, from_json
 from .store import BeatStore, Pending, open_store
@@ -189,13 +190,7 @@ class Beat:
             return False
         if now_s > stale.lease_until_s + 2 * self.claim_timeout_s:
             return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(pid)
 
     def _known_to_backend(self, entry: Entry, slot_s: float) -> bool:
         """Whether a worker already stored a state for this run: then its claimer died after

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import ConfigurationError
+from ..pids import pid_alive
 
 DETACH_READY_TIMEOUT_S = 60.0
 
@@ -82,16 +83,6 @@ def drop_privileges(uid: int | None, gid: int | None) -> None:
             f"cannot switch to uid {uid} / gid {gid}: only root may change user or group; "
             "start the worker as root (it drops to --uid/--gid) or leave these options out"
         ) from None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, someone else's
-    return True
 
 
 def read_pid(path: str) -> int | None:

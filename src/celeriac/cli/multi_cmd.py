@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import click
 
-from .daemon import pid_alive, read_pid
+from ..pids import pid_alive
+from .daemon import read_pid
 from .main import CliState
 from .nodenames import gethostname, host_format, node_format
 

@@ -19,6 +19,8 @@ import struct
 import tempfile
 from typing import Any
 
+from ..pids import pid_alive
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "celeriac-metrics-"
 _LIVE_FILE = re.compile(r"gauge_live\w*_(\d+)\.db$")
@@ -60,7 +62,7 @@ class MultiprocessDir:
             if found:
                 pids.add(int(found.group(1)))
         for pid in pids:
-            if not _alive(pid):
+            if not pid_alive(pid):
                 multiprocess.mark_process_dead(pid, self.path)  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
@@ -104,20 +106,10 @@ def remove_stale_dirs() -> int:
     removed = 0
     for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{PREFIX}*-*")):
         pid_text = os.path.basename(path)[len(PREFIX) :].split("-", 1)[0]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         with contextlib.suppress(OSError):
             if os.stat(path).st_uid == os.getuid():
                 shutil.rmtree(path, ignore_errors=True)
                 removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .. import lifecycle
 from ..brokers.base import owner_pid_here
 from ..metrics import progress, recovery
+from ..pids import pid_alive
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -99,7 +100,7 @@ class Liveness:
             return
         for owner in broker.silent_owners(quick_after_s):
             pid = owner_pid_here(owner)
-            if pid is None or pid == os.getpid() or _alive(pid):
+            if pid is None or pid == os.getpid() or pid_alive(pid):
                 continue
             restored, dead = broker.recover_owner(owner, self.max_losses)
             recovery.recovered(restored, dead)
@@ -127,13 +128,3 @@ class Liveness:
         self._stopped = True
         if self._thread is not None:
             self._thread.join(5)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, someone else's
-        return True
-    return True

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ..pids import pid_alive
+
 _lock = threading.Lock()
 _ids: set[str] = set()
 
@@ -128,7 +130,7 @@ class _SharedStamps:
         with self._lock:
             for offset in self._offsets():
                 pid, _ = self._HEAD.unpack_from(self._map, offset)
-                if pid == 0 or not _alive(pid):
+                if pid == 0 or not pid_alive(pid):
                     self._HEAD.pack_into(self._map, offset, os.getpid(), len(data))
                     start = offset + self._HEAD.size
                     self._map[start : start + len(data)] = data
@@ -160,16 +162,6 @@ class _SharedStamps:
 
     def _offsets(self) -> Iterator[int]:
         return iter(range(0, self.ENTRIES * self.SIZE, self.SIZE))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 _HOME_PID = os.getpid()  # the process this module was loaded in (a prefork parent)
