@@ -175,6 +175,7 @@ def test_metrics_count_the_events(redis_app: Celery) -> None:
     succeeded = [s for s in families["celery_task_succeeded"].samples if s.name.endswith("_total")]
     assert sum(s.value for s in succeeded) == 2
     assert succeeded[0].labels["name"] == "ctl.add"
+    assert "celery_queue_length" in families and "celery_worker_up" in families
 
 
 @pytest.mark.parametrize("kind", ["redis", "sqlite"])

@@ -23,6 +23,7 @@ from ..events.monitor import FINISHED, TASK_STATES
 from ..events.receiver import EventReceiver
 from ..metrics.families import TaskMetrics
 from ..urls import scrub, secrets_in
+from .cluster_metrics import ClusterCollector
 from .history import History, Record, history_for
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class DashboardState:
         self.version = 0
         self.registry = CollectorRegistry()
         self.metrics = TaskMetrics(self.registry)
+        self.registry.register(ClusterCollector(self))
         self._dirty: dict[str, Record] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
