@@ -31,6 +31,11 @@ task_failed              ctx, job, outcome
 task_retried             ctx, job, outcome
 task_finished            ctx, job, outcome (after any of the three above)
 task_internal_error      ctx, delivery, exc (the worker's own code failed on a message)
+eager_*                  None, run, request|outcome: ``task.apply()`` (and
+                         ``task_always_eager``) in this process; ``run`` has ``task``,
+                         ``message`` (the request: ``id``, ``args``, ``kwargs``) and
+                         ``request``. Separate from the worker's points, so events, metrics
+                         and the worker's task book never count a task run in place
 worker_* points          see the definitions below
 =======================  ==================================================================
 """
@@ -109,6 +114,13 @@ task_retried = Point("task_retried")
 task_finished = Point("task_finished")
 task_internal_error = Point("task_internal_error")
 
+# a task run in place (task.apply(), task_always_eager): only the signals view listens
+eager_started = Point("eager_started")  # None, run, request
+eager_succeeded = Point("eager_succeeded")  # None, run, outcome
+eager_failed = Point("eager_failed")  # None, run, outcome (not when the error propagates)
+eager_retried = Point("eager_retried")  # None, run, outcome (not when the Retry propagates)
+eager_finished = Point("eager_finished")  # None, run, outcome (always, as Celery's postrun)
+
 # the worker
 worker_initialised = Point("worker_initialised")  # worker (the Worker, before start)
 worker_set_up = Point("worker_set_up")  # worker (before the banner)
@@ -120,6 +132,19 @@ worker_stopped = Point("worker_stopped")  # worker (the pool has stopped)
 worker_heartbeat = Point("worker_heartbeat")  # the Liveness that beat
 
 POINTS: tuple[Point, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, Point))
+
+
+@dataclass(frozen=True)
+class EagerRun:
+    """A task run in place, as the ``eager_*`` points pass it: shaped like the worker's job
+    where views read it (``task``, ``message.id/args/kwargs``, ``request``)."""
+
+    task: Any
+    request: Any
+
+    @property
+    def message(self) -> Any:
+        return self.request
 
 
 @dataclass(frozen=True)

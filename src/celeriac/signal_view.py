@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import lifecycle, signals
-from .lifecycle import OutgoingMessage, Point, Terminated
+from .lifecycle import EagerRun, OutgoingMessage, Point, Terminated
 from .task import pop_request, push_request
 
 if TYPE_CHECKING:
@@ -164,14 +164,14 @@ def _revoked(
     )
 
 
-def _prerun(ctx: ExecContext, job: Job, request: Any) -> None:
+def _prerun(ctx: ExecContext | None, job: Job | EagerRun, request: Any) -> None:
     message = job.message
     signals.task_prerun.send(
         sender=job.task, task_id=message.id, task=job.task, args=message.args, kwargs=message.kwargs
     )
 
 
-def _with_request(job: Job, send: Callable[[], Any]) -> None:
+def _with_request(job: Job | EagerRun, send: Callable[[], Any]) -> None:
     """Send with the task's request current, as Celery does (``sender.request.id`` works)."""
     if job.request is None:
         send()
@@ -183,7 +183,7 @@ def _with_request(job: Job, send: Callable[[], Any]) -> None:
         pop_request(token)
 
 
-def _success(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
+def _success(ctx: ExecContext | None, job: Job | EagerRun, outcome: Outcome) -> None:
     _with_request(
         job,
         lambda: signals.task_success.send(
@@ -192,7 +192,7 @@ def _success(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
     )
 
 
-def _failure(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
+def _failure(ctx: ExecContext | None, job: Job | EagerRun, outcome: Outcome) -> None:
     exc = outcome.exc
     assert exc is not None
     message = job.message
@@ -210,7 +210,7 @@ def _failure(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
     )
 
 
-def _retry(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
+def _retry(ctx: ExecContext | None, job: Job | EagerRun, outcome: Outcome) -> None:
     retry = outcome.exc
     assert retry is not None
     _with_request(
@@ -224,7 +224,7 @@ def _retry(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
     )
 
 
-def _postrun(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
+def _postrun(ctx: ExecContext | None, job: Job | EagerRun, outcome: Outcome) -> None:
     message = job.message
     retval = outcome.value if outcome.exc is None else outcome.exc
     _with_request(
@@ -236,7 +236,7 @@ def _postrun(ctx: ExecContext, job: Job, outcome: Outcome) -> None:
             args=message.args,
             kwargs=message.kwargs,
             retval=retval,
-            state=outcome.state,
+            state=outcome.state or None,  # none when task.apply(throw=True) raises, as Celery's
         ),
     )
 
@@ -289,6 +289,11 @@ def install() -> None:
         (signals.task_retry, lifecycle.task_retried, _retry),
         (signals.task_postrun, lifecycle.task_finished, _postrun),
         (signals.task_internal_error, lifecycle.task_internal_error, _internal_error),
+        (signals.task_prerun, lifecycle.eager_started, _prerun),
+        (signals.task_success, lifecycle.eager_succeeded, _success),
+        (signals.task_failure, lifecycle.eager_failed, _failure),
+        (signals.task_retry, lifecycle.eager_retried, _retry),
+        (signals.task_postrun, lifecycle.eager_finished, _postrun),
         (
             (signals.celeryd_init, signals.worker_init),
             lifecycle.worker_initialised,

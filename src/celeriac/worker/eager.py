@@ -10,6 +10,10 @@ Celery's rules, checked against the celery package:
 - The hooks run (``on_success``, ``on_failure``, ``on_retry``, ``after_return``), and the
   ``link``/``link_error`` signatures are applied; ``task_store_eager_result`` also stores
   the final state in the result backend.
+- The task signals fire as Celery's eager tracer sends them (``eager_*`` lifecycle points):
+  ``task_prerun``, then ``task_success``/``task_failure``/``task_retry``, then
+  ``task_postrun`` on every run. An error or Retry that propagates skips the middle one and
+  ``task_postrun`` gets ``state``/``retval`` None. ``task_received`` is a worker's only.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from .. import protocol, states
+from .. import lifecycle, protocol, states
 from ..backends.base import build_meta, encode_exception
 from ..errors import Retry
+from ..lifecycle import EagerRun, Point
 from ..task import Request, _current_request, pop_request, push_request
-from .execute import result_expires_s, run_coroutine
+from .execute import Outcome, result_expires_s, run_coroutine
 
 if TYPE_CHECKING:
     from ..result import EagerResult
@@ -52,7 +58,10 @@ def run_eagerly(
     while True:
         request = _request(task, task_id, args, kwargs, retries, headers, options)
         token = push_request(request)
+        run = EagerRun(task, request)
+        began = time.monotonic()
         try:
+            _emit(lifecycle.eager_started, run, request)
             value = task(*args, **kwargs)
             if asyncio.iscoroutine(value):
                 value = run_coroutine(value)
@@ -66,10 +75,14 @@ def run_eagerly(
                 _errbacks(task, link_error, request, outcome, einfo)  # before on_failure
                 _hook(task, "on_failure", task_id, outcome, task_id, args, kwargs, einfo)
             if propagate:  # Celery's: even a Retry leaves apply() when exceptions propagate
+                _emit(lifecycle.eager_finished, run, Outcome(""))
                 if outcome is exc:
                     raise
                 raise outcome from exc
+            ended = Outcome(states.RETRY if is_retry else states.FAILURE, None, outcome, einfo)
+            _emit(lifecycle.eager_retried if is_retry else lifecycle.eager_failed, run, ended)
             if is_retry:  # eager retries run again at once, with the same id
+                _emit(lifecycle.eager_finished, run, ended)
                 retries += 1
                 args = tuple(getattr(outcome, "args_override", args))
                 kwargs = dict(getattr(outcome, "kwargs_override", kwargs))
@@ -79,15 +92,24 @@ def run_eagerly(
             )
             meta = build_meta(task_id, states.FAILURE, encode_exception(outcome), traceback=einfo)
             _store(task, task_id, meta, request)
+            _emit(lifecycle.eager_finished, run, ended)
             return EagerResult(task_id, meta, app=task.app)
         finally:
             pop_request(token)
         _hook(task, "on_success", task_id, value, task_id, args, kwargs)
+        done = Outcome(states.SUCCESS, value, runtime_s=time.monotonic() - began)
+        _emit(lifecycle.eager_succeeded, run, done)
         _hook(task, "after_return", task_id, states.SUCCESS, value, task_id, args, kwargs, None)
         meta = build_meta(task_id, states.SUCCESS, value)
         _store(task, task_id, meta, request)
         _callbacks(task, link, request, value)
+        _emit(lifecycle.eager_finished, run, done)
         return EagerResult(task_id, meta, app=task.app)
+
+
+def _emit(point: Point, run: EagerRun, *rest: Any) -> None:
+    if point.hooks:  # a signal with receivers subscribed the signals view
+        point.emit(None, run, *rest)
 
 
 def _signatures(links: Any) -> list[Any]:
