@@ -10,6 +10,7 @@ for celeriac then Celery:
 - round trip: ``delay().get()`` one after another against a running worker (median ms).
 
 Prints the medians and the celeriac/Celery ratios. Every process is stopped by PID.
+``python -m bench.amqp --kill-loop 1500 --kills 20`` runs the kill loop on RabbitMQ instead.
 This module is also the worker's app module (``-A bench.amqp:celeriac_app``).
 """
 
@@ -176,14 +177,47 @@ def enqueue_variants(ours: Any, confirming: Any, n: int) -> dict[str, float]:
     return {"celery_confirmed": celery_confirmed, "celeriac_bulk": bulk}
 
 
+def kill_loop(tasks: int, kills: int) -> int:
+    """The issue's kill loop on RabbitMQ: *tasks* acks_late tasks on a prefork -c 2 worker,
+    at least *kills* SIGKILLs of a child or the whole worker; prints lost and duplicates."""
+    from tests.support.kill_loop import KillLoop, KillLoopConfig, seed_from_env
+    from tests.support.rabbitmq import start_rabbitmq
+    from tests.support.redis_server import start_redis
+
+    node = start_rabbitmq()
+    server = start_redis()
+    try:
+        config = KillLoopConfig(
+            broker_url=node.url,
+            backend_url=server.url(1),
+            record_url=server.url(2),
+            tasks=tasks,
+            min_kills=kills,
+            seed=seed_from_env(),
+            deadline_s=900.0,
+        )
+        report = KillLoop(config).run()
+        print(f"[amqp] {report.summary()}")
+        return 1 if report.lost else 0
+    finally:
+        server.stop()
+        node.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.amqp", description=__doc__)
     parser.add_argument("--n", type=int, default=2000, help="tasks for enqueue and drain")
     parser.add_argument("--roundtrips", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--kill-loop", type=int, default=0, metavar="TASKS", help="run the kill loop instead"
+    )
+    parser.add_argument("--kills", type=int, default=20, help="kill loop: at least this many")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
+    if args.kill_loop:
+        return kill_loop(args.kill_loop, args.kills)
     from tests.support.rabbitmq import start_rabbitmq
     from tests.support.redis_server import start_redis
 
