@@ -261,6 +261,37 @@ def _remote_options(fun: Callable[..., Any]) -> Callable[..., Any]:
     return fun
 
 
+def _remote_command(kind: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """``celeriac <kind> COMMAND [ARGS...]`` with ``--list`` and the -t/-d/-j options; the
+    function gets the click context first."""
+
+    def make(fun: Callable[..., Any]) -> click.Command:
+        fun = _remote_options(click.pass_context(fun))
+        fun = click.option(
+            "--list",
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_list_commands(kind),
+            help=f"List available {kind} commands and exit.",
+        )(fun)
+        fun = click.argument("command")(fun)
+        return click.command(context_settings={"allow_extra_args": True})(fun)
+
+    return make
+
+
+def _prepare(
+    ctx: click.Context, kind: str, command: str, timeout: float | None
+) -> tuple[Any, dict[str, Any], float]:
+    """The app, the command's arguments from the extra words, and how long to wait (-t, else
+    the command's own default)."""
+    app = _load_app(ctx)
+    meta = _pick(kind, command)
+    arguments = compile_arguments(command, meta, ctx.args)
+    return app, arguments, timeout if timeout is not None else meta.timeout_s
+
+
 def _destination(value: str | None) -> list[str] | None:
     return [name.strip() for name in value.split(",") if name.strip()] if value else None
 
@@ -287,18 +318,7 @@ def _broadcast(
         ) from None
 
 
-@click.command(context_settings={"allow_extra_args": True})
-@click.argument("command")
-@click.option(
-    "--list",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_list_commands("inspect"),
-    help="List available inspect commands and exit.",
-)
-@_remote_options
-@click.pass_context
+@_remote_command("inspect")
 def inspect(
     ctx: click.Context,
     command: str,
@@ -313,10 +333,7 @@ def inspect(
     celeriac -A proj inspect active -d w1@host --json
     celeriac -A proj inspect tree          (each worker's measured process tree)
     """
-    app = _load_app(ctx)
-    meta = _pick("inspect", command)
-    arguments = compile_arguments(command, meta, ctx.args)
-    wait_s = timeout if timeout is not None else meta.timeout_s
+    app, arguments, wait_s = _prepare(ctx, "inspect", command, timeout)
     if command == "tree":
         from .tree_view import show_tree
 
@@ -331,18 +348,7 @@ def inspect(
     _done(replies, as_json, _quiet(ctx))
 
 
-@click.command(context_settings={"allow_extra_args": True})
-@click.argument("command")
-@click.option(
-    "--list",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_list_commands("control"),
-    help="List available control commands and exit.",
-)
-@_remote_options
-@click.pass_context
+@_remote_command("control")
 def control(
     ctx: click.Context,
     command: str,
@@ -357,10 +363,7 @@ def control(
     celeriac -A proj control rate_limit proj.tasks.add 10/m
     celeriac -A proj control pool_grow 2 -d w1@host
     """
-    app = _load_app(ctx)
-    meta = _pick("control", command)
-    arguments = compile_arguments(command, meta, ctx.args)
-    wait_s = timeout if timeout is not None else meta.timeout_s
+    app, arguments, wait_s = _prepare(ctx, "control", command, timeout)
     replies = _broadcast(app, command, arguments, wait_s, _destination(destination), not as_json)
     _done(replies, as_json, _quiet(ctx))
 
