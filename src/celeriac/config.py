@@ -109,6 +109,15 @@ DEFAULTS: dict[str, Any] = {
     "worker_cancel_long_running_tasks_on_connection_loss": False,
     "worker_deduplicate_successful_tasks": False,
     "worker_enable_remote_control": True,
+    # events: Redis carries them on pub/sub channels named after the exchange; the queue
+    # options shape the AMQP queue a monitor declares and are accepted for Redis
+    "event_exchange": "celeryev",
+    "event_queue_prefix": "celeryev",
+    "event_queue_ttl": 5.0,
+    "event_queue_expires": 60.0,
+    "event_queue_exclusive": True,
+    "event_queue_durable": False,
+    "event_serializer": "json",  # accepted; events are always sent as JSON, Celery's default
     # app
     "imports": (),
     "include": (),

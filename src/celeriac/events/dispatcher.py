@@ -75,6 +75,8 @@ class EventDispatcher:
         self.buffer_limit = buffer_limit
         self.pid = os.getpid()
         self.utcoffset = wire.utcoffset()
+        # the envelope names it as kombu's does; the transport publishes on its channels
+        self.exchange = str(app.conf.get("event_exchange") or wire.EXCHANGE)
         self._held: deque[wire.Event] = deque()
         self._batch_started: float | None = None  # when the first held event came
         self._flush_lock = threading.Lock()
@@ -107,7 +109,7 @@ class EventDispatcher:
         """Publish one event now (its routing key is its type, ``-`` → ``.``)."""
         event = self.event(event_type, fields)
         key = wire.routing_key(event_type)
-        self._publish([(key, wire.encode(event, self.hostname, key))])
+        self._publish([(key, wire.encode(event, self.hostname, key, self.exchange))])
 
     def buffer(self, event_type: str, fields: dict[str, Any]) -> None:
         """Hold a task event for the next ``task.multi`` batch. Its time is taken now; its
@@ -149,7 +151,7 @@ class EventDispatcher:
         for start in range(0, len(events), self.buffer_limit):
             batch = events[start : start + self.buffer_limit]
             key = f"{wire.group_of(batch[0]['type'])}.multi"
-            items.append((key, wire.encode(batch, self.hostname, key)))
+            items.append((key, wire.encode(batch, self.hostname, key, self.exchange)))
         self._publish(items)
 
     def _publish(self, items: list[tuple[str, bytes]]) -> None:
