@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from celeriac import Celery
+from celeriac import Celery, chain, group
 from tests.support.redis_server import cleanup, free_port, start_redis
 from tests.support.workers import (
     TESTS_DIR,
@@ -229,6 +229,19 @@ def test_xss_csrf_and_404(browser: Any, cluster: tuple[WorkerProcess, Dashboard,
     assert XSS_NAME in page.inner_text("h1")
     assert page.query_selector("main img") is None
     assert problems == []
+
+    # a group and a chain, each drawn as a tree on a member's page
+    add = client.signature
+    grouped = group(add("ctl.add", args=(1, 1)), add("ctl.add", args=(2, 2))).apply_async()
+    chained = chain(add("ctl.add", args=(1, 1)), add("ctl.add", args=(10,))).apply_async()
+    assert grouped.get(timeout=10) == [2, 4] and chained.get(timeout=10) == 12
+    member = grouped.results[0].id
+    page.goto(f"{dashboard.url}/tasks/{member}")
+    page.wait_for_selector(f"#workflow li.group:has-text('{grouped.id}')", timeout=5000)
+    assert page.locator("#workflow li.group > ul > li").count() == 2
+    page.goto(f"{dashboard.url}/tasks/{chained.id}")
+    first = page.wait_for_selector("#workflow > li.member", timeout=5000)
+    assert "ctl.add" in first.inner_text() and first.query_selector("ul > li.member")
 
     # CSRF: a POST without the token (or with a wrong one) is refused
     with httpx.Client(base_url=dashboard.url) as http:

@@ -242,7 +242,27 @@ class DashboardState:
             )
             self._measure_local()
         self._reconcile()
+        self._read_groups()
         self._poll_queues()
+
+    def _read_groups(self) -> None:
+        """The group of each finished task, from its stored result (events do not carry it),
+        so its group or chord can be drawn."""
+        with self.lock:
+            unread = [
+                u
+                for u, r in self.tasks.items()
+                if r.get("state") in ("SUCCESS", "FAILURE") and "group" not in r
+            ][-RECONCILE_MAX:]
+        if not unread:
+            return
+        metas = self.app.backend.get_many(unread)
+        with self.lock:
+            for uuid in unread:
+                record = self.tasks.get(uuid)
+                if record is not None:
+                    record["group"] = (metas.get(uuid) or {}).get("group_id")
+                    self._dirty[uuid] = record
 
     def _reconcile(self) -> None:
         """Outcomes the events did not bring (a revoke stored by a worker for a task it had
@@ -362,14 +382,24 @@ class DashboardState:
         return found
 
     def family(self, record: Record) -> list[Record]:
-        """Every remembered task of *record*'s workflow (same root), oldest first."""
-        root = record.get("root_id") or record["uuid"]
+        """Every remembered task of *record*'s workflow: its chain (same root, by parent),
+        its group (same group id) and what those led to, oldest first."""
+        roots = {record.get("root_id") or record["uuid"]}
+        groups = {record["group"]} if record.get("group") else set()
+        found: dict[str, Record] = {}
         with self.lock:
-            return [
-                dict(r)
-                for r in self.tasks.values()
-                if r["uuid"] == root or r.get("root_id") == root
-            ]
+            for _ in range(3):  # a chord: the header's group, then its body, then the body's
+                before = len(found)
+                for r in self.tasks.values():
+                    root = r.get("root_id") or r["uuid"]
+                    in_group = bool(r.get("group")) and r["group"] in groups
+                    if root in roots or in_group or r.get("parent_id") in found:
+                        found[r["uuid"]] = dict(r)
+                        roots.add(root)
+                groups |= {str(r["group"]) for r in found.values() if r.get("group")}
+                if len(found) == before:
+                    break
+        return sorted(found.values(), key=lambda r: float(r.get("first_seen") or 0))
 
     def alive_workers(self, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now

@@ -215,4 +215,15 @@ def family_nodes(records: list[dict[str, Any]], current: str) -> list[Node]:
             "children": [build(r, depth + 1) for r in below],
         }
 
-    return [build(r, 0) for r in kids.get(None, [])]
+    tops: list[Node] = []
+    by_group: dict[str, Node] = {}
+    for record in kids.get(None, []):
+        group = record.get("group")
+        if not group:
+            tops.append(build(record, 0))
+            continue
+        if group not in by_group:
+            by_group[group] = {"kind": "group", "label": f"group {group}", "children": []}
+            tops.append(by_group[group])
+        by_group[group]["children"].append(build(record, 0))
+    return tops
