@@ -377,7 +377,9 @@ def test_beat_on_a_broker_it_cannot_keep_its_schedule_on_says_which_to_use() -> 
     from celeriac.beat.store import open_store
     from celeriac.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match=r"amqp://; use a redis://, sqlite:/// or memory"):
+    with pytest.raises(
+        ConfigurationError, match=r"amqp://; use a redis://, sentinel://, sqlite:/// or memory"
+    ):
         open_store("amqp://guest@localhost//")
 
 

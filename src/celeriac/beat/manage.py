@@ -43,7 +43,7 @@ class PeriodicTasks:
 
     def __init__(self, app: Celeriac, store: BeatStore | None = None) -> None:
         self.app = app
-        self.store = store if store is not None else open_store(app.broker_url)
+        self.store = store if store is not None else open_store(app.broker_url, app.conf)
 
     def _beat(self) -> Beat:
         return Beat(self.app, store=self.store)

@@ -76,7 +76,7 @@ class Beat:
             app, "beat_max_loop_interval", DEFAULT_MAX_INTERVAL_S
         )
         self.configured = settings_entries(app)
-        self.store = store if store is not None else open_store(app.broker_url)
+        self.store = store if store is not None else open_store(app.broker_url, app.conf)
         # <name>.<pid>@<host>, as brokers.base.owner_pid_here reads it
         self.owner = f"beat.{threading.get_ident()}.{os.getpid()}@{socket.gethostname()}"
         self.sent_count = 0

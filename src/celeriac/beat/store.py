@@ -13,10 +13,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 @dataclass(frozen=True)
@@ -66,14 +69,15 @@ class BeatStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> BeatStore:
-    """The beat store on the broker at *url* (redis://, rediss://, unix://, sqlite://,
-    memory://)."""
-    scheme = urlsplit(url).scheme.lower()
-    if scheme in ("redis", "rediss", "unix"):
+def open_store(url: str, settings: Settings | None = None) -> BeatStore:
+    """The beat store on the broker at *url* (redis://, rediss://, unix://, sentinel://,
+    sqlite://, memory://). *settings* (the app's) are read as the broker reads them: the
+    Sentinel ``master_name`` in ``broker_transport_options``, TLS in ``broker_use_ssl``."""
+    scheme = urlsplit(url.split(";", 1)[0]).scheme.lower()
+    if scheme in ("redis", "rediss", "unix", "sentinel"):
         from .store_redis import RedisBeatStore
 
-        return RedisBeatStore(url)
+        return RedisBeatStore(url, settings)
     if scheme == "sqlite":
         from .store_sqlite import SqliteBeatStore
 
@@ -82,7 +86,7 @@ def open_store(url: str) -> BeatStore:
         return MemoryBeatStore.for_url(url)
     raise ConfigurationError(
         f"beat cannot keep its schedule on the broker {scheme}://; "
-        f"use a redis://, sqlite:/// or memory:// broker_url"
+        f"use a redis://, sentinel://, sqlite:/// or memory:// broker_url"
     )
 
 

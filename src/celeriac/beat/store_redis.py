@@ -13,7 +13,9 @@ from typing import Any
 import redis
 import redis.exceptions
 
+from ..config import Settings
 from ..errors import BrokerError
+from ..redis_connect import redis_client
 from ..urls import safe_url
 from .store import Pending, decode, pending_from_text, pending_text
 
@@ -51,11 +53,15 @@ ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, Conne
 
 
 class RedisBeatStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, settings: Settings | None = None) -> None:
         self.url = url
-        try:
-            self._client = redis.Redis.from_url(
-                url, client_name="celeriac.beat", socket_connect_timeout=4.0
+        try:  # as the broker connects: sentinel:// lists, broker_use_ssl for TLS
+            self._client = redis_client(
+                url,
+                settings if settings is not None else Settings(),
+                "broker",
+                client_name="celeriac.beat",
+                socket_connect_timeout=4.0,
             )
         except ValueError as exc:
             raise BrokerError(f"invalid Redis broker URL {safe_url(url)!r}: {exc}") from exc
