@@ -175,7 +175,7 @@ def test_tree_live_task_revoke_and_screenshots(
     # a long task shows in the tree where it runs, with its time
     go = tmp_path / "go"
     hold = client.send_task("ctl.hold", args=[str(go), 30.0])
-    page.wait_for_selector(f"a.running[data-task-id='{hold.id}']", timeout=3000)
+    page.wait_for_selector(f"a.running[data-task-id='{hold.id}']", timeout=2000)  # within 2 s
     page.screenshot(path=str(shots / "cluster.png"), full_page=True)
     readme_shot = README_SHOT if os.environ.get("CELERIAC_README_SHOT") else shots / "readme.png"
     page.screenshot(path=str(readme_shot), type="png")
@@ -220,6 +220,15 @@ def test_tree_live_task_revoke_and_screenshots(
     page.goto(f"{dashboard.url}/queues")
     page.wait_for_selector("tr[data-queue=celery]", timeout=3000)
     page.screenshot(path=str(shots / "queues.png"), full_page=True)
+    # rate limit and shutdown, clicked on the cluster page
+    page.goto(f"{dashboard.url}/cluster")
+    page.fill("form[action='/actions/rate-limit'] input[name=task_name]", "ctl.add")
+    page.fill("form[action='/actions/rate-limit'] input[name=rate]", "10/m")
+    page.click("form[action='/actions/rate-limit'] button")
+    page.wait_for_selector(".flash:has-text('rate limit of ctl.add')", timeout=5000)
+    page.click("form[action='/actions/shutdown'] button")
+    assert worker.wait(20) == 0
+    page.wait_for_selector("section.worker.offline", timeout=5000)
     assert problems == []
     for name in ("cluster", "tasks", "task", "queues"):
         assert (shots / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
