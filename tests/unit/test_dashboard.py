@@ -119,6 +119,10 @@ def test_auth_basic_and_bearer(redis_app: Celery) -> None:
         bearer = {"Authorization": "Bearer tok"}
         assert client.get("/cluster", headers=bearer).status_code == 200
         assert client.get("/cluster", headers={"Authorization": "Bearer x"}).status_code == 401
+        assert client.get("/login", params={"token": "nope"}).status_code == 401
+        login = client.get("/login", params={"token": "tok"})
+        assert login.status_code == 303 and "HttpOnly" in login.headers["set-cookie"]
+        assert client.get("/cluster").status_code == 200  # the browser's cookie now
 
 
 def test_non_loopback_address_needs_auth(monkeypatch: pytest.MonkeyPatch) -> None:

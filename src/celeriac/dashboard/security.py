@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from ..errors import ConfigurationError
 CSRF_COOKIE = "celeriac_csrf"
 CSRF_FIELD = "csrf_token"
 TOKEN_ENV = "CELERIAC_DASHBOARD_TOKEN"
+TOKEN_COOKIE = "celeriac_token"
 
 
 @dataclass(frozen=True)
@@ -88,14 +90,20 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.auth is not None and not self.auth.allows(headers.get("authorization", "")):
-            await _unauthorized(send, basic=self.auth.user is not None)
-            return
         cookie = SimpleCookie()
         try:
             cookie.load(headers.get("cookie", ""))
         except Exception:
             cookie = SimpleCookie()
+        if self.auth is not None:
+            if scope["path"] == "/login" and self.auth.token:
+                await _login(scope, send, self.auth.token)
+                return
+            held = cookie.get(TOKEN_COOKIE)
+            by_cookie = held is not None and self.auth.allows(f"Bearer {held.value}")
+            if not by_cookie and not self.auth.allows(headers.get("authorization", "")):
+                await _unauthorized(send, basic=self.auth.user is not None)
+                return
         morsel = cookie.get(CSRF_COOKIE)
         token = morsel.value if morsel is not None and len(morsel.value) >= 32 else None
         fresh = token is None
@@ -110,6 +118,19 @@ class Guard:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+async def _login(scope: Scope, send: Send, token: str) -> None:
+    """``/login?token=…``: the bearer token as an HttpOnly cookie, for a browser (which
+    cannot send an Authorization header by itself), then on to the cluster page."""
+    given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
+    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        await _unauthorized(send, basic=False)
+        return
+    value = f"{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+    headers = [(b"location", b"/cluster"), (b"set-cookie", value.encode())]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _unauthorized(send: Send, basic: bool) -> None:
