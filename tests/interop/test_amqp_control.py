@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -121,5 +122,59 @@ def test_revokes_from_either_client_reach_a_celeriac_prefork_worker(
             assert f"amqp.add[{revoked.id}] succeeded" not in log
     finally:
         release_celery_results(theirs)
+        theirs.close()
+        ours.close()
+
+
+def test_events_over_rabbitmq_both_ways(workers: Factory, amqp_url: str, backend_url: str) -> None:
+    """Celery's event Receiver reads a celeriac -E worker on RabbitMQ (the celeryev topic
+    exchange), and celeriac's EventReceiver reads a Celery -E worker."""
+    from celeriac.events import EventReceiver
+
+    theirs = celery.Celery("events_reader", broker=amqp_url, set_as_current=False)
+    seen: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def capture() -> None:
+        with theirs.connection_for_read() as conn:
+            receiver = theirs.events.Receiver(conn, handlers={"*": seen.append})
+            while not stop.is_set():
+                try:
+                    receiver.capture(limit=None, timeout=0.5, wakeup=False)
+                except TimeoutError:
+                    continue
+
+    reader = threading.Thread(target=capture, daemon=True)
+    reader.start()
+    ours = celeriac.Celery("events_client", broker=amqp_url, backend=backend_url)
+    try:
+        our_worker = workers("celeriac", "-P", "solo", "-E", "-n", "ev-ours@%h")
+        deadline = time.monotonic() + 20
+        result = None
+        while not any(e.get("type") == "task-succeeded" for e in seen):
+            assert time.monotonic() < deadline, [e.get("type") for e in seen]
+            if result is None and any(e.get("hostname", "").startswith("ev-ours@") for e in seen):
+                result = ours.send_task("amqp.add", (2, 3))  # the reader is listening now
+            time.sleep(0.05)  # polling what the reader thread collected, bounded
+        assert result is not None and result.get(timeout=10) == 5
+        done = next(e for e in seen if e.get("type") == "task-succeeded")
+        assert done["uuid"] == result.id and done["hostname"].startswith("ev-ours@")
+
+        our_worker.stop()  # the next task is the Celery worker's
+        workers("celery", "-P", "solo", "-E", "-n", "ev-theirs@%h")
+        sent = None
+        for event in EventReceiver(ours).events(timeout_s=30):
+            if sent is None:  # the reader's queue is bound once the first tick comes
+                sent = ours.send_task("amqp.add", (20, 3))
+            if event is None:
+                continue
+            if event.get("type") == "task-succeeded" and "ev-theirs@" in event.get("hostname"):
+                assert event["uuid"] == sent.id
+                break
+        else:
+            raise AssertionError("no task-succeeded event from the Celery worker")
+    finally:
+        stop.set()
+        reader.join(5)
         theirs.close()
         ours.close()

@@ -126,6 +126,10 @@ def transport_for(app: Celeriac) -> EventTransport:
     database = getattr(broker, "database", None)
     if database is not None:
         return SQLiteEvents(database)
+    if getattr(broker, "acks_at_once", False):  # RabbitMQ: the celeryev topic exchange
+        from ..brokers.amqp_events import AmqpEvents
+
+        return AmqpEvents(broker, exchange)
     raise ConfigurationError(
         f"the {type(broker).__name__} broker carries no events; use a Redis or SQLite "
         "broker_url to send and read Celery events"
