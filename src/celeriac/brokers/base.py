@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,12 +60,13 @@ class DeadLetter:
 
     @property
     def task_id(self) -> str | None:
-        """The task id from the envelope's headers, or None when it has none (or is not JSON)."""
-        return _header_text(self.raw, "id")
+        """The task id from the envelope's headers, or from a protocol 1 message's JSON body
+        (which has no such headers); None when neither has it."""
+        return _header_text(self.raw, "id") or protocol1_field(self.raw, "id")
 
     @property
     def task_name(self) -> str | None:
-        return _header_text(self.raw, "task")
+        return _header_text(self.raw, "task") or protocol1_field(self.raw, "task")
 
 
 def _envelope(raw: bytes) -> dict[str, Any] | None:
@@ -77,6 +80,26 @@ def _envelope(raw: bytes) -> dict[str, Any] | None:
 def _header_text(raw: bytes, name: str) -> str | None:
     headers = (_envelope(raw) or {}).get("headers")
     value = headers.get(name) if isinstance(headers, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def protocol1_field(raw: bytes, name: str) -> str | None:
+    """A text field of a protocol 1 message's body (``task``, ``id``): read only from a JSON
+    body (a pickled one is never unpickled here); None for anything else."""
+    envelope = _envelope(raw)
+    if envelope is None or envelope.get("content-type") != "application/json":
+        return None
+    body = envelope.get("body")
+    if not isinstance(body, str):
+        return None
+    properties = envelope.get("properties")
+    encoding = properties.get("body_encoding") if isinstance(properties, dict) else None
+    try:
+        data = base64.b64decode(body, validate=True) if encoding == "base64" else body.encode()
+        decoded = orjson.loads(data)
+    except (binascii.Error, ValueError):  # orjson.JSONDecodeError is a ValueError
+        return None
+    value = decoded.get(name) if isinstance(decoded, dict) else None
     return value if isinstance(value, str) and value else None
 
 

@@ -39,8 +39,17 @@ from .base import (
     message_priority,
     owner_id,
     priority_key,
+    protocol1_field,
 )
-from .redis_scripts import DEFER, FETCH, HEARTBEAT, PROMOTE, RELEASE, REQUEUE_DEAD
+from .redis_scripts import (
+    DEFER,
+    FETCH,
+    HEARTBEAT,
+    PROMOTE,
+    RELEASE,
+    REQUEUE_DEAD,
+    REQUEUE_ONE_DEAD,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +150,7 @@ class RedisBroker:
         self._defer_script = self._client.register_script(DEFER)
         self._promote_script = self._client.register_script(PROMOTE)
         self._requeue_dead_script = self._client.register_script(REQUEUE_DEAD)
+        self._requeue_one_dead_script = self._client.register_script(REQUEUE_ONE_DEAD)
         self._declared: set[str] = set()
         self._waiter: _ChangeWaiter | None = None
         self._found_empty_at = 0.0  # monotonic time a fetch last came back empty
@@ -826,9 +836,25 @@ class RedisBroker:
     def requeue_dead(self, queue: str, task_id: str | None = None) -> int:
         try:
             moved = self._requeue_dead_script(keys=[dead_key(queue)], args=[task_id or "", queue])
+            if task_id:  # the script matched headers.id; protocol 1 keeps the id in the body
+                moved += self._requeue_protocol1_dead(queue, task_id)
         except CONNECTION_ERRORS as exc:
             raise self._unreachable(exc) from exc
         return int(moved)
+
+    def _requeue_protocol1_dead(self, queue: str, task_id: str) -> int:
+        """Move back, oldest first, the dead protocol 1 messages of *task_id*: each record
+        only if it is still on the dead list, so two requeues never push one message twice."""
+        moved = 0
+        for item in reversed(self._client.lrange(dead_key(queue), 0, -1)):
+            raw = _dead_letter_from(item, queue).raw
+            if protocol1_field(raw, "id") != task_id:
+                continue
+            target = priority_key(queue, message_priority(raw))
+            moved += int(
+                self._requeue_one_dead_script(keys=[dead_key(queue), target], args=[item, raw])
+            )
+        return moved
 
     def purge_dead(self, queue: str) -> int:
         pipe = self._client.pipeline(transaction=True)

@@ -251,3 +251,15 @@ if moved > 0 then
 end
 return moved
 """
+
+# Move one dead-letter record back onto its queue if it is still on the dead list: for a
+# protocol 1 message, whose task id is in its (base64) body, which only Python reads.
+# KEYS: dead list, the queue's list for the message's priority
+# ARGV: the record exactly as listed, the message to push
+REQUEUE_ONE_DEAD = """
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 1 then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
