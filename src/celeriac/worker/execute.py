@@ -623,15 +623,23 @@ def _after_return(job: Job, state: str, value: Any) -> None:
     )
 
 
-def handle(ctx: ExecContext, delivery: Delivery) -> None:
-    """The whole path for one message in the current slot (solo, threads, green pools)."""
+def handle(
+    ctx: ExecContext,
+    delivery: Delivery,
+    run: Callable[[ExecContext, Job], Outcome | None] = invoke,
+) -> None:
+    """The whole path for one message in the current slot (solo, threads, green pools).
+    *run* calls the task (the time-limit watchdog passes its own); None from it means the
+    task's end was settled already and there is nothing to finish."""
     job = None
     try:
         job = accept(ctx, delivery)
         if job is None:
             return
         begin(ctx, job)
-        finish(ctx, job, invoke(ctx, job))
+        outcome = run(ctx, job)
+        if outcome is not None:
+            finish(ctx, job, outcome)
     except Exception as exc:  # one message must never take the consumer down
         internal_error(ctx, delivery, job, exc)
 

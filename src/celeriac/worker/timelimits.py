@@ -36,15 +36,11 @@ from .. import states
 from ..backends.base import build_meta, encode_exception
 from ..brokers.base import Delivery
 from ..errors import SoftTimeLimitExceeded, TaskRevokedError, Terminated, TimeLimitExceeded
-from . import revoked
+from . import execute, revoked
 from .execute import (
     ExecContext,
     Job,
     Outcome,
-    accept,
-    begin,
-    finish,
-    internal_error,
     invoke,
     result_expires_s,
 )
@@ -209,43 +205,35 @@ class Watchdog:
     # the handler: runs in the task's slot
     def handle(self, ctx: ExecContext, delivery: Delivery) -> None:
         self.ctx = ctx
-        job = None
-        try:
-            job = accept(ctx, delivery)
-            if job is None:
-                return
-            begin(ctx, job)
-            hard, soft = limits_for(self.runtime, job)
-            watch = Watch(job, self.interrupter.target(), time.monotonic(), soft, hard)
-            self._add(watch)
-            outcome = self._invoke(ctx, job, watch)
-            if watch.abandoned:
-                return  # the watchdog stored its failure and acked it
-            if watch.terminated:
-                _store_terminated(ctx, job)
-                return
-            finish(ctx, job, outcome)
-        except Exception as exc:  # one message must never take the consumer down
-            internal_error(ctx, delivery, job, exc)
+        execute.handle(ctx, delivery, self._run_watched)
+
+    def _run_watched(self, ctx: ExecContext, job: Job) -> Outcome | None:
+        outcome, watch = self._watched(ctx, job)
+        if watch.abandoned:
+            return None  # the watchdog stored its failure and acked it
+        if watch.terminated:
+            _store_terminated(ctx, job)
+            return None
+        return outcome
 
     def invoke(self, ctx: ExecContext, job: Job) -> Outcome:
         """Only the task call, under the limits, in the calling thread (the asyncio pool's
         plain ``def`` tasks): the caller accepts, finishes, and asks ``was_terminated``."""
-        hard, soft = limits_for(self.runtime, job)
-        watch = Watch(job, self.interrupter.target(), time.monotonic(), soft, hard)
-        self._add(watch)
-        outcome = self._invoke(ctx, job, watch)
+        outcome, watch = self._watched(ctx, job)
         if watch.terminated:
             self._terminated.add(job.message.id)
         return outcome
 
     def was_terminated(self, ctx: ExecContext, job: Job) -> bool:
         """Store REVOKED for a task ``invoke`` saw terminated (True), as prefork does."""
-        if job.message.id not in self._terminated:
-            return False
-        self._terminated.discard(job.message.id)
-        _store_terminated(ctx, job)
-        return True
+        return _settle_terminated(ctx, job, self._terminated)
+
+    def _watched(self, ctx: ExecContext, job: Job) -> tuple[Outcome, Watch]:
+        """The task called under its limits, and the watch that saw it run."""
+        hard, soft = limits_for(self.runtime, job)
+        watch = Watch(job, self.interrupter.target(), time.monotonic(), soft, hard)
+        self._add(watch)
+        return self._invoke(ctx, job, watch), watch
 
     def _invoke(self, ctx: ExecContext, job: Job, watch: Watch) -> Outcome:
         outcome: Outcome | None = None
@@ -425,6 +413,15 @@ def reexec() -> None:
     os.execv(sys.executable, argv)
 
 
+def _settle_terminated(ctx: ExecContext, job: Job, terminated: set[str]) -> bool:
+    """Store REVOKED for *job* when its id is among *terminated* (taken out): True then."""
+    if job.message.id not in terminated:
+        return False
+    terminated.discard(job.message.id)
+    _store_terminated(ctx, job)
+    return True
+
+
 def _store_terminated(ctx: ExecContext, job: Job, direct: bool = False) -> None:
     """REVOKED ["terminated"], as for prefork; the message is acked."""
     exc = TaskRevokedError("terminated")
@@ -535,8 +532,4 @@ class AsyncLimits:
 
     def was_terminated(self, ctx: ExecContext, job: Job) -> bool:
         """Store REVOKED for a terminated task (True), as prefork does."""
-        if job.message.id not in self.terminated:
-            return False
-        self.terminated.discard(job.message.id)
-        _store_terminated(ctx, job)
-        return True
+        return _settle_terminated(ctx, job, self.terminated)
