@@ -36,5 +36,5 @@ def lengths_by_priority(broker: Any, queue: str) -> dict[int, int]:
 def dead_count(broker: Any, queue: str) -> int | None:
     try:
         return int(broker.dead_letter_count(queue))
-    except NotImplementedError:
+    except (NotImplementedError, AttributeError):  # a broker that keeps no dead letters
         return None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
+from ..errors import ConfigurationError
 from ..events.monitor import FINISHED, TASK_STATES
 from ..events.receiver import EventReceiver
 from ..metrics.families import TaskMetrics
@@ -52,6 +53,7 @@ class DashboardState:
         self.broker_error: str | None = None
         self.events_error: str | None = None
         self.control_note: str | None = None
+        self.events_note: str | None = None
         self.version = 0
         self.registry = CollectorRegistry()
         self.metrics = TaskMetrics(self.registry)
@@ -201,6 +203,10 @@ class DashboardState:
                         self.bump()
                     if event is not None:
                         self.feed(event)
+            except ConfigurationError as exc:  # this broker carries no events: say so once
+                self.events_note = self.scrubbed(exc)
+                self.bump()
+                return
             except Exception as exc:
                 self.events_error = self.scrubbed(exc)
                 self.bump()
@@ -227,13 +233,19 @@ class DashboardState:
             self.bump()
             self._stop.wait(max(0.05, POLL_S - (time.monotonic() - started)))
 
+    def has_remote_control(self) -> bool:
+        from ..pidbox_amqp import is_amqp
+
+        broker = self.app.broker
+        return getattr(broker, "client", None) is not None or is_amqp(broker)
+
     def _enable_events(self) -> None:
-        if getattr(self.app.broker, "client", None) is not None:
+        if self.has_remote_control():
             self.app.control.enable_events()
 
     def poll(self, discover: bool = True) -> None:
         """One round: trees and stats from the workers, then the queues."""
-        if getattr(self.app.broker, "client", None) is not None:
+        if self.has_remote_control():
             self._poll_workers(discover)
         else:
             self.control_note = (
