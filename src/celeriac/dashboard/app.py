@@ -22,7 +22,7 @@ from starlette.templating import Jinja2Templates
 
 from ..metrics.server import render_metrics
 from ..urls import safe_url
-from . import actions, pages, views
+from . import actions, page_cluster, page_queues, page_tasks, views
 from .security import Auth, Guard
 from .state import DashboardState
 
@@ -116,7 +116,9 @@ def create_app(state: DashboardState, auth: Auth | None = None, start: bool = Tr
 
     routes = [
         Route("/", lambda request: RedirectResponse("/cluster", 303)),
-        *pages.routes(state, render),
+        *page_cluster.routes(state, render),
+        *page_queues.routes(state, render),
+        *page_tasks.routes(state, render),
         *actions.routes(state),
         Route("/stream", stream),
         Route("/metrics", metrics),
