@@ -116,9 +116,12 @@ class WorkerEvents:
     def __init__(self, runtime: WorkerRuntime, task_events: bool) -> None:
         self.runtime = runtime
         self.pool = runtime.pool_name
-        bounds = runtime.autoscale
-        slots = 1 + max(runtime.concurrency, bounds[0] if bounds else 0)
-        self.counters = SharedCounters(slots if self.pool == "prefork" else 1)
+        slots = 1  # the process that started the worker; prefork's children follow
+        if self.pool == "prefork":  # every child the pool may have, pool_grow's included
+            from .pools.prefork import slot_capacity
+
+            slots += slot_capacity(runtime)
+        self.counters = SharedCounters(slots)
         self.counters.task_events = task_events
         self.dispatcher = EventDispatcher(runtime.app, runtime.nodename)
         self.main_pid = os.getpid()

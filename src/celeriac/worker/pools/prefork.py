@@ -40,6 +40,13 @@ SUPERVISE_INTERVAL_S = 0.05
 GROW_HEADROOM = 8
 
 
+def slot_capacity(runtime: WorkerRuntime) -> int:
+    """How many children the pool may ever have at once: its slot table's size (the
+    events' shared counters are sized from it too)."""
+    bounds = runtime.autoscale
+    return bounds[0] if bounds else runtime.concurrency + max(GROW_HEADROOM, runtime.concurrency)
+
+
 @dataclass
 class Child:
     index: int
@@ -58,9 +65,7 @@ class PreforkPool:
         self.runtime = runtime
         bounds = runtime.autoscale
         # one slot per child there may ever be: the table is shared before the first fork
-        self.table = SlotTable(
-            bounds[0] if bounds else runtime.concurrency + max(GROW_HEADROOM, runtime.concurrency)
-        )
+        self.table = SlotTable(slot_capacity(runtime))
         self.children: dict[int, Child] = {}  # pid -> child
         self.autoscaler = Autoscaler(*bounds) if bounds else None
         self._target = min(runtime.concurrency, self.table.count)  # children wanted now
