@@ -1,12 +1,11 @@
-"""The dashboard's pages, actions and guards through Starlette's TestClient, over a real
-Redis (the history lives in the result backend): escaping, masking, CSRF, auth, 404s, args
-cut short, the workflow tree, /metrics and a history that survives a restart."""
+"""The dashboard's pages, actions and guards through Starlette's TestClient, on the memory
+broker and backend (the history on SQLite): escaping, masking, CSRF, auth, 404s, args cut
+short, the workflow tree, dead letters, /metrics and a history that survives a restart."""
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,6 @@ from celeriac.dashboard.app import create_app
 from celeriac.dashboard.security import Auth, check_address
 from celeriac.dashboard.state import DashboardState
 from celeriac.errors import ConfigurationError
-
-
-@pytest.fixture
-def redis_app(redis_url: str, backend_url: str) -> Iterator[Celery]:
-    app = Celery("dash_unit", broker=redis_url, backend=backend_url)
-    yield app
-    app.close()
 
 
 def task_events(uuid: str, name: str, **fields: Any) -> list[dict[str, Any]]:
@@ -58,10 +50,10 @@ def client_for(state: DashboardState, auth: Auth | None = None) -> TestClient:
     return TestClient(create_app(state, auth, start=False), follow_redirects=False)
 
 
-def test_values_are_escaped_and_secrets_masked(redis_app: Celery) -> None:
+def test_values_are_escaped_and_secrets_masked(app: Celery) -> None:
     name = "<script>alert(1)</script>"
     state = fed(
-        redis_app,
+        app,
         *task_events(
             "t-1",
             name,
@@ -80,8 +72,8 @@ def test_values_are_escaped_and_secrets_masked(redis_app: Celery) -> None:
     assert "child 2, pid 4242" in detail  # where it ran
 
 
-def test_unknown_task_is_a_404_page(redis_app: Celery) -> None:
-    with client_for(fed(redis_app)) as client:
+def test_unknown_task_is_a_404_page(app: Celery) -> None:
+    with client_for(fed(app)) as client:
         response = client.get("/tasks/no-such-id")
         dead = client.get("/queues/celery/dead/7")
     assert response.status_code == 404
@@ -91,8 +83,8 @@ def test_unknown_task_is_a_404_page(redis_app: Celery) -> None:
     assert dead.status_code == 404 and "no dead letter number 7" in dead.text
 
 
-def test_post_needs_the_csrf_token(redis_app: Celery) -> None:
-    state = fed(redis_app, task_events("t-2", "ctl.add")[0])  # received: still revocable
+def test_post_needs_the_csrf_token(app: Celery) -> None:
+    state = fed(app, task_events("t-2", "ctl.add")[0])  # received: still revocable
     with client_for(state) as client:
         assert client.post("/actions/revoke", data={"task_id": "t-2"}).status_code == 403
         page = client.get("/tasks/t-2")
@@ -106,11 +98,11 @@ def test_post_needs_the_csrf_token(redis_app: Celery) -> None:
         )
     assert good.status_code == 303
     assert good.headers["location"].startswith("/tasks/t-2?done=revoked")
-    assert "t-2" in redis_app.broker.revoked_ids()
+    assert "t-2" in app.broker.revoked_ids()
 
 
-def test_auth_basic_and_bearer(redis_app: Celery) -> None:
-    state = fed(redis_app)
+def test_auth_basic_and_bearer(app: Celery) -> None:
+    state = fed(app)
     with client_for(state, Auth("admin", "pw", "tok")) as client:
         assert client.get("/cluster").status_code == 401
         assert client.get("/metrics").status_code == 401
@@ -141,9 +133,9 @@ def test_non_loopback_address_needs_auth(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "not a loopback address and no auth is set" in result.output
 
 
-def test_huge_args_cut_short_in_lists_whole_on_request(redis_app: Celery) -> None:
+def test_huge_args_cut_short_in_lists_whole_on_request(app: Celery) -> None:
     huge = "(" + "x" * 9000 + "END)"
-    state = fed(redis_app, *task_events("t-3", "big", args=huge))
+    state = fed(app, *task_events("t-3", "big", args=huge))
     with client_for(state) as client:
         listing = client.get("/tasks").text
         detail = client.get("/tasks/t-3").text
@@ -153,14 +145,14 @@ def test_huge_args_cut_short_in_lists_whole_on_request(redis_app: Celery) -> Non
     assert "END)" in whole and "x" * 9000 in whole
 
 
-def test_search_and_workflow_tree(redis_app: Celery) -> None:
+def test_search_and_workflow_tree(app: Celery) -> None:
     events = [
         *task_events("root", "step.one"),
         *task_events("mid", "step.two", root_id="root", parent_id="root"),
         *task_events("leaf", "step.three", root_id="root", parent_id="mid"),
         *task_events("other", "lonely.task"),
     ]
-    state = fed(redis_app, *events)
+    state = fed(app, *events)
     with client_for(state) as client:
         found = client.get("/tasks", params={"q": "step.t"}).text
         detail = client.get("/tasks/leaf").text
@@ -171,8 +163,8 @@ def test_search_and_workflow_tree(redis_app: Celery) -> None:
     assert "this task" in workflow
 
 
-def test_metrics_count_the_events(redis_app: Celery) -> None:
-    state = fed(redis_app, *task_events("m1", "ctl.add"), *task_events("m2", "ctl.add"))
+def test_metrics_count_the_events(app: Celery) -> None:
+    state = fed(app, *task_events("m1", "ctl.add"), *task_events("m2", "ctl.add"))
     with client_for(state) as client:
         text = client.get("/metrics").text
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -182,15 +174,9 @@ def test_metrics_count_the_events(redis_app: Celery) -> None:
     assert "celery_queue_length" in families and "celery_worker_up" in families
 
 
-@pytest.mark.parametrize("kind", ["redis", "sqlite"])
-def test_history_survives_a_restart_bounded(
-    kind: str, redis_url: str, backend_url: str, tmp_path: Path
-) -> None:
-    if kind == "redis":
-        app = Celery("h", broker=redis_url, backend=backend_url)
-    else:
-        url = f"sqlite:///{tmp_path / 'b.db'}"
-        app = Celery("h", broker=url, backend=url)
+def test_history_survives_a_restart_bounded(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    app = Celery("h", broker=url, backend=url)
     try:
         events = [e for i in range(5) for e in task_events(f"h-{i}", f"job{i}")]
         first = fed(app, *events, max_tasks=3)
@@ -210,17 +196,15 @@ def csrf_of(client: TestClient, path: str) -> str:
     return found.group(1)
 
 
-def test_dead_letters_listed_inspected_requeued_and_purged(redis_app: Celery) -> None:
-    broker = redis_app.broker
+def test_dead_letters_listed_inspected_requeued_and_purged(app: Celery) -> None:
+    broker = app.broker
     queue = "dlq_unit"
     broker.purge([queue])
     broker.purge_dead(queue)
-    sent = [
-        redis_app.send_task("ctl.add", args=[i, "<b>html</b>"], queue=queue).id for i in range(3)
-    ]
+    sent = [app.send_task("ctl.add", args=[i, "<b>html</b>"], queue=queue).id for i in range(3)]
     for delivery in broker.fetch([queue], 3, 1.0):
         broker.dead_letter(delivery, "unit test: <i>no such task</i>")
-    state = DashboardState(redis_app)
+    state = DashboardState(app)
     state.known_queues.add(queue)
     state.poll(discover=False)
     assert state.queues[queue]["dead"] == 3 and state.queues[queue]["total"] == 0
