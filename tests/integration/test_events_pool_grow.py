@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -45,9 +45,9 @@ def client(redis_url: str, backend_url: str) -> Iterator[Celery]:
     app.close()
 
 
-def _wait(check: object, what: str) -> None:
+def _wait(check: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + WAIT_S
-    while not check():  # type: ignore[operator]
+    while not check():
         assert time.monotonic() < deadline, f"waited {WAIT_S} s for {what}"
         time.sleep(0.05)
 
