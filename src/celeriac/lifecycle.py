@@ -45,7 +45,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +84,13 @@ class Point:
         with self._lock:
             self.hooks = tuple(h for h in self.hooks if h != hook)
 
+    def keep(self, hook: Hook, on: bool) -> None:
+        """Subscribe *hook* when *on*, else unsubscribe it."""
+        if on:
+            self.subscribe(hook)
+        else:
+            self.unsubscribe(hook)
+
     def emit(self, *args: Any) -> None:
         """Call every hook; one that raises is logged and the others still run."""
         for hook in self.hooks:
@@ -95,6 +102,13 @@ class Point:
                     getattr(hook, "__qualname__", hook),
                     self.name,
                 )
+
+
+def subscribe_all(pairs: Iterable[tuple[Point, Hook]], on: bool = True) -> None:
+    """Subscribe each hook to its point (a view's install), or with ``on=False`` unsubscribe
+    each (its uninstall)."""
+    for point, hook in pairs:
+        point.keep(hook, on)
 
 
 # the client

@@ -81,10 +81,7 @@ def bind(
     group = watched if isinstance(watched, tuple) else (watched,)
 
     def follow(_listening: bool) -> None:
-        if any(group):
-            point.subscribe(hook)
-        else:
-            point.unsubscribe(hook)
+        point.keep(hook, any(group))
 
     for signal in group:
         signal.watch(follow)

@@ -229,14 +229,12 @@ class MetricsView:
 
     def install(self) -> None:
         """Subscribe every hook (before the prefork fork, so children inherit them)."""
-        for point, hook in self.pairs():
-            point.subscribe(hook)
+        lifecycle.subscribe_all(self.pairs())
         recovery.listen(self.recovered, self.lost)
         self._installed = True
 
     def uninstall(self) -> None:
-        for point, hook in self.pairs():
-            point.unsubscribe(hook)
+        lifecycle.subscribe_all(self.pairs(), on=False)
         recovery.stop_listening()
         self._installed = False
         self._stop.set()

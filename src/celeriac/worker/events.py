@@ -158,11 +158,7 @@ class WorkerEvents:
         self.counters.following(on)
         if on == self._subscribed:
             return
-        for point, hook in self._task_hooks():
-            if on:
-                point.subscribe(hook)
-            else:
-                point.unsubscribe(hook)
+        lifecycle.subscribe_all(self._task_hooks(), on)
         self._subscribed = on
 
     def _tick(self) -> None:
@@ -194,14 +190,12 @@ class WorkerEvents:
         ]
 
     def install(self) -> None:
-        for point, hook in self._worker_hooks():
-            point.subscribe(hook)
+        lifecycle.subscribe_all(self._worker_hooks())
         self.dispatcher.on_tick = self._tick
         self.follow_switch()
 
     def uninstall(self) -> None:
-        for point, hook in self._worker_hooks() + self._task_hooks():
-            point.unsubscribe(hook)
+        lifecycle.subscribe_all(self._worker_hooks() + self._task_hooks(), on=False)
         self._subscribed = False
         self.dispatcher.close()
 

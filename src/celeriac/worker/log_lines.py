@@ -89,12 +89,7 @@ def revoked(
 def install() -> None:
     """Subscribe the lines this logger would show (checked once, as Celery does)."""
     lifecycle.task_failed.subscribe(failed)
-    if not logger.isEnabledFor(logging.INFO):
-        for point, hook in _INFO_LINES:
-            point.unsubscribe(hook)
-        return
-    for point, hook in _INFO_LINES:
-        point.subscribe(hook)
+    lifecycle.subscribe_all(_INFO_LINES, logger.isEnabledFor(logging.INFO))
 
 
 _INFO_LINES: list[tuple[lifecycle.Point, Any]] = [
