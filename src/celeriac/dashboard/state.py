@@ -11,15 +11,17 @@ stream tells the pages to redraw when it does.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import redis.exceptions
 from prometheus_client import CollectorRegistry
 
-from ..errors import ConfigurationError
+from ..errors import BackendError, BrokerError, ConfigurationError
 from ..events.monitor import FINISHED, TASK_STATES
 from ..events.receiver import EventReceiver
 from ..metrics.families import TaskMetrics
@@ -35,6 +37,15 @@ logger = logging.getLogger(__name__)
 POLL_S = 1.0
 DISCOVER_EVERY = 5  # polls between two tree queries that wait for unknown workers too
 ENABLE_EVENTS_S = 10.0  # how often workers are asked to send task events
+# what a lost broker or backend raises (anything else is a fault of the dashboard's own)
+CONNECTION_ERRORS = (
+    BrokerError,
+    BackendError,
+    OSError,
+    sqlite3.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
 RECONCILE_MAX = 500  # unfinished tasks checked against the backend per poll
 PLACE_KEYS = ("pid", "pool", "child_index", "thread_name", "greenlet", "asyncio_task")
 
@@ -208,9 +219,15 @@ class DashboardState:
                 self.bump()
                 return
             except Exception as exc:
+                first = self.events_error is None
                 self.events_error = self.scrubbed(exc)
                 self.bump()
-                logger.warning("dashboard: events stopped (%s); trying again", self.events_error)
+                if first:
+                    logger.warning(
+                        "dashboard: events stopped (%s); trying again every second",
+                        self.events_error,
+                        exc_info=not isinstance(exc, CONNECTION_ERRORS),
+                    )
                 self._stop.wait(1.0)
 
     # polling
@@ -225,13 +242,26 @@ class DashboardState:
                     next_enable = started + ENABLE_EVENTS_S
                 self.poll(discover=tick % DISCOVER_EVERY == 0)
                 self.flush()
+                if self.broker_error is not None:
+                    logger.info("dashboard: the broker answers again")
                 self.broker_error = None
             except Exception as exc:
-                self.broker_error = self.scrubbed(exc)
-                logger.warning("dashboard: cannot reach the broker (%s)", self.broker_error)
+                self._poll_failed(exc)
             tick += 1
             self.bump()
             self._stop.wait(max(0.05, POLL_S - (time.monotonic() - started)))
+
+    def _poll_failed(self, exc: Exception) -> None:
+        """Shown on every page; logged once per outage (with the traceback when it is not
+        a lost connection, which would be a fault of the dashboard's own)."""
+        first = self.broker_error is None
+        self.broker_error = self.scrubbed(exc)
+        if first:
+            logger.warning(
+                "dashboard: a poll of the cluster failed (%s); retrying every second",
+                self.broker_error,
+                exc_info=not isinstance(exc, CONNECTION_ERRORS),
+            )
 
     def has_remote_control(self) -> bool:
         from ..pidbox_amqp import is_amqp
