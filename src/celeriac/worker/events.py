@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import multiprocessing
 import os
 import time
 from multiprocessing.sharedctypes import RawArray
@@ -33,6 +32,7 @@ from ..events import wire
 from ..events.dispatcher import EventDispatcher
 from ..events.transport import transport_for
 from .log_lines import short_repr
+from .place import child_index
 
 if TYPE_CHECKING:
     from ..brokers.base import Delivery
@@ -238,7 +238,7 @@ class WorkerEvents:
             return
         # a prefork child: its own connection, pid, clock and flusher thread
         self.dispatcher.after_fork()
-        index = _child_index()
+        index = child_index()
         self.counters.take_slot(index)
         self._slot_known = index is not None
         self.follow_switch()
@@ -348,15 +348,6 @@ class WorkerEvents:
         if outcome.state == states.REJECTED:
             requeue = bool(getattr(outcome.exc, "requeue", False))
             self._buffer("task-rejected", {"uuid": job.message.id, "requeue": requeue})
-
-
-def _child_index() -> int | None:
-    """A prefork child's index, from the process name it was given (ForkPoolWorker-<i+1>)."""
-    name = multiprocessing.current_process().name
-    prefix, _, number = name.rpartition("-")
-    if prefix != "ForkPoolWorker" or not number.isdigit():
-        return None
-    return int(number) - 1
 
 
 _current: WorkerEvents | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import sys
@@ -10,6 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 Place = dict[str, Any]
+
+CHILD_NAME = "ForkPoolWorker"  # a prefork child is named CHILD_NAME-<index + 1>, as in Celery
+
+
+def child_index() -> int | None:
+    """A prefork child's index, from the process name it was given (ForkPoolWorker-<i+1>);
+    None in any other process."""
+    name = multiprocessing.current_process().name
+    prefix, _, number = name.rpartition("-")
+    if prefix != CHILD_NAME or not number.isdigit():
+        return None
+    return int(number) - 1
 
 
 def greenlet_id() -> int | None:

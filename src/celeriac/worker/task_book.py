@@ -14,7 +14,6 @@ only when asked.
 from __future__ import annotations
 
 import mmap
-import multiprocessing
 import os
 import struct
 import threading
@@ -26,6 +25,7 @@ import orjson
 
 from .. import lifecycle
 from ..protocol import TaskMessage, parse_envelope
+from .place import child_index
 
 if TYPE_CHECKING:
     from ..brokers.base import Delivery
@@ -237,14 +237,6 @@ class Cells:
         return active_info(message, hostname, queue, small, acked, place, started)
 
 
-def _child_index() -> int | None:
-    name = multiprocessing.current_process().name
-    prefix, _, number = name.rpartition("-")
-    if prefix != "ForkPoolWorker" or not number.isdigit():
-        return None
-    return int(number) - 1
-
-
 class TaskBook:
     """The view: subscribe once, before any fork; read with :meth:`records`."""
 
@@ -275,7 +267,7 @@ class TaskBook:
             return
         self.record = Record()  # a prefork child: a record of its own
         self._lock = threading.Lock()
-        index = _child_index()
+        index = child_index()
         if self.cells is not None and index is not None and index < self.cells.count:
             self._index = index
             self._slots = self.cells.started_process(index)

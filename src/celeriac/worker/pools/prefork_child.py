@@ -28,6 +28,7 @@ from ..execute import (
     internal_error,
     invoke,
 )
+from ..place import CHILD_NAME
 from ..runtime import ColdShutdown, StopFlags, WorkerRuntime
 from ..serve import make_context, serve_in_process
 from .solo import InlineSlots
@@ -48,7 +49,7 @@ def child_main(runtime: WorkerRuntime, index: int, table: SlotTable) -> int:
     _die_with_parent()
     _close_inherited_sockets()
     pid = os.getpid()
-    multiprocessing.current_process().name = f"ForkPoolWorker-{index + 1}"
+    multiprocessing.current_process().name = f"{CHILD_NAME}-{index + 1}"
     runtime.stop = StopFlags()  # the manager's events are not ours
     runtime.app.client_name = f"celeriac.child{index}.{pid}"
     runtime.app.close()  # drops the parent's clients; ours open on first use
