@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 
 from ..errors import ConfigurationError
-from ..task import _current_request  # the request running in this slot
-from ..worker.logs import TASK_LOGGER
+from ..worker.logs import TASK_LOGGER, add_task_fields
 from ..worker.logs import parse_level as mlevel
 
 __all__ = ["base_logger", "get_logger", "get_task_logger", "mlevel", "task_logger"]
@@ -40,13 +39,7 @@ class TaskContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.logger.parent is not task_logger:
             self.logger.parent = task_logger
-        request = _current_request.get()
-        if request is not None and request.id:
-            record.task_name = request.task
-            record.task_id = request.id
-        else:
-            record.__dict__.setdefault("task_name", "???")
-            record.__dict__.setdefault("task_id", "???")
+        add_task_fields(record)
         return True
 
 

@@ -82,14 +82,20 @@ class TaskFormatter(WorkerFormatter):
     """Fills ``%(task_name)s`` and ``%(task_id)s`` from the task running in this slot."""
 
     def format(self, record: logging.LogRecord) -> str:
-        request = _current_request.get()
-        if request is not None and request.id:
-            record.task_name = request.task
-            record.task_id = request.id
-        else:
-            record.__dict__.setdefault("task_name", "???")
-            record.__dict__.setdefault("task_id", "???")
+        add_task_fields(record)
         return super().format(record)
+
+
+def add_task_fields(record: logging.LogRecord) -> None:
+    """Put ``task_name`` and ``task_id`` of the task running in this slot on *record* ("???"
+    outside a task, unless the record has them already)."""
+    request = _current_request.get()
+    if request is not None and request.id:
+        record.task_name = request.task
+        record.task_id = request.id
+    else:
+        record.__dict__.setdefault("task_name", "???")
+        record.__dict__.setdefault("task_id", "???")
 
 
 TURN_WAIT_S = 2.0
