@@ -1,45 +1,25 @@
 #!/usr/bin/env bash
-# Install what the tests need (redis-server, a virtualenv with .[dev]) and run them all:
+# Install what the tests need (Debian servers, a virtualenv with .[dev]) and run them all:
 # lint, types, then pytest. .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "== installing redis-server (Debian package)"
-  SUDO=""
-  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-fi
-
-# redis-sentinel for the Sentinel failover tests (tests/support/redis_sentinel.py starts its
-# own sentinels on free ports); the package's own service is stopped so it holds no port
-if ! command -v redis-sentinel >/dev/null 2>&1; then
-  echo "== installing redis-sentinel (Debian package)"
-  SUDO=""
-  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends redis-sentinel >/dev/null
-  { $SUDO service redis-sentinel stop || true; } >/dev/null 2>&1
-fi
-
-# PostgreSQL for the Django tests (tests/support/postgres.py runs initdb in a temp dir);
-# if it cannot be installed, those tests skip and say why
-if ! dpkg -s postgresql >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
-  echo "== installing postgresql (Debian package)"
-  SUDO=""
-  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends postgresql \
-    >/dev/null; } || echo "== postgresql not installed: the PostgreSQL tests will skip"
-fi
-
-# RabbitMQ for the AMQP tests (tests/support/rabbitmq.py starts a private node on free
-# loopback ports); a policy-rc.d keeps the package's own service from starting at install
-if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
-  echo "== installing rabbitmq-server (Debian package)"
+# Debian packages the tests start themselves on free loopback ports: redis-server and
+# redis-sentinel (tests/support/redis_*.py), postgresql for the Django tests (initdb in a
+# temp dir), rabbitmq-server for the AMQP tests (a private node), chromium and a CJK font
+# for the dashboard's browser tests (Playwright drives the Debian browser; `playwright
+# install` is never run). One apt-get run installs whatever is missing; a policy-rc.d keeps
+# the packages' own services from starting, and any that did start are stopped.
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+{ dpkg -s postgresql >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; } || need+=(postgresql)
+{ command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; } \
+  || need+=(rabbitmq-server)
+browser=()
+command -v chromium >/dev/null 2>&1 || browser+=(chromium chromium-driver fonts-wqy-microhei)
+if [ "$((${#need[@]} + ${#browser[@]}))" -gt 0 ]; then
+  echo "== installing ${need[*]} ${browser[*]} (Debian packages)"
   SUDO=""
   if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
@@ -50,20 +30,16 @@ if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/lib/rabbitmq/bin/
     POLICY_ADDED=1
   fi
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
+  if [ "${#need[@]}" -gt 0 ]; then
+    $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  if [ "${#browser[@]}" -gt 0 ]; then
+    $SUDO apt-get install -y -qq "${browser[@]}" >/dev/null
+  fi
   if [ -n "$POLICY_ADDED" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
-fi
-
-# headless Chromium (and a font with CJK glyphs for the seed's labels) for the dashboard's
-# browser tests (tests/integration/test_dashboard_browser.py drives it with Playwright;
-# `playwright install` is never run: the Debian browser is used)
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "== installing chromium (Debian package)"
-  SUDO=""
-  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null
+  for service in redis-server redis-sentinel postgresql rabbitmq-server; do
+    { $SUDO service "$service" stop || true; } >/dev/null 2>&1
+  done
 fi
 
 VENV="${CELERIAC_VENV:-.venv}"
