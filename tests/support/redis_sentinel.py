@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from tests.support.redis_server import free_port, redis_binary
+from tests.support.redis_server import free_port, server_args, spawn, stop_process
 
 MASTER_NAME = "mymaster"
 DOWN_AFTER_MS = 1000
@@ -53,13 +53,7 @@ class Node:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, nothing saved, its clients see the connection drop."""
@@ -224,28 +218,10 @@ def _sentinel_sees_all(client: redis.Redis, sentinels: int) -> bool:
 def _server(workdir: Path, role: str, args: list[str], port: int = 0) -> Node:
     port = port or free_port()
     log = workdir / f"{role}-{port}.log"
-    cmd = [
-        redis_binary(),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-        "--dbfilename",
-        f"{role}-{port}.rdb",
-        "--daemonize",
-        "no",
-        "--logfile",
-        str(log),
-        *args,
-    ]
-    process = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    process = spawn(
+        server_args(
+            port, workdir, ["--dbfilename", f"{role}-{port}.rdb", "--logfile", str(log), *args]
+        )
     )
     node = Node(role, port, process, log)
     client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
@@ -276,12 +252,7 @@ def _sentinel(workdir: Path, master_port: int) -> Node:
             ]
         )
     )
-    process = subprocess.Popen(
-        [sentinel_binary(), str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = spawn([sentinel_binary(), str(config)])
     node = Node("sentinel", port, process, log)
     client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
     try:

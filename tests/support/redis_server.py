@@ -8,7 +8,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 
@@ -33,19 +35,13 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
     def restart(self) -> None:
         """Stop and start again on the same port (persistence depends on extra_args)."""
         self.stop()
         self.process = _spawn(self.port, self.workdir, self.extra_args)
-        _wait_ready(self.port, self.process)
+        wait_pong(_ping_client(self.port), self.process)
 
 
 DEBIAN_REDIS = "/usr/bin/redis-server"  # where Debian's package puts it, if not on PATH
@@ -60,8 +56,10 @@ def redis_binary() -> str:
     return found
 
 
-def _spawn(port: int, workdir: str, extra_args: list[str]) -> subprocess.Popen[bytes]:
-    args = [
+def server_args(port: int, workdir: str | Path, extra: Sequence[str] = ()) -> list[str]:
+    """A redis-server command line: loopback only, nothing saved to disk, in the foreground,
+    then *extra*."""
+    return [
         redis_binary(),
         "--port",
         str(port),
@@ -72,34 +70,59 @@ def _spawn(port: int, workdir: str, extra_args: list[str]) -> subprocess.Popen[b
         "--appendonly",
         "no",
         "--dir",
-        workdir,
+        str(workdir),
         "--daemonize",
         "no",
-        "--loglevel",
-        "warning",
-        *extra_args,
+        *extra,
     ]
-    # its own session: a Ctrl-C meant for the test or benchmark run does not reach it; it is
-    # stopped by PID like every other process we start
+
+
+def spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start *args* quietly in a session of its own: a Ctrl-C meant for the test or benchmark
+    run does not reach it; it is stopped by PID (stop_process) like every process we start."""
     return subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        list(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
 
 
-def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {process.returncode} on port {port}")
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate *process* and wait for it; kill it when it does not go within 10 s."""
+    if process.poll() is None:
+        process.terminate()
         try:
-            if client.ping():
-                client.close()
-                return
-        except redis.exceptions.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def wait_pong(
+    client: redis.Redis, process: subprocess.Popen[bytes], timeout_s: float = 10.0
+) -> None:
+    """Wait until the server *process* answers PING on *client* (closed afterwards)."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if process.poll() is not None:
+                port = client.connection_pool.connection_kwargs.get("port")
+                raise RuntimeError(f"redis-server exited with {process.returncode} on port {port}")
+            try:
+                if client.ping():
+                    return
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+    finally:
+        client.close()
+
+
+def _ping_client(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
+
+
+def _spawn(port: int, workdir: str, extra_args: list[str]) -> subprocess.Popen[bytes]:
+    return spawn(server_args(port, workdir, ["--loglevel", "warning", *extra_args]))
 
 
 def start_redis(extra_args: list[str] | None = None) -> RedisServer:
@@ -107,7 +130,7 @@ def start_redis(extra_args: list[str] | None = None) -> RedisServer:
     port = free_port()
     extra = list(extra_args or [])
     process = _spawn(port, workdir, extra)
-    _wait_ready(port, process)
+    wait_pong(_ping_client(port), process)
     return RedisServer(port, process, workdir, extra)
 
 
@@ -116,4 +139,14 @@ def cleanup(server: RedisServer) -> None:
     shutil.rmtree(server.workdir, ignore_errors=True)
 
 
-__all__ = ["RedisServer", "cleanup", "free_port", "redis_binary", "start_redis"]
+__all__ = [
+    "RedisServer",
+    "cleanup",
+    "free_port",
+    "redis_binary",
+    "server_args",
+    "spawn",
+    "start_redis",
+    "stop_process",
+    "wait_pong",
+]

@@ -12,7 +12,6 @@ import ipaddress
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support.redis_server import free_port, redis_binary
+from tests.support.redis_server import free_port, server_args, spawn, stop_process, wait_pong
 
 ADMIN_PASSWORD = "adm1n-S3cret-pw"
 
@@ -147,13 +146,7 @@ class SecureRedis:
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -163,27 +156,9 @@ def start_secure_redis(tls: bool) -> SecureRedis:
     workdir = Path(tempfile.mkdtemp(prefix="celeriac-redis-secure-"))
     port = free_port()
     certs = make_certs(workdir) if tls else None
-    args = [
-        redis_binary(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-        "--loglevel",
-        "warning",
-        "--requirepass",
-        ADMIN_PASSWORD,
-    ]
-    if certs is None:
-        args += ["--port", str(port)]
-    else:
+    args = ["--loglevel", "warning", "--requirepass", ADMIN_PASSWORD]
+    if certs is not None:
         args += [
-            "--port",
-            "0",
             "--tls-port",
             str(port),
             "--tls-cert-file",
@@ -195,34 +170,14 @@ def start_secure_redis(tls: bool) -> SecureRedis:
             "--tls-auth-clients",
             "yes",
         ]
-    process = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    process = spawn(server_args(port if certs is None else 0, workdir, args))
     server = SecureRedis(port, process, workdir, certs)
     try:
-        _wait_ready(server)
+        wait_pong(server.admin(), process)
     except BaseException:
         server.stop()
         raise
     return server
-
-
-def _wait_ready(server: SecureRedis, timeout_s: float = 10.0) -> None:
-    client = server.admin()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {server.process.returncode}")
-            try:
-                client.ping()
-                return
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-    finally:
-        client.close()
 
 
 __all__ = ["ADMIN_PASSWORD", "Certs", "SecureRedis", "make_certs", "start_secure_redis"]
