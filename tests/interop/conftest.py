@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import celery
 import pytest
+import redis
 
 import celeriac
 from tests.interop.peers import ROUTES
@@ -20,6 +21,14 @@ def celery_client(redis_url: str, backend_url: str) -> Iterator[celery.Celery]:
     app.conf.task_routes = ROUTES
     yield app
     app.close()
+
+
+@pytest.fixture
+def results(backend_url: str) -> Iterator[redis.Redis]:
+    """A plain Redis client on the result backend's database, to read what tasks left."""
+    client = redis.Redis.from_url(backend_url)
+    yield client
+    client.close()
 
 
 @pytest.fixture

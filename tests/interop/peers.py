@@ -12,6 +12,16 @@ ROUTES = {"core.routed.*": {"queue": "routed"}}
 CELERY_WORKER_FLAGS = ("-l", "info", "--without-mingle", "--without-gossip", "--without-heartbeat")
 
 
+def release_celery_backend(app: Any) -> None:
+    """Stop a Celery client's result consumer and drop its Redis connections: its group and
+    chord waits open pub/sub connections that ``app.close()`` keeps, and results freed after
+    the test's Redis stops must not try to unsubscribe (their ``__del__`` would)."""
+    backend = app.backend
+    backend.result_consumer.stop()
+    backend.result_consumer.subscribed_to.clear()
+    backend.client.connection_pool.disconnect()
+
+
 def release_celery_results(app: Any) -> None:
     """Celery keeps each result it waited on until its task is ready (and so past a test
     module); its ``AsyncResult.__del__`` then unsubscribes, which must happen while the

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 import celeriac
-from tests.interop.peers import CELERY_WORKER_FLAGS
+from tests.interop.peers import CELERY_WORKER_FLAGS, release_celery_backend
 from tests.support.canvas_tasks import CanvasTasks, define_tasks
 from tests.support.workers import WorkerProcess
 
@@ -26,22 +26,12 @@ COUNTERS = (".j", ".t", ".s", ".d")
 @pytest.fixture
 def celery_tasks(celery_client: celery.Celery) -> Iterator[CanvasTasks]:
     yield define_tasks(celery_client)
-    # a Celery client's group and chord waits open pub/sub connections app.close() keeps
-    backend: Any = celery_client.backend
-    backend.result_consumer.stop()
-    backend.client.connection_pool.disconnect()
+    release_celery_backend(celery_client)
 
 
 @pytest.fixture
 def our_tasks(celeriac_client: celeriac.Celery) -> CanvasTasks:
     return define_tasks(celeriac_client)
-
-
-@pytest.fixture
-def results(backend_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(backend_url)
-    yield client
-    client.close()
 
 
 def counter_keys(results: redis.Redis, group_id: str) -> list[str]:

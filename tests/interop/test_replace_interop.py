@@ -15,7 +15,7 @@ import celery
 import pytest
 
 import celeriac
-from tests.interop.peers import CELERY_WORKER_FLAGS
+from tests.interop.peers import CELERY_WORKER_FLAGS, release_celery_backend
 from tests.support.replace_tasks import ROUTES, ReplaceTasks, define_tasks
 from tests.support.workers import WorkerProcess
 
@@ -27,11 +27,7 @@ Factory = Callable[..., WorkerProcess]
 def celery_side(celery_client: celery.Celery) -> Iterator[ReplaceTasks]:
     celery_client.conf.task_routes = ROUTES
     yield define_tasks(celery_client)
-    backend: Any = celery_client.backend
-    backend.result_consumer.stop()
-    # results freed after Redis stops must not try to unsubscribe (their __del__ would)
-    backend.result_consumer.subscribed_to.clear()
-    backend.client.connection_pool.disconnect()
+    release_celery_backend(celery_client)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from celery.canvas import StampingVisitor as CeleryVisitor
 
 import celeriac
 from celeriac.canvas import StampingVisitor
-from tests.interop.peers import CELERY_WORKER_FLAGS
+from tests.interop.peers import CELERY_WORKER_FLAGS, release_celery_backend
 from tests.support.stamp_tasks import StampTasks, define_tasks
 from tests.support.workers import WorkerProcess
 
@@ -27,23 +27,12 @@ Factory = Callable[..., WorkerProcess]
 @pytest.fixture
 def celery_side(celery_client: celery.Celery) -> Iterator[StampTasks]:
     yield define_tasks(celery_client)
-    backend: Any = celery_client.backend
-    backend.result_consumer.stop()
-    # results freed after Redis stops must not try to unsubscribe (their __del__ would)
-    backend.result_consumer.subscribed_to.clear()
-    backend.client.connection_pool.disconnect()
+    release_celery_backend(celery_client)
 
 
 @pytest.fixture
 def our_side(celeriac_client: celeriac.Celery) -> StampTasks:
     return define_tasks(celeriac_client)
-
-
-@pytest.fixture
-def results(backend_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(backend_url)
-    yield client
-    client.close()
 
 
 def stamps(**values: Any) -> dict[str, Any]:
