@@ -21,6 +21,10 @@ def make_backend(url: str, settings: Settings, client_name: str = "celeriac") ->
         from .redis import RedisBackend
 
         return RedisBackend(url, settings, client_name=client_name)
+    if scheme == "rpc":
+        from .rpc import RpcBackend
+
+        return RpcBackend(url, settings, client_name=client_name)
     if scheme == "memory":
         from .memory import MemoryBackend
 

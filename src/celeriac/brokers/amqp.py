@@ -20,10 +20,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import secrets
 import select
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -58,6 +60,50 @@ _REVOKED_VERSION = [0]
 _REVOKED_LOCK = threading.Lock()
 
 
+# rpc:// results: the reply queue of this process's rpc backend (tasks sent from here name it
+# as reply_to), and where each delivered task wants its result (reply_to, correlation_id)
+_REPLY_QUEUE: list[str | None] = [None]
+_REPLY_TO: dict[str, tuple[str, str]] = {}
+MAX_REPLY_ADDRESSES = 10_000
+
+
+def reply_queue_name() -> str:
+    """This process's rpc:// reply queue (a forked child gets its own)."""
+    name = _REPLY_QUEUE[0]
+    if name is None:
+        name = _REPLY_QUEUE[0] = str(uuid.uuid4())
+    return name
+
+
+def declare_reply_queue(channel: Any, name: str, expires_ms: int) -> None:
+    channel.queue_declare(
+        name, durable=False, auto_delete=True, arguments={"x-expires": expires_ms}
+    )
+
+
+def _forget_reply_queue() -> None:
+    _REPLY_QUEUE[0] = None
+    _REPLY_TO.clear()
+
+
+os.register_at_fork(after_in_child=_forget_reply_queue)
+
+
+def reply_address(task_id: str) -> tuple[str | None, str | None]:
+    """Where the result of *task_id* goes (its message's reply_to and correlation_id)."""
+    found = _REPLY_TO.pop(task_id, None)
+    return found if found is not None else (None, None)
+
+
+def _note_reply_address(properties: Any) -> None:
+    headers = properties.get("application_headers") or {}
+    task_id, reply_to = headers.get("id"), properties.get("reply_to")
+    if isinstance(task_id, str) and isinstance(reply_to, str) and reply_to:
+        _REPLY_TO[task_id] = (reply_to, str(properties.get("correlation_id") or task_id))
+        if len(_REPLY_TO) > MAX_REPLY_ADDRESSES:
+            del _REPLY_TO[next(iter(_REPLY_TO))]
+
+
 class _Link:
     """One connection and one channel, used under a lock (py-amqp is not thread-safe)."""
 
@@ -74,22 +120,7 @@ class _Link:
     def open(self) -> Any:
         if self.channel is not None:
             return self.channel
-        target = self.broker.target
-        conn = amqp.Connection(
-            target.address,
-            userid=target.userid,
-            password=target.password,
-            virtual_host=target.virtual_host,
-            ssl=target.tls,
-            connect_timeout=self.broker.connect_timeout_s,
-            heartbeat=0,
-            client_properties={"connection_name": f"{self.broker.client_name} {self.role}"},
-        )
-        try:
-            conn.connect()
-        except AMQP_ERRORS as exc:
-            _close_quietly(conn)
-            raise self.broker.unreachable(exc) from exc
+        conn = self.broker.connect(self.role)
         self.conn = conn
         channel = conn.channel()
         self.token = secrets.token_hex(4)
@@ -140,6 +171,10 @@ class AmqpBroker:
         self.connect_timeout_s = float(settings.get("broker_connection_timeout") or 4.0)
         self.confirm_timeout_s = float(options.get("confirm_timeout", CONFIRM_TIMEOUT_S))
         self.queues = queues_from(settings)
+        rpc = str(settings.get("result_backend") or "").lower().startswith("rpc")
+        self.rpc_expires_ms = (
+            int(float(settings.get("result_expires") or 86400) * 1000) if rpc else 0
+        )
         self.queue_types = QueueTypes(settings, set(self.queues.declared))
         self._pub = _Link(self, "publisher")
         self._pub.on_open = self._confirms_on
@@ -158,6 +193,26 @@ class AmqpBroker:
         self._asked = 0
 
     # connections
+    def connect(self, role: str) -> Any:
+        """A new connection to the node (named after this client and *role*)."""
+        target = self.target
+        conn = amqp.Connection(
+            target.address,
+            userid=target.userid,
+            password=target.password,
+            virtual_host=target.virtual_host,
+            ssl=target.tls,
+            connect_timeout=self.connect_timeout_s,
+            heartbeat=0,
+            client_properties={"connection_name": f"{self.client_name} {role}"},
+        )
+        try:
+            conn.connect()
+        except AMQP_ERRORS as exc:
+            _close_quietly(conn)
+            raise self.unreachable(exc) from exc
+        return conn
+
     def unreachable(self, exc: BaseException) -> BrokerError:
         return BrokerError(
             f"cannot reach the RabbitMQ broker at {self.target.shown} "
@@ -204,6 +259,10 @@ class AmqpBroker:
                 raise BrokerError(f"cannot publish to {queue!r}: {exc}") from exc
             if priority:
                 properties["priority"] = max(0, min(255, int(priority)))
+            if self.rpc_expires_ms and properties.get("reply_to") == properties.get(
+                "correlation_id"
+            ):
+                properties["reply_to"] = reply_queue_name()  # rpc://: results come back here
             messages.append((queue, amqp.Message(body, **properties)))
         with self._pub.lock:
             try:
@@ -219,11 +278,33 @@ class AmqpBroker:
                 except AMQP_ERRORS as again:
                     raise self._lost(self._pub, again) from again
 
-    def _publish_confirmed(self, messages: list[tuple[str, Any]]) -> None:
+    def send_reply(
+        self, routing_key: str, body: bytes, correlation_id: str, delivery_mode: int
+    ) -> None:
+        """Publish an rpc:// result to a client's reply queue (declared by the client)."""
+        message = amqp.Message(
+            body,
+            content_type="application/json",
+            content_encoding="utf-8",
+            correlation_id=correlation_id,
+            delivery_mode=delivery_mode,
+        )
+        with self._pub.lock:
+            try:
+                self._publish_confirmed([(routing_key, message)], declare=False)
+            except AMQP_ERRORS as exc:
+                raise self._lost(self._pub, exc) from exc
+
+    def _publish_confirmed(self, messages: list[tuple[str, Any]], declare: bool = True) -> None:
         link = self._pub
         link.open()
-        for queue, _ in messages:
+        for queue, _ in messages if declare else ():
             link.declare(self.queues[queue])
+        if declare and self.rpc_expires_ms:
+            reply_queue = reply_queue_name()
+            if reply_queue not in link.declared:  # the replies must find it
+                declare_reply_queue(link.channel, reply_queue, self.rpc_expires_ms)
+                link.declared.add(reply_queue)
         self._nacked = 0
         for queue, message in messages:
             self._seq += 1
@@ -382,6 +463,7 @@ class AmqpBroker:
         receipt = f"{self._sub.token}:{info['delivery_tag']}"
         queue = self._queue_of.get(info.get("consumer_tag", ""), info.get("routing_key", ""))
         raw = amqp_wire.to_envelope(message.body, message.properties, info, receipt)
+        _note_reply_address(message.properties)
         delivery = Delivery(queue, receipt, raw)
         self._unacked[receipt] = delivery
         self._ready.append(delivery)
