@@ -21,8 +21,10 @@ import redis
 
 from celeriac import Celery
 from celeriac.errors import BrokerError
+from tests.support.chaos import chaos_workers
 from tests.support.redis_server import RedisServer, cleanup, start_redis
-from tests.support.workers import WorkerProcess, start_celeriac_worker
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerProcess
 
 TASKS = 60
 TASK_SECONDS = 0.05
@@ -52,22 +54,8 @@ def records(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def start_worker(
     aof_server: RedisServer, redis_server: RedisServer
 ) -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(*args: str) -> WorkerProcess:
-        worker = start_celeriac_worker(
-            "chaos_tasks",
-            aof_server.url(0),
-            *args,
-            backend_url=aof_server.url(1),
-            env_extra={"TEST_RECORD_URL": redis_server.url(2)},
-        )
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
+    with chaos_workers(aof_server, redis_server.url(2)) as start:
+        yield start
 
 
 @pytest.fixture
@@ -75,13 +63,6 @@ def client(aof_server: RedisServer) -> Iterator[Celery]:
     app = Celery("outage_client", broker=aof_server.url(0), backend=aof_server.url(1))
     yield app
     app.close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s}s waiting for {what}"
-        time.sleep(0.02)
 
 
 @dataclass

@@ -27,8 +27,10 @@ import redis
 
 from celeriac import Celery
 from celeriac.errors import BrokerError
+from tests.support.chaos import chaos_workers
 from tests.support.redis_server import RedisServer, cleanup, start_redis
-from tests.support.workers import WorkerProcess, start_celeriac_worker
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerProcess
 
 TASKS = 40
 SOCKET_TIMEOUT_S = 1.5  # the client's broker_transport_options socket_timeout here
@@ -58,22 +60,8 @@ def records(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def start_worker(
     own_redis: RedisServer, redis_server: RedisServer
 ) -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(*args: str) -> WorkerProcess:
-        worker = start_celeriac_worker(
-            "chaos_tasks",
-            own_redis.url(0),
-            *args,
-            backend_url=own_redis.url(1),
-            env_extra={"TEST_RECORD_URL": redis_server.url(3)},
-        )
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
+    with chaos_workers(own_redis, redis_server.url(3)) as start:
+        yield start
 
 
 @pytest.fixture
@@ -83,13 +71,6 @@ def client(own_redis: RedisServer) -> Iterator[Celery]:
     app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_step": 0.1}
     yield app
     app.close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s}s waiting for {what}"
-        time.sleep(0.02)
 
 
 def publish(client: Celery, run: str, count: int, seconds: float = 0.05) -> None:

@@ -3,7 +3,6 @@ prefork; expired tasks are not run."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 import redis
 
 from celeriac import Celery, TaskRevokedError, pidbox
+from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
 
 Factory = Callable[..., WorkerProcess]
@@ -25,13 +25,6 @@ def client(redis_url: str, backend_url: str) -> Celery:
 @pytest.fixture
 def r(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_revoked_task_is_not_run_and_stored_revoked(

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from celeriac import Celery, TaskRevokedError, TimeLimitExceeded
+from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess
 
 Factory = Callable[..., WorkerProcess]
@@ -30,13 +31,6 @@ def client(redis_url: str, backend_url: str) -> Celery:
 @pytest.fixture
 def r(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def _pool_args(pool: str) -> list[str]:
