@@ -223,13 +223,7 @@ def _server(workdir: Path, role: str, args: list[str], port: int = 0) -> Node:
             port, workdir, ["--dbfilename", f"{role}-{port}.rdb", "--logfile", str(log), *args]
         )
     )
-    node = Node(role, port, process, log)
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
-    try:
-        _wait_node(lambda: bool(client.ping()), node, "answers PING")
-    finally:
-        client.close()
-    return node
+    return _answering(Node(role, port, process, log))
 
 
 def _sentinel(workdir: Path, master_port: int) -> Node:
@@ -253,8 +247,12 @@ def _sentinel(workdir: Path, master_port: int) -> Node:
         )
     )
     process = spawn([sentinel_binary(), str(config)])
-    node = Node("sentinel", port, process, log)
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
+    return _answering(Node("sentinel", port, process, log))
+
+
+def _answering(node: Node) -> Node:
+    """*node* once it answers PING (its log tail in the error when it exits instead)."""
+    client = redis.Redis(host="127.0.0.1", port=node.port, socket_connect_timeout=0.2)
     try:
         _wait_node(lambda: bool(client.ping()), node, "answers PING")
     finally:
