@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -123,11 +124,27 @@ def add_consumer(listener: ControlListener, args: dict[str, Any]) -> Any:
     if name in consumed.names():
         return ok(f"already consuming from {name!r}")
     queue = _queue_for(listener, name, args)
-    declare_bindings(app.broker, [queue])
+    failure = _declare_with_retry(app.broker, queue)
+    if failure is not None:
+        return nok(f"could not declare queue {name!r} on the broker: {failure}; try again")
     consumed.add(queue.name)
     listener.runtime.queues = consumed.names()
     logger.info("started consuming from %s (remote control)", queue.name)
     return ok(f"add consumer {name}")
+
+
+def _declare_with_retry(broker: Any, queue: Queue, tries: int = 3) -> str | None:
+    """Write the queue's bindings; a connection the manager is re-opening after a fork
+    (children starting) may fail once, so try again before answering with the error."""
+    failure = ""
+    for attempt in range(tries):
+        try:
+            declare_bindings(broker, [queue])
+            return None
+        except Exception as exc:  # a broker error is the reply, never the control thread's end
+            failure = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.2 * (attempt + 1))
+    return failure
 
 
 def _queue_for(listener: ControlListener, name: str, args: dict[str, Any]) -> Queue:

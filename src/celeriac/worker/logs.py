@@ -98,7 +98,9 @@ def add_task_fields(record: logging.LogRecord) -> None:
         record.__dict__.setdefault("task_id", "???")
 
 
-TURN_WAIT_S = 2.0
+# how long a child waits for its turn on a pipe: a slow reader (a full pipe) can hold the
+# writer with the turn for seconds; only a child killed mid-write holds it for good
+TURN_WAIT_S = 10.0
 
 
 def _is_regular_file(fd: int) -> bool:
