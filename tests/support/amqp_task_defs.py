@@ -59,3 +59,7 @@ def configure(app: Any) -> None:
     app.conf.task_routes = ROUTES
     app.conf.worker_prefetch_multiplier = int(os.environ.get("TEST_PREFETCH", "1"))
     app.conf.task_default_queue_type = os.environ.get("TEST_QUEUE_TYPE", "classic")
+    if type(app).__module__.startswith("celery."):
+        # a Celery client's send returns before RabbitMQ has the message unless it waits
+        # for the publisher confirm (celeriac's sends always do)
+        app.conf.broker_transport_options = {"confirm_publish": True}
