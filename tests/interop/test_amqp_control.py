@@ -104,6 +104,7 @@ def test_revokes_from_either_client_reach_a_celeriac_prefork_worker(
     wait_consumers(rabbit_node, "celery", 2)  # both children listen (and hear revokes)
     ours = celeriac.Celery("revoke_client", broker=amqp_url, backend=backend_url)
     theirs = celery.Celery("revoke_client", broker=amqp_url, backend=backend_url)
+    theirs.conf.broker_transport_options = {"confirm_publish": True}  # see amqp_task_defs
     try:
         first = ours.send_task("amqp.add", (1, 1), countdown=2.0)
         second = theirs.send_task("amqp.add", (2, 2), countdown=2.0)

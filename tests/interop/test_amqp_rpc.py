@@ -37,6 +37,7 @@ def test_celery_client_reads_rpc_results_from_a_celeriac_worker(
         )
     )
     app = celery.Celery("rpc_client", broker=amqp_url, backend="rpc://", set_as_current=False)
+    app.conf.broker_transport_options = {"confirm_publish": True}  # see amqp_task_defs
     try:
         results = [app.send_task("amqp.add", (i, i)) for i in range(5)]
         assert [r.get(timeout=WAIT_S) for r in results] == [2 * i for i in range(5)]
