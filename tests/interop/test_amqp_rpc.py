@@ -1,12 +1,11 @@
-"""The rpc:// result backend over RabbitMQ, both ways: results travel as messages to the
-sending client's reply queue, in Celery's format."""
+"""The rpc:// result backend over RabbitMQ: a celeriac client reads the results that a celeriac
+or a Celery worker sends as messages to its reply queue, in Celery's format."""
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
 
-import celery
 import pytest
 
 import celeriac
@@ -26,26 +25,6 @@ def started() -> Iterator[list[WorkerProcess]]:
         if "celery_amqp_tasks" in worker.process.args:  # type: ignore[operator]
             worker.signal(signal.SIGKILL)  # a Celery worker's stop on AMQP takes ~10 s
         worker.stop()
-
-
-def test_celery_client_reads_rpc_results_from_a_celeriac_worker(
-    amqp_url: str, started: list[WorkerProcess]
-) -> None:
-    started.append(
-        start_celeriac_worker(
-            "amqp_tasks", amqp_url, "-P", "prefork", "-c", "2", backend_url="rpc://"
-        )
-    )
-    app = celery.Celery("rpc_client", broker=amqp_url, backend="rpc://", set_as_current=False)
-    app.conf.broker_transport_options = {"confirm_publish": True}  # see amqp_task_defs
-    try:
-        results = [app.send_task("amqp.add", (i, i)) for i in range(5)]
-        assert [r.get(timeout=WAIT_S) for r in results] == [2 * i for i in range(5)]
-        failed = app.send_task("amqp.fail", ("rpc-boom",))
-        with pytest.raises(ValueError, match="rpc-boom"):
-            failed.get(timeout=WAIT_S)
-    finally:
-        app.close()
 
 
 def test_celeriac_client_reads_rpc_results_from_either_worker(
