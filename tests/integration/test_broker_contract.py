@@ -477,6 +477,22 @@ def test_recover_owner_without_max_losses_counts_no_loss(
 
 
 @pytest.mark.brokers("sqlite", "redis")
+def test_a_lost_task_put_back_and_taken_again_is_not_put_back_twice(
+    broker_url: str, open_broker: OpenBroker
+) -> None:
+    # a prefork child died running it: the manager puts the running task back first, then
+    # everything the child held; a sibling may have taken the first copy in between
+    doomed, manager, sibling = open_broker("doomed"), open_broker("manager"), open_broker("sib")
+    doomed.publish("q", envelope("running"))
+    [held] = doomed.fetch(["q"], 1, 0)
+    assert manager.restore_lost([held.receipt], max_losses=5, owner=doomed.owner) == (1, 0)
+    [taken] = sibling.fetch(["q"], 1, 0)
+    assert labels([taken]) == ["running"]
+    assert manager.recover_owner(doomed.owner, max_losses=None) == (0, 0)
+    assert sibling.fetch(["q"], 1, 0) == []  # no second copy for a third process
+
+
+@pytest.mark.brokers("sqlite", "redis")
 def test_recover_puts_back_only_the_claims_of_silent_owners(
     broker_url: str, open_broker: OpenBroker
 ) -> None:

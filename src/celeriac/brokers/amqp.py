@@ -540,7 +540,9 @@ class AmqpBroker:
         self._set_qos()
         return count
 
-    def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]:
+    def restore_lost(
+        self, receipts: Sequence[str], max_losses: int, owner: str | None = None
+    ) -> tuple[int, int]:
         """A dead process's messages: RabbitMQ gave them back when its connection closed
         (quorum queues count each such return against ``x-delivery-limit``)."""
         own = [r for r in receipts if self._own_tag(r) is not None]

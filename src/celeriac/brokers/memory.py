@@ -172,7 +172,9 @@ class MemoryBroker:
             return {task_id for task_id, until in self._store.revoked.items() if until > now}
 
     # one process: every owner is alive, so liveness is bookkeeping-free
-    def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]:
+    def restore_lost(
+        self, receipts: Sequence[str], max_losses: int, owner: str | None = None
+    ) -> tuple[int, int]:
         return self.requeue(receipts), 0
 
     def heartbeat(self, owners: Sequence[str]) -> None:

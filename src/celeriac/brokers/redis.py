@@ -598,11 +598,16 @@ class RedisBroker:
         return back
 
     @_broker_errors
-    def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]:
+    def restore_lost(
+        self, receipts: Sequence[str], max_losses: int, owner: str | None = None
+    ) -> tuple[int, int]:
         """Put back messages whose worker died; a message lost more than *max_losses* times
         goes to the dead-letter list instead, so a task that kills its worker cannot loop.
-        Returns (restored, dead-lettered)."""
-        return self._restore(receipts, to_front=True, max_losses=max_losses)
+        Returns (restored, dead-lettered). *owner*: the dead holder, whose owned set forgets
+        each tag in the same transaction, so a later ``recover_owner`` of that holder cannot
+        put back a copy a live worker has taken since."""
+        owned_key = OWNED_PREFIX + owner if owner else None
+        return self._restore(receipts, to_front=True, max_losses=max_losses, owned_key=owned_key)
 
     def _restore(
         self,

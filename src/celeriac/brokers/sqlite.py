@@ -223,7 +223,9 @@ class SqliteBroker:
         return restored
 
     # liveness and recovery
-    def restore_lost(self, receipts: Sequence[str], max_losses: int) -> tuple[int, int]:
+    def restore_lost(
+        self, receipts: Sequence[str], max_losses: int, owner: str | None = None
+    ) -> tuple[int, int]:
         """Put back messages whose worker died, counting the loss; one lost more than
         *max_losses* times goes to the dead letters. Returns (restored, dead-lettered)."""
         claims = _claims(receipts)

@@ -232,7 +232,9 @@ class PreforkPool:
                 running.task_name,
                 running.task_id,
             )
-            handle_lost_task(self.runtime.app, running, reason, child.killed_for)
+            handle_lost_task(
+                self.runtime.app, running, reason, child.killed_for, _child_owner(child)
+            )
         elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             logger.info("child %d (pid %d) exited", child.index, child.pid)
         elif not stopping:

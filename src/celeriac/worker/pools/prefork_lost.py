@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def handle_lost_task(app: Celeriac, running: Running, reason: str, killed_for: str | None) -> None:
+def handle_lost_task(
+    app: Celeriac,
+    running: Running,
+    reason: str,
+    killed_for: str | None,
+    owner: str | None = None,
+) -> None:
     """Store the failure and settle the message as Celery would.
 
     Hard time limit: FAILURE TimeLimitExceeded; the message is acked when
@@ -41,7 +47,7 @@ def handle_lost_task(app: Celeriac, running: Running, reason: str, killed_for: s
     try:
         if requeue:
             restored, dead = app.broker.restore_lost(
-                [running.receipt], int(conf.task_max_redeliveries)
+                [running.receipt], int(conf.task_max_redeliveries), owner
             )
             if restored:
                 logger.warning(
