@@ -9,6 +9,7 @@ import redis
 from celery import Celery, Task, group
 from celery.exceptions import Reject
 from pydantic import BaseModel
+from request_probe import request_fields
 
 _url = _broker_url = os.environ.get("CELERIAC_BROKER_URL", "redis://127.0.0.1:6379/0")
 app = Celery(
@@ -18,23 +19,6 @@ app = Celery(
 )
 app.conf.task_routes = {"sem.*": {"queue": os.environ.get("SEM_QUEUE", "celery")}}
 app.conf.worker_hijack_root_logger = False
-
-FIELDS = [
-    *("id", "task", "args", "kwargs", "retries", "is_eager", "eta", "expires", "headers"),
-    *("delivery_info", "reply_to", "correlation_id", "root_id", "parent_id", "group"),
-    *("group_index", "origin", "hostname", "callbacks", "errbacks", "chain", "chord"),
-    *("timelimit", "time_limit", "soft_time_limit", "ignore_result", "called_directly"),
-    *("properties", "replaced_task_nesting", "stamps", "stamped_headers", "argsrepr"),
-    *("kwargsrepr", "shadow"),
-]
-
-
-def request_fields(task: Any) -> dict[str, Any]:
-    request = task.request
-    out = {name: getattr(request, name, "<missing>") for name in FIELDS}
-    out["timelimit"] = list(out["timelimit"]) if out["timelimit"] else out["timelimit"]
-    out["custom_attribute"] = getattr(request, "custom", "<missing>")
-    return out
 
 
 @app.task(name="sem.fields", bind=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 from pydantic import BaseModel, ValidationInfo, field_validator
+from request_probe import request_fields
 
 from celeriac import Celery, Task, group
 from celeriac.errors import Reject
@@ -17,52 +18,6 @@ from celeriac.worker.control import control_command, inspect_command
 _broker_url = os.environ.get("CELERIAC_BROKER_URL", "redis://127.0.0.1:6379/0")
 app = Celery("semantics_tasks")
 app.conf.task_routes = {"sem.*": {"queue": os.environ.get("SEM_QUEUE", "celery")}}
-
-FIELDS = [
-    "id",
-    "task",
-    "args",
-    "kwargs",
-    "retries",
-    "is_eager",
-    "eta",
-    "expires",
-    "headers",
-    "delivery_info",
-    "reply_to",
-    "correlation_id",
-    "root_id",
-    "parent_id",
-    "group",
-    "group_index",
-    "origin",
-    "hostname",
-    "callbacks",
-    "errbacks",
-    "chain",
-    "chord",
-    "timelimit",
-    "time_limit",
-    "soft_time_limit",
-    "ignore_result",
-    "called_directly",
-    "properties",
-    "replaced_task_nesting",
-    "stamps",
-    "stamped_headers",
-    "argsrepr",
-    "kwargsrepr",
-    "shadow",
-]
-
-
-def request_fields(task: Any) -> dict[str, Any]:
-    """The request as JSON: each field Celery's Context has, and the custom header."""
-    request = task.request
-    out = {name: getattr(request, name, "<missing>") for name in FIELDS}
-    out["timelimit"] = list(out["timelimit"]) if out["timelimit"] else out["timelimit"]
-    out["custom_attribute"] = getattr(request, "custom", "<missing>")
-    return out
 
 
 @app.task(name="sem.fields", bind=True)
