@@ -311,11 +311,17 @@ def binding_members(queues: Iterable[Queue]) -> list[tuple[str, str]]:
 
 
 def declare_bindings(broker: Any, queues: Iterable[Queue]) -> None:
-    """Write the bindings a Celery worker writes at start-up, so a Celery client that
-    publishes to an exchange with a routing key finds these queues. Only Redis keeps them:
-    the other brokers are celeriac's own."""
+    """Make the worker's queues reachable before it says "ready.", as a Celery worker does:
+    on RabbitMQ the queues, exchanges and bindings are declared (a message published to an
+    exchange before its queue exists is dropped by the broker); on Redis the binding sets a
+    Celery client reads to route by exchange and routing key are written. The other brokers
+    are celeriac's own."""
     from .brokers.redis import RedisBroker
 
+    declare_queues = getattr(broker, "declare_queues", None)
+    if declare_queues is not None:
+        declare_queues(list(queues))
+        return
     if not isinstance(broker, RedisBroker):
         return
     pipe = broker.client.pipeline(transaction=False)

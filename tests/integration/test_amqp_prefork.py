@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import amqp
 import psutil
 import pytest
 
@@ -49,6 +50,44 @@ def test_killed_childs_acks_late_task_is_redelivered_at_once(
         assert ran_in not in killed
         assert ran_in in {kid.pid for kid in worker.children()}
         assert "put back on its queue" in worker.log()
+    finally:
+        client.close()
+        worker.stop()
+
+
+def test_ready_means_the_queues_exist_for_a_publisher_that_does_not_declare(
+    amqp_url: str, backend_url: str, rabbit_node: RabbitNode
+) -> None:
+    """A producer that only publishes (no queue declare) right after "ready." is not lost:
+    the worker declared its queues, exchanges and bindings before saying it."""
+    rabbit_node.reset(("celery", "amqp-routed"))
+    worker = start_celeriac_worker(
+        "amqp_tasks", amqp_url, "-P", "prefork", "-c", "2", "-Q", "celery,amqp-routed",
+        backend_url=backend_url,
+    )  # fmt: skip
+    client = Celery("ready_client", broker=amqp_url, backend=backend_url)
+    try:
+        conn = amqp.Connection(f"127.0.0.1:{rabbit_node.port}")
+        conn.connect()
+        try:
+            channel = conn.channel()
+            for task_id, exchange in (("ready-1", "celery"), ("ready-2", "amqp-routed")):
+                channel.basic_publish(
+                    amqp.Message(
+                        b'[[2, 3], {}, {"callbacks": null, "errbacks": null, "chain": null}]',
+                        content_type="application/json",
+                        content_encoding="utf-8",
+                        application_headers={"id": task_id, "task": "amqp.add", "lang": "py"},
+                        correlation_id=task_id,
+                    ),
+                    exchange=exchange,
+                    routing_key=exchange,
+                    mandatory=True,  # an unroutable message would come back, not vanish
+                )
+        finally:
+            conn.close()
+        assert client.AsyncResult("ready-1").get(timeout=20) == 5
+        assert client.AsyncResult("ready-2").get(timeout=20) == 5
     finally:
         client.close()
         worker.stop()

@@ -282,6 +282,24 @@ def test_rate_limit_command_takes_effect_and_a_bad_value_keeps_the_old_limit(
     assert states_seen[-2:] == [states.RECEIVED, states.RECEIVED], states_seen
 
 
+def test_a_child_forked_after_a_rate_limit_command_follows_it(
+    worker_factory: Factory, client: Celery
+) -> None:
+    (worker,) = start_workers(worker_factory, 1, "-P", "prefork", "-c", "1")
+    good = client.control.rate_limit("flow.unlimited", "1/m", reply=True, timeout=5, limit=1)
+    assert good and "ok" in next(iter(good[0].values()))
+    (child,) = worker.children()
+    child.kill()  # the manager forks a replacement, after the command
+    child.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while not [c for c in worker.children() if c.pid != child.pid]:
+        assert time.monotonic() < deadline, "no replacement child"
+        time.sleep(0.05)
+    states_seen = [settle(client.send_task("flow.unlimited", (i,))) for i in range(3)]
+    # the new child runs at most one a minute: the first may run, the rest park
+    assert states_seen[1:] == [states.RECEIVED, states.RECEIVED], states_seen
+
+
 def settle(result: AsyncResult) -> str:
     """SUCCESS or RECEIVED (parked), whichever the worker makes of it first."""
     deadline = time.monotonic() + 20

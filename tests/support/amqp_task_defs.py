@@ -3,6 +3,7 @@ app (celery_amqp_tasks.py): the same names on both sides."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from types import SimpleNamespace
@@ -10,34 +11,38 @@ from typing import Any
 
 
 def define_tasks(app: Any, implementation: str) -> SimpleNamespace:
-    @app.task(name="amqp.add")
+    # Celery shares decorated tasks with every app made later (and 5.7 warns when two
+    # callables share a name): keep each to its own app
+    task = functools.partial(app.task, shared=False)
+
+    @task(name="amqp.add")
     def add(x: int, y: int) -> int:
         return x + y
 
-    @app.task(name="amqp.tsum")
+    @task(name="amqp.tsum")
     def tsum(values: list[int]) -> int:
         return sum(values)
 
-    @app.task(name="amqp.fail")
+    @task(name="amqp.fail")
     def fail(message: str) -> None:
         raise ValueError(message)
 
-    @app.task(name="amqp.retry_once", bind=True)
+    @task(name="amqp.retry_once", bind=True)
     def retry_once(self: Any) -> int:
         if self.request.retries == 0:
             raise self.retry(countdown=0.3)
         return int(self.request.retries)
 
-    @app.task(name="amqp.where")
+    @task(name="amqp.where")
     def where() -> dict[str, Any]:
         return {"implementation": implementation, "pid": os.getpid()}
 
-    @app.task(name="amqp.sleep", acks_late=True)
+    @task(name="amqp.sleep", acks_late=True)
     def sleep(seconds: float) -> int:
         time.sleep(seconds)
         return os.getpid()
 
-    @app.task(name="amqp.routed")
+    @task(name="amqp.routed")
     def routed() -> str:
         return implementation
 

@@ -52,7 +52,9 @@ class Consumer:
         self.queues = list(queues)
         # add_consumer/cancel_consumer: a ConsumedQueues whose version moves on a change
         self.queue_source = queue_source
-        self._queues_version = queue_source.version if queue_source is not None else 0
+        # -1: the first fetch applies what changed before this consumer began (a child forked
+        # after a rate_limit command, to replace one or to grow the pool, must follow it too)
+        self._queues_version = -1
         self.slots = slots
         self.stop = stop
         self.handler = handler
