@@ -9,7 +9,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import __version__, lifecycle
 from ..errors import ConfigurationError
@@ -147,6 +147,11 @@ class Worker:
     def hostname(self) -> str:
         return self.runtime.nodename
 
+    def _announce_ready(self) -> None:
+        if lifecycle.worker_ready.hooks:
+            lifecycle.worker_ready.emit(self)
+        logger.info("%s ready.", self.runtime.nodename)
+
     def start(self) -> int:
         """Run until shut down; returns the process exit code."""
         app = self.app
@@ -179,9 +184,11 @@ class Worker:
                 CONTROL_READY_S,
             )
         self._install_signals()
-        if lifecycle.worker_ready.hooks:
-            lifecycle.worker_ready.emit(self)
-        logger.info("%s ready.", self.runtime.nodename)
+        if getattr(pool, "announces_ready", False):
+            # prefork: once its children are forked
+            cast(Any, pool).on_ready = self._announce_ready
+        else:
+            self._announce_ready()
         embedded_beat = self._start_beat() if self.beat else None  # -B
         try:
             code = pool.run()

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,8 @@ class Child:
 
 class PreforkPool:
     name = "prefork"
+    announces_ready = True  # "ready." (and worker_ready) once the children are forked
+    on_ready: Callable[[], None] | None = None
 
     def __init__(self, runtime: WorkerRuntime) -> None:
         self.runtime = runtime
@@ -89,6 +92,8 @@ class PreforkPool:
         for index in range(self._target):
             self._spawn(index)
         self.runtime.app.broker.ping()  # the manager's own connection, opened after the forks
+        if self.on_ready is not None:
+            self.on_ready()
         try:
             while self.children or not self.runtime.stop.stopping:
                 self._reap()
