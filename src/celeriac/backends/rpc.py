@@ -39,7 +39,7 @@ class RpcBackend:
         from ..brokers import amqp as amqp_broker
 
         self.url = url
-        broker_url = str(settings.get("broker_url") or "")
+        broker_url = str(settings.resolved("broker_url") or "")  # CELERIAC_BROKER_URL too
         if not broker_url.lower().startswith(("amqp", "pyamqp")):
             raise ConfigurationError(
                 f"the rpc:// result backend sends results over the AMQP broker, but "

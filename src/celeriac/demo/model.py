@@ -83,8 +83,8 @@ class ConnInfo:
     """A broker or backend connection and the process that owns it."""
 
     pid: int
-    kind: str  # "broker", "backend", or "broker+backend" (one SQLite file holds both)
-    name: str  # Redis client name, or the SQLite files the process holds open
+    kind: str  # "broker", "backend", "broker+backend" (one SQLite file) or "amqp"
+    name: str  # Redis client name, SQLite files held open, or an AMQP socket's two ends
     own: bool = True  # opened by this process, not inherited across fork
     shared_with: tuple[int, ...] = ()  # other pids holding the very same socket
 

@@ -3,7 +3,9 @@
 The worker's own records say where tasks ran; these observations say what exists, so the
 two can contradict each other. Redis connections are matched to processes by socket (the
 client address ``CLIENT LIST`` reports is a local address some process of the tree holds),
-not by trusting the ``CLIENT SETNAME`` names, which are shown next to them.
+not by trusting the ``CLIENT SETNAME`` names, which are shown next to them. RabbitMQ
+connections are the processes' TCP sockets to the node's port (the node's own list needs
+its Erlang cookie or the management plugin, which a demo cannot count on).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import platform
 import re
+import socket
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -89,6 +92,44 @@ def redis_connections(url: str, pids: Iterable[int]) -> list[ConnInfo]:
             found.append(
                 ConnInfo(pid, kind, name or "(unnamed)", own=not shared, shared_with=shared)
             )
+    return found
+
+
+def _broker_addresses(host: str, port: int) -> set[tuple[str, int]]:
+    """The (ip, port) pairs a socket to *host*:*port* can show as its remote end."""
+    found = {(host, port)}
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return found
+    for info in infos:
+        found.add((str(info[4][0]), port))
+    return found
+
+
+def amqp_connections(url: str, pids: Iterable[int]) -> list[ConnInfo]:
+    """Connections to the RabbitMQ at *url* held by *pids*, seen from the processes' own TCP
+    sockets: one AMQP connection is one socket to the node's port, and a socket whose local
+    address two processes hold is one connection shared across a fork."""
+    from ..brokers.amqp_wire import parse_url
+
+    target = parse_url(url)
+    remote = _broker_addresses(target.host, target.port)
+    holders: dict[tuple[str, int], list[int]] = {}
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for conn in conns:
+            if conn.laddr and conn.raddr and (conn.raddr.ip, conn.raddr.port) in remote:
+                holders.setdefault((conn.laddr.ip, conn.laddr.port), []).append(pid)
+    found: list[ConnInfo] = []
+    for (ip, port), owners in sorted(holders.items(), key=lambda item: item[0][1]):
+        for pid in owners:
+            shared = tuple(other for other in owners if other != pid)
+            name = f"{ip}:{port} → {target.host}:{target.port}"
+            found.append(ConnInfo(pid, "amqp", name, own=not shared, shared_with=shared))
     return found
 
 
@@ -169,6 +210,13 @@ def connections(
         except redis.exceptions.RedisError as exc:
             logger.warning("could not list Redis clients: %s", exc)
             return None, f"CLIENT LIST failed: {exc}"
+    if scheme in ("amqp", "amqps", "pyamqp"):
+        from ..errors import CeleriacError
+
+        try:
+            return amqp_connections(broker_url, pids), "TCP sockets to RabbitMQ"
+        except CeleriacError as exc:
+            return None, f"could not read the AMQP URL: {exc}"
     if scheme == "sqlite":
         path = broker_url.split("://", 1)[1]
         path = path[1:] if path.startswith("/") else path

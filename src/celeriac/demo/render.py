@@ -42,9 +42,33 @@ def _seed_results(facts: PoolFacts) -> dict[str, str]:
     return {str(call["call"]): _short(call["result"]) for call in facts.seed_calls}
 
 
+def _compact_amqp(items: list[str]) -> str:
+    """``127.0.0.1:41234 → host:5672 (amqp)`` ×2 → ``2 AMQP connections → host:5672 (local
+    ports 41234, 41236)``; a socket shared with another process keeps its own line."""
+    ports: dict[str, list[str]] = defaultdict(list)
+    shared = []
+    for item in items:
+        name, _, kind = item.rpartition(" (")
+        local, _, remote = name.partition(" → ")
+        if kind.startswith("amqp,"):  # "amqp, shared with [...])"
+            shared.append(f"{local} → {remote} ({kind}")
+            continue
+        ports[remote].append(local.rpartition(":")[2])
+    parts = [
+        f"{_n(len(locals_), 'AMQP connection')} → {remote} (local ports {', '.join(locals_)})"
+        for remote, locals_ in ports.items()
+    ]
+    return ", ".join(parts + shared)
+
+
 def compact_connections(connections: Iterable[str]) -> str:
     """``a.1 (broker), a.1:wake (broker)`` → ``a.1 +:wake (broker)``: one name per socket
     family, so a child's line fits on a screen."""
+    connections = list(connections)
+    amqp = [item for item in connections if item.endswith(" (amqp)") or " (amqp, " in item]
+    if amqp:
+        rest = compact_connections([item for item in connections if item not in amqp])
+        return ", ".join(part for part in (_compact_amqp(amqp), rest) if part)
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for item in connections:
         name, _, kind = item.rpartition(" (")

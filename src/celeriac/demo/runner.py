@@ -40,6 +40,7 @@ BATCH_TIMEOUT_S = 20.0
 # how often a wait for a result stops to check that the worker still lives
 WAIT_SLICE_S = 5.0
 ENV_KEYS = ("CELERIAC_BROKER_URL", "CELERIAC_RESULT_BACKEND")
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 
 
 @dataclass
@@ -67,11 +68,18 @@ class Session:
     reporter: Reporter
 
 
+def backend_for(broker_url: str) -> str:
+    """Where the demo's results go: the broker itself (Redis, SQLite), or on RabbitMQ, which
+    stores nothing, messages to the demo client's reply queue (``rpc://``)."""
+    scheme = broker_url.split("://", 1)[0].lower()
+    return "rpc://" if scheme in AMQP_SCHEMES else broker_url
+
+
 @contextlib.contextmanager
 def _broker_env(url: str) -> Iterator[dict[str, str]]:
     """Point this process and the workers at the demo's broker, whatever the shell says."""
     saved = {key: os.environ.get(key) for key in ENV_KEYS}
-    os.environ.update({key: url for key in ENV_KEYS})
+    os.environ.update({ENV_KEYS[0]: url, ENV_KEYS[1]: backend_for(url)})
     try:
         yield dict(os.environ)
     finally:
@@ -120,7 +128,9 @@ def _run_pools(
 ) -> None:
     try:
         with _broker_env(url) as env:
-            client = Celeriac("celeriac-demo", broker=url, backend=url, task_routes=ROUTES)
+            client = Celeriac(
+                "celeriac-demo", broker=url, backend=backend_for(url), task_routes=ROUTES
+            )
             session = Session(
                 url, env, token, client, server.url, iterations, options.concurrency, reporter
             )
