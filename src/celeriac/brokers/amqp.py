@@ -37,7 +37,7 @@ from .. import pidbox
 from ..errors import BrokerError
 from ..protocol import mark_redelivered
 from ..queues import Queue
-from . import amqp_wire
+from . import amqp_publish, amqp_wire
 from .amqp_topology import QueueTypes, declare, queues_from
 from .base import DeadLetter, Delivery, owner_id
 
@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 AMQP_ERRORS: tuple[type[BaseException], ...] = (OSError, amqp.exceptions.AMQPError)
 DRAIN_SLICE_S = 0.1  # longest hold of the connection while waiting: acks from others go between
-CONFIRM_TIMEOUT_S = 30.0
 MAX_REVOKED = 50_000
 T = TypeVar("T")
 
@@ -169,7 +168,8 @@ class AmqpBroker:
         self.target = amqp_wire.parse_url(url, settings.get("broker_use_ssl"))
         options = dict(settings.get("broker_transport_options") or {})
         self.connect_timeout_s = float(settings.get("broker_connection_timeout") or 4.0)
-        self.confirm_timeout_s = float(options.get("confirm_timeout", CONFIRM_TIMEOUT_S))
+        self.confirm_timeout_s = amqp_publish.confirm_timeout(options)
+        self.confirm_publish = amqp_publish.confirm_publish(options)
         self.queues = queues_from(settings)
         rpc = str(settings.get("result_backend") or "").lower().startswith("rpc")
         self.rpc_expires_ms = (
@@ -196,7 +196,9 @@ class AmqpBroker:
     def connect(self, role: str) -> Any:
         """A new connection to the node (named after this client and *role*)."""
         target = self.target
-        conn = amqp.Connection(
+        publisher = role == "publisher"
+        factory = amqp_publish.AlarmAwareConnection if publisher else amqp.Connection
+        conn = factory(
             target.address,
             userid=target.userid,
             password=target.password,
@@ -204,6 +206,8 @@ class AmqpBroker:
             ssl=target.tls,
             connect_timeout=self.connect_timeout_s,
             heartbeat=0,
+            # a blocked broker stops reading: a write waits no longer than a confirm
+            write_timeout=self.confirm_timeout_s if publisher else None,
             client_properties={"connection_name": f"{self.client_name} {role}"},
         )
         try:
@@ -244,31 +248,20 @@ class AmqpBroker:
             except AMQP_ERRORS as exc:
                 raise self._lost(link, exc) from exc
 
-    # publishing
+    # publishing (confirms and resource alarms: see amqp_publish)
     def publish(self, queue: str, envelope: bytes, priority: int = 0) -> None:
         self.publish_many([(queue, envelope, priority)])
 
     def publish_many(self, items: Sequence[tuple[str, bytes, int]]) -> None:
         if not items:
             return
-        messages = []
-        for queue, envelope, priority in items:
-            try:
-                body, properties = amqp_wire.to_amqp(envelope)
-            except ValueError as exc:
-                raise BrokerError(f"cannot publish to {queue!r}: {exc}") from exc
-            if priority:
-                properties["priority"] = max(0, min(255, int(priority)))
-            if self.rpc_expires_ms and properties.get("reply_to") == properties.get(
-                "correlation_id"
-            ):
-                properties["reply_to"] = reply_queue_name()  # rpc://: results come back here
-            messages.append((queue, amqp.Message(body, **properties)))
+        messages = [self._task_message(queue, env, priority) for queue, env, priority in items]
         with self._pub.lock:
             try:
                 self._publish_confirmed(messages)
             except BrokerError:
-                self._pub.drop()
+                if amqp_publish.blocked_reason(self._pub.conn) is None:
+                    self._pub.drop()  # a blocked connection is kept: what it holds goes in
                 raise
             except AMQP_ERRORS as exc:  # a connection gone stale (broker restarted): once more
                 self._pub.drop()
@@ -277,6 +270,17 @@ class AmqpBroker:
                     self._publish_confirmed(messages)
                 except AMQP_ERRORS as again:
                     raise self._lost(self._pub, again) from again
+
+    def _task_message(self, queue: str, envelope: bytes, priority: int) -> tuple[str, Any]:
+        try:
+            body, properties = amqp_wire.to_amqp(envelope)
+        except ValueError as exc:
+            raise BrokerError(f"cannot publish to {queue!r}: {exc}") from exc
+        if priority:
+            properties["priority"] = max(0, min(255, int(priority)))
+        if self.rpc_expires_ms and properties.get("reply_to") == properties.get("correlation_id"):
+            properties["reply_to"] = reply_queue_name()  # rpc://: results come back here
+        return queue, amqp.Message(body, **properties)
 
     def send_reply(
         self, routing_key: str, body: bytes, correlation_id: str, delivery_mode: int
@@ -292,58 +296,82 @@ class AmqpBroker:
         with self._pub.lock:
             try:
                 self._publish_confirmed([(routing_key, message)], declare=False)
+            except BrokerError:
+                if amqp_publish.blocked_reason(self._pub.conn) is None:
+                    self._pub.drop()
+                raise
             except AMQP_ERRORS as exc:
                 raise self._lost(self._pub, exc) from exc
 
-    def _publish_confirmed(self, messages: list[tuple[str, Any]], declare: bool = True) -> None:
+    def _declare_for(self, messages: list[tuple[str, Any]]) -> None:
         link = self._pub
-        link.open()
-        for queue, _ in messages if declare else ():
-            link.declare(self.queues[queue])
-        if declare and self.rpc_expires_ms:
+        for queue, _ in messages:
+            if queue not in link.declared:  # once per connection
+                link.declare(self.queues[queue])
+        if self.rpc_expires_ms:
             reply_queue = reply_queue_name()
             if reply_queue not in link.declared:  # the replies must find it
                 declare_reply_queue(link.channel, reply_queue, self.rpc_expires_ms)
                 link.declared.add(reply_queue)
-        self._nacked = 0
-        for queue, message in messages:
-            self._seq += 1
-            self._outstanding.add(self._seq)
-            link.channel._basic_publish(message, exchange="", routing_key=queue)
-        deadline = time.monotonic() + self.confirm_timeout_s
-        while self._outstanding:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._outstanding.clear()
-                raise BrokerError(
-                    f"RabbitMQ at {self.target.shown} did not confirm {len(messages)} "
-                    f"message(s) within {self.confirm_timeout_s:.0f}s (is the node blocked by a "
-                    f"memory or disk alarm?); they may or may not be queued: send them again "
-                    f"once the broker recovers (raise broker_transport_options['confirm_timeout'] "
-                    f"to wait longer)"
-                )
-            try:
-                link.conn.drain_events(timeout=min(left, 1.0))
-            except TimeoutError:
-                continue
+
+    def _publish_confirmed(self, messages: list[tuple[str, Any]], declare: bool = True) -> None:
+        """Publish *messages*; with confirms on, return once RabbitMQ has taken them all.
+        While RabbitMQ blocks the connection (a resource alarm) wait, up to the timeout."""
+        link = self._pub
+        link.open()
+        if declare:
+            self._declare_for(messages)
+        conn, shown, timeout_s = link.conn, self.target.shown, self.confirm_timeout_s
+        deadline = time.monotonic() + timeout_s
+        amqp_publish.wait_unblocked(conn, deadline, shown, timeout_s, len(messages))
+        try:
+            if not self.confirm_publish:
+                for queue, message in messages:
+                    link.channel._basic_publish(message, exchange="", routing_key=queue)
+                return
+            self._nacked = 0
+            outstanding = self._outstanding
+            for queue, message in messages:
+                self._seq += 1
+                outstanding.add(self._seq)
+                link.channel._basic_publish(message, exchange="", routing_key=queue)
+            while self._outstanding:
+                if not amqp_publish.wait_events(conn, deadline):
+                    self._outstanding.clear()
+                    raise self._unconfirmed(conn, len(messages))
+        except OSError as exc:  # a write the blocked broker did not read in time
+            if amqp_publish.blocked_reason(conn) is None:
+                raise
+            link.drop()
+            raise self._unconfirmed(conn, len(messages)) from exc
         if self._nacked:
             raise BrokerError(
-                f"RabbitMQ at {self.target.shown} refused {self._nacked} message(s) (nack); "
+                f"RabbitMQ at {shown} refused {self._nacked} message(s) (nack); "
                 f"none of them is queued: send them again"
             )
 
+    def _unconfirmed(self, conn: Any, count: int) -> BrokerError:
+        reason = amqp_publish.blocked_reason(conn)
+        shown, waited_s = self.target.shown, self.confirm_timeout_s
+        if reason is not None:
+            return amqp_publish.alarm_error(shown, reason, waited_s, count)
+        return amqp_publish.unconfirmed_error(shown, waited_s, count)
+
     def _confirms_on(self, channel: Any) -> None:
-        """Publisher confirms on the publishing channel: each publish waits for the broker's
-        ack, so a send that returned is in the queue."""
+        """Publisher confirms on the publishing channel (unless confirm_publish is off): each
+        publish waits for the broker's ack, so a send that returned is in the queue."""
+        self._seq = 0
+        self._outstanding = set()
+        if not self.confirm_publish:
+            return
         channel.confirm_select()
         channel.events["basic_ack"].add(self._on_confirm)
         channel.events["basic_nack"].add(self._on_nack)
-        self._seq = 0
-        self._outstanding = set()
 
     def _on_confirm(self, tag: int, multiple: bool) -> None:
         if multiple:
-            self._outstanding = {s for s in self._outstanding if s > tag}
+            if self._outstanding:
+                self._outstanding.difference_update([s for s in self._outstanding if s <= tag])
         else:
             self._outstanding.discard(tag)
 
