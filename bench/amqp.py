@@ -4,7 +4,9 @@
 RabbitMQ node and a redis-server (results and the done counter), then for each round runs,
 for celeriac then Celery:
 
-- enqueue: N ``send_task`` calls from one client (publisher confirms on for both);
+- enqueue: N ``send_task`` calls from one client, like for like: both with publisher
+  confirms (celeriac's default, Celery's ``confirm_publish=True``) and both without
+  (celeriac's ``confirm_publish=False``, Celery's default); and celeriac's ``send_many``;
 - drain: N tasks queued before a prefork worker (-c 2) starts, timed from the first task
   started to the last finished (each task does one Redis INCR, see bench/apps/counter.py);
 - round trip: ``delay().get()`` one after another against a running worker (median ms).
@@ -23,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,8 @@ def _define(app: Any) -> None:
         return x
 
 
-def _apps() -> tuple[Any, Any]:
+def _apps(confirm_publish: bool | None = None) -> tuple[Any, Any]:
+    """(celeriac app, Celery app); *confirm_publish* set on both, or each one's default."""
     import celery
 
     import celeriac
@@ -77,6 +79,8 @@ def _apps() -> tuple[Any, Any]:
     for app in (ours, theirs):
         app.conf.worker_prefetch_multiplier = 4
         app.conf.worker_hijack_root_logger = False
+        if confirm_publish is not None:
+            app.conf.broker_transport_options = {"confirm_publish": confirm_publish}
         _define(app)
     return ours, theirs
 
@@ -140,12 +144,20 @@ def _purge(app: Any) -> None:
         app.broker.purge(["celery"])  # celeriac
 
 
-def run_round(kind: str, app: Any, env: dict[str, str], n: int, trips: int) -> dict[str, float]:
+def _enqueue(app: Any, n: int) -> float:
+    """tasks/s of *n* ``send_task`` calls one by one (the queue is left holding them)."""
+    _purge(app)
+    app.send_task("bench.count", (-1,))  # connected and declared before the clock starts
     _purge(app)
     started = time.perf_counter()
     for i in range(n):
         app.send_task("bench.count", (i,))
-    enqueue = n / (time.perf_counter() - started)
+    return n / (time.perf_counter() - started)
+
+
+def run_round(kind: str, app: Any, env: dict[str, str], n: int, trips: int) -> dict[str, float]:
+    """Drain *n* queued tasks and time *trips* round trips, on one side's default app."""
+    _enqueue(app, n)
     log = Path(tempfile.mkstemp(prefix=f"bench-amqp-{kind}-", suffix=".log")[1])
     worker = _start_worker(kind, env, log)
     try:
@@ -158,23 +170,23 @@ def run_round(kind: str, app: Any, env: dict[str, str], n: int, trips: int) -> d
     finally:
         _stop(worker)
         log.unlink(missing_ok=True)
-    return {"enqueue": enqueue, "drain": drain, "roundtrip_ms": statistics.median(times)}
+    return {"drain": drain, "roundtrip_ms": statistics.median(times)}
 
 
-def enqueue_variants(ours: Any, confirming: Any, n: int) -> dict[str, float]:
-    """Enqueue with the same guarantee on both sides (Celery with ``confirm_publish``), and
-    celeriac's bulk path (``send_many``: one confirm wait per batch)."""
-    _purge(confirming)
-    started = time.perf_counter()
-    for i in range(n):
-        confirming.send_task("bench.count", (i,))
-    celery_confirmed = n / (time.perf_counter() - started)
+def enqueue_variants(apps: dict[str, tuple[Any, Any]], n: int) -> dict[str, float]:
+    """One-by-one enqueue on both sides with confirms on and off, and celeriac's bulk path
+    (``send_many``: one confirm wait per batch); keys ``<kind>_<confirmed|unconfirmed>``."""
+    found: dict[str, float] = {}
+    for mode, (ours, theirs) in apps.items():
+        found[f"celeriac_{mode}"] = _enqueue(ours, n)
+        found[f"celery_{mode}"] = _enqueue(theirs, n)
+    ours = apps["confirmed"][0]
     _purge(ours)
     started = time.perf_counter()
     ours.send_many("bench.count", [(i,) for i in range(n)])
-    bulk = n / (time.perf_counter() - started)
+    found["celeriac_bulk"] = n / (time.perf_counter() - started)
     _purge(ours)
-    return {"celery_confirmed": celery_confirmed, "celeriac_bulk": bulk}
+    return found
 
 
 def kill_loop(tasks: int, kills: int) -> int:
@@ -230,18 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src")]))
         global COUNTER_URL, BROKER_URL, BACKEND_URL
         COUNTER_URL, BROKER_URL, BACKEND_URL = server.url(0), node.url, server.url(1)
-        ours, theirs = _apps()
-        _, confirming = _apps()
-        confirming.conf.broker_transport_options = {"confirm_publish": True}
+        ours, theirs = _apps()  # each side's defaults: drain and round trip
+        variants = {"confirmed": _apps(True), "unconfirmed": _apps(False)}
         results: dict[str, list[dict[str, float]]] = {"celeriac": [], "celery": [], "extra": []}
         for _ in range(args.rounds):
+            results["extra"].append(enqueue_variants(variants, args.n))
             for kind, app in (("celeriac", ours), ("celery", theirs)):
                 results[kind].append(run_round(kind, app, env, args.n, args.roundtrips))
-            results["extra"].append(enqueue_variants(ours, confirming, args.n))
         _report(results, args)
-        confirming.close()
-        theirs.close()
-        ours.close()
+        for app in (ours, theirs, *variants["confirmed"], *variants["unconfirmed"]):
+            app.close()
     finally:
         server.stop()
         node.stop()
@@ -252,24 +262,21 @@ def _report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace
     def median(kind: str, key: str) -> float:
         return statistics.median(r[key] for r in results[kind])
 
-    rows: list[tuple[str, str, Callable[[float, float], float]]] = [
-        ("enqueue", "tasks/s", lambda a, b: a / b),
-        ("drain", "tasks/s", lambda a, b: a / b),
-        ("roundtrip_ms", "ms (median)", lambda a, b: b / a),
-    ]
+    def row(label: str, a: float, b: float, ratio: float, unit: str) -> None:
+        print(f"{label:<34}{a:>10.1f}{b:>10.1f}  {ratio:>6.2f}x  {unit}")
+
     print(f"RabbitMQ, n={args.n}, round trips={args.roundtrips}, rounds={args.rounds}")
-    print(f"{'workload':<14}{'celeriac':>12}{'Celery':>12}  {'ratio':>7}  unit")
-    for key, unit, ratio in rows:
-        a, b = median("celeriac", key), median("celery", key)
-        print(f"{key:<14}{a:>12.1f}{b:>12.1f}  {ratio(a, b):>6.2f}x  {unit}")
-    confirmed = median("extra", "celery_confirmed")
-    bulk = median("extra", "celeriac_bulk")
-    ours = median("celeriac", "enqueue")
-    print(
-        f"enqueue, Celery with confirm_publish=True: {confirmed:.1f} tasks/s "
-        f"(celeriac {ours / confirmed:.2f}x); celeriac send_many: {bulk:.1f} tasks/s "
-        f"({bulk / median('celery', 'enqueue'):.2f}x Celery's default)"
-    )
+    print(f"{'workload':<34}{'celeriac':>10}{'Celery':>10}  {'ratio':>7}  unit")
+    for mode in ("confirmed", "unconfirmed"):
+        a, b = median("extra", f"celeriac_{mode}"), median("extra", f"celery_{mode}")
+        row(f"enqueue one by one, {mode}", a, b, a / b, "tasks/s")
+    bulk, celery_default = median("extra", "celeriac_bulk"), median("extra", "celery_unconfirmed")
+    row("enqueue send_many (confirmed)", bulk, celery_default, bulk / celery_default, "tasks/s")
+    a, b = median("celeriac", "drain"), median("celery", "drain")
+    row("drain", a, b, a / b, "tasks/s")
+    a, b = median("celeriac", "roundtrip_ms"), median("celery", "roundtrip_ms")
+    row("round trip delay().get()", a, b, b / a, "ms (median; ratio Celery/celeriac)")
+    print("send_many is compared with Celery's default (unconfirmed) one-by-one enqueue")
 
 
 if __name__ == "__main__":
