@@ -26,6 +26,7 @@ import amqp
 from amqp import spec
 
 from ..errors import BrokerError, ConfigurationError
+from . import amqp_frames
 
 logger = logging.getLogger(__name__)
 
@@ -155,3 +156,37 @@ def wait_unblocked(conn: Any, deadline: float, shown: str, waited_s: float, coun
     while (reason := blocked_reason(conn)) is not None:
         if not wait_events(conn, deadline):
             raise alarm_error(shown, reason, waited_s, count)
+
+
+FLUSH_BYTES = 1 << 20  # a batch is written in pieces of about this size
+
+
+def write_publishes(conn: Any, channel: Any, routed: list[tuple[str, str, Any]]) -> None:
+    """``basic.publish`` each (exchange, routing key, ``amqp.Message``) on *channel*: encoded
+    here and written together, or by py-amqp for a message this encoder leaves to it."""
+    if not channel.is_open or conn.transport is None:
+        raise amqp.exceptions.RecoverableConnectionError("the publishing channel is closed")
+    frame_max, channel_id = conn.frame_max, channel.channel_id
+    pending: list[bytes] = []
+    size = 0
+    for exchange, routing_key, message in routed:
+        body = message.body
+        try:
+            if not isinstance(body, bytes):
+                raise amqp_frames.Unencodable("a body that is not bytes")
+            frames = amqp_frames.publish(
+                channel_id, exchange, routing_key, body, message.properties, frame_max
+            )
+        except amqp_frames.Unencodable:
+            if pending:
+                conn.transport.write(b"".join(pending))
+                pending, size = [], 0
+            channel._basic_publish(message, exchange=exchange, routing_key=routing_key)
+            continue
+        pending.append(frames)
+        size += len(frames)
+        if size >= FLUSH_BYTES:
+            conn.transport.write(b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        conn.transport.write(b"".join(pending))
