@@ -37,7 +37,7 @@ from .. import pidbox
 from ..errors import BrokerError
 from ..protocol import mark_redelivered
 from ..queues import Queue
-from . import amqp_publish, amqp_wire
+from . import amqp_dead, amqp_delayed, amqp_publish, amqp_wire
 from .amqp_topology import QueueTypes, declare, queues_from
 from .base import DeadLetter, Delivery, owner_id
 
@@ -147,6 +147,8 @@ class _Link:
             self.drop()
             self.open()
         self.declared.add(queue.name)
+        if self.role == "publisher" and self.broker.delays_natively(queue):
+            self.broker._declare_delayed([queue])  # a countdown for it may follow
 
 
 def _close_quietly(conn: Any) -> None:
@@ -176,6 +178,11 @@ class AmqpBroker:
             int(float(settings.get("result_expires") or 86400) * 1000) if rpc else 0
         )
         self.queue_types = QueueTypes(settings, set(self.queues.declared))
+        cap = settings.get("task_max_redeliveries")
+        self.max_redeliveries = None if cap is None else int(cap)  # quorum queues' cap
+        self.delayed_queue_type = str(
+            settings.get("broker_native_delayed_delivery_queue_type") or "quorum"
+        )
         self._pub = _Link(self, "publisher")
         self._pub.on_open = self._confirms_on
         self._sub = _Link(self, "consumer")
@@ -188,6 +195,7 @@ class AmqpBroker:
         self._ready: deque[Delivery] = deque()
         self._unacked: dict[str, Delivery] = {}
         self._deferred: list[tuple[float, int, Delivery]] = []
+        self._poison: list[Delivery] = []  # past task_max_redeliveries: to dead-letter
         self._order = itertools.count()
         self._prefetch = 0
         self._asked = 0
@@ -239,6 +247,7 @@ class AmqpBroker:
         self._ready.clear()
         self._unacked.clear()
         self._deferred.clear()
+        self._poison.clear()
         self._prefetch = 0
 
     def _call(self, link: _Link, action: Callable[[Any], T]) -> T:
@@ -324,18 +333,22 @@ class AmqpBroker:
         conn, shown, timeout_s = link.conn, self.target.shown, self.confirm_timeout_s
         deadline = time.monotonic() + timeout_s
         amqp_publish.wait_unblocked(conn, deadline, shown, timeout_s, len(messages))
-        routed = [("", queue, message) for queue, message in messages]
         try:
-            if self.confirm_publish:
-                self._nacked = 0
-                first, self._seq = self._seq + 1, self._seq + len(routed)
-                self._outstanding.update(range(first, self._seq + 1))
-            amqp_publish.write_publishes(conn, link.channel, routed)
+            if not self.confirm_publish:
+                for queue, message in messages:
+                    link.channel._basic_publish(message, *self._route(queue, message))
+                return
+            self._nacked = 0
+            outstanding = self._outstanding
+            for queue, message in messages:
+                self._seq += 1
+                outstanding.add(self._seq)
+                link.channel._basic_publish(message, *self._route(queue, message))
             while self._outstanding:
                 if not amqp_publish.wait_events(conn, deadline):
                     self._outstanding.clear()
                     raise self._unconfirmed(conn, len(messages))
-        except AMQP_ERRORS as exc:  # a write the blocked broker did not read in time
+        except OSError as exc:  # a write the blocked broker did not read in time
             if amqp_publish.blocked_reason(conn) is None:
                 raise
             link.drop()
@@ -377,14 +390,65 @@ class AmqpBroker:
         self._nacked += before - len(self._outstanding)
 
     def declare_queues(self, queues: Sequence[Queue]) -> None:
-        """Declare *queues* with their exchanges and bindings (a worker, at start-up)."""
+        """Declare *queues* with their exchanges and bindings (a worker, at start-up). With a
+        quorum queue among them, as a Celery 5.5 worker: the native delayed delivery topology,
+        and each queue on a topic or fanout exchange bound to it; and each quorum queue's
+        dead-letter queue (where a RabbitMQ dead-letter policy may move messages)."""
 
         def run(channel: Any) -> None:
+            quorum = []
             for queue in queues:
                 self.queues.declared.setdefault(queue.name, queue)
                 self._pub.declare(queue)
+                if self._is_quorum(queue):
+                    quorum.append(queue)
+            if quorum:
+                self._declare_delayed(queues)
+                for queue in quorum:
+                    self._pub.declare(_dead_queue(queue.name))
 
         self._call(self._pub, run)
+
+    def _is_quorum(self, queue: Queue) -> bool:
+        return (self.queue_types.arguments(queue) or {}).get("x-queue-type") == "quorum"
+
+    def _declare_delayed(self, queues: Sequence[Queue]) -> None:
+        """The delayed delivery topology and *queues*' bindings to it, once a connection (on
+        the publisher's link, its lock held)."""
+        link = self._pub
+        try:
+            if amqp_delayed.FIRST_EXCHANGE not in link.declared:
+                amqp_delayed.declare_topology(link.channel, self.delayed_queue_type)
+                link.declared.add(amqp_delayed.FIRST_EXCHANGE)
+            for queue in queues:
+                mark = f"{amqp_delayed.DELIVERY_EXCHANGE} {queue.name}"
+                if mark not in link.declared and amqp_delayed.bindable(queue):
+                    amqp_delayed.bind_queue(link.channel, queue)
+                    link.declared.add(mark)
+        except amqp.exceptions.PreconditionFailed as exc:
+            # declared before with other arguments (broker_native_delayed_delivery_queue_type)
+            logger.warning("the delayed delivery topology exists otherwise; using it: %s", exc)
+            link.drop()
+            link.open()
+            link.declared.add(amqp_delayed.FIRST_EXCHANGE)
+
+    def delays_natively(self, queue: Queue) -> bool:
+        """Whether countdowns for *queue* wait in RabbitMQ (see amqp_delayed)."""
+        return amqp_delayed.usable(queue, self.queue_types.arguments(queue))
+
+    def _route(self, queue: str, message: Any) -> tuple[str, str]:
+        """(exchange, routing key) to publish *message* for *queue* with: a task due a second
+        or more from now, for a quorum queue on a topic or fanout exchange, goes into the
+        delayed delivery topology (declared with the queue), as a Celery 5.5 client sends
+        it; anything else straight to the queue."""
+        eta = (message.properties.get("application_headers") or {}).get("eta")
+        if not eta:
+            return "", queue
+        target = self.queues[queue]  # known: declared before publishing
+        seconds = amqp_delayed.whole_seconds_until(eta)
+        if seconds is None or not self.delays_natively(target):
+            return "", queue
+        return amqp_delayed.FIRST_EXCHANGE, amqp_delayed.routing_key(seconds, target.routing_key)
 
     # consuming
     def fetch(
@@ -484,15 +548,39 @@ class AmqpBroker:
 
     def _on_message(self, message: Any) -> None:
         info = message.delivery_info
-        receipt = f"{self._sub.token}:{info['delivery_tag']}"
+        count = amqp_dead.delivery_count(message.properties)  # quorum queues count returns
+        receipt = amqp_dead.receipt(self._sub.token, info["delivery_tag"], count)
         queue = self._queue_of.get(info.get("consumer_tag", ""), info.get("routing_key", ""))
         raw = amqp_wire.to_envelope(message.body, message.properties, info, receipt)
         _note_reply_address(message.properties)
         delivery = Delivery(queue, receipt, raw)
         self._unacked[receipt] = delivery
-        self._ready.append(delivery)
+        if amqp_dead.over_cap(count, self.max_redeliveries):
+            self._poison.append(delivery)
+        else:
+            self._ready.append(delivery)
+
+    def _bury_poison(self) -> None:
+        """Dead-letter the deliveries past task_max_redeliveries instead of running them
+        again (the consumer's lock held); one that cannot be moved now is tried next fetch."""
+        poison, self._poison = self._poison, []
+        for delivery in poison:
+            count = amqp_dead.split_receipt(delivery.receipt)[2] or 0
+            reason = amqp_dead.poison_reason(delivery.queue, count, self.max_redeliveries or 0)
+            task_id = DeadLetter(delivery.queue, reason, 0.0, delivery.raw).task_id
+            logger.error("task %s moved to the dead-letter queue: %s", task_id, reason)
+            try:
+                self.dead_letter(delivery, reason)
+            except BrokerError as exc:
+                logger.warning("could not dead-letter task %s yet: %s", task_id, exc)
+                self._poison.append(delivery)
 
     def _drain(self, timeout_s: float, max_count: int) -> None:
+        self._drain_arrived(timeout_s, max_count)
+        if self._poison:
+            self._bury_poison()
+
+    def _drain_arrived(self, timeout_s: float, max_count: int) -> None:
         conn = self._sub.conn
         try:
             conn.drain_events(timeout=timeout_s)
@@ -511,7 +599,7 @@ class AmqpBroker:
         return taken
 
     def _own_tag(self, receipt: str) -> int | None:
-        token, _, tag = receipt.rpartition(":")
+        token, tag, _ = amqp_dead.split_receipt(receipt)
         if token != self._sub.token or not tag.isdigit() or self._sub.channel is None:
             return None  # another process's, or of a connection gone (RabbitMQ put it back)
         return int(tag)
@@ -567,11 +655,24 @@ class AmqpBroker:
     def restore_lost(
         self, receipts: Sequence[str], max_losses: int, owner: str | None = None
     ) -> tuple[int, int]:
-        """A dead process's messages: RabbitMQ gave them back when its connection closed
-        (quorum queues count each such return against ``x-delivery-limit``)."""
-        own = [r for r in receipts if self._own_tag(r) is not None]
-        restored = self.requeue(own) if own else 0
-        return restored + (len(receipts) - len(own)), 0
+        """A dead process's messages: RabbitMQ gave them back when its connection closed.
+        On a quorum queue a message back more than *max_losses* times counts as dead, as on
+        Redis (the consumer that takes it next dead-letters it: see amqp_dead)."""
+        restored = dead = 0
+        own = []
+        for receipt in receipts:
+            count = amqp_dead.split_receipt(receipt)[2]
+            over = amqp_dead.over_cap(count, max_losses - 1)  # this loss is one too many
+            delivery = self._unacked.get(receipt)
+            if self._own_tag(receipt) is None:
+                dead, restored = (dead + 1, restored) if over else (dead, restored + 1)
+            elif over and delivery is not None:
+                reason = amqp_dead.poison_reason(delivery.queue, (count or 0) + 1, max_losses)
+                self.dead_letter(delivery, reason)
+                dead += 1
+            else:
+                own.append(receipt)
+        return restored + (self.requeue(own) if own else 0), dead
 
     # liveness: RabbitMQ knows when a consumer's connection closes, and puts back what it held
     def heartbeat(self, owners: Sequence[str]) -> None:
@@ -620,7 +721,7 @@ class AmqpBroker:
                 "message": delivery.raw.decode("utf-8", "replace"),
             }
         )
-        dead = Queue(amqp_wire.DEAD_PREFIX + delivery.queue, exchange="", routing_key="")
+        dead = _dead_queue(delivery.queue)
         self.queues.declared.setdefault(dead.name, dead)
         self._publish_raw(dead.name, record)
         if delivery.receipt:
@@ -662,7 +763,8 @@ class AmqpBroker:
 
     def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         def read(channel: Any, messages: list[Any]) -> list[DeadLetter]:
-            return [_dead_letter(queue, m.body) for m in reversed(messages)][:limit]
+            letters = [amqp_dead.read(queue, m.body, m.properties) for m in reversed(messages)]
+            return letters[:limit]
 
         return self._with_dead(queue, read) or []
 
@@ -674,11 +776,12 @@ class AmqpBroker:
             chosen = [
                 (m, letter)
                 for m in messages
-                for letter in [_dead_letter(queue, m.body)]
+                for letter in [amqp_dead.read(queue, m.body, m.properties)]
                 if task_id is None or letter.task_id == task_id
             ]
-            if chosen:
-                self._publish_confirmed([(queue, _message(letter.raw)) for _, letter in chosen])
+            if chosen:  # back as new messages: RabbitMQ's count and death headers left out
+                back = [amqp_dead.without_broker_headers(letter.raw) for _, letter in chosen]
+                self._publish_confirmed([(queue, _message(raw)) for raw in back])
             for message, _ in chosen:
                 channel.basic_ack(message.delivery_tag)
             return len(chosen)
@@ -758,18 +861,6 @@ def _message(envelope: bytes) -> Any:
     return amqp.Message(body, **properties)
 
 
-def _dead_letter(queue: str, body: Any) -> DeadLetter:
-    raw = amqp_wire.body_text(body)
-    try:
-        record = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        record = None
-    if not isinstance(record, dict):
-        return DeadLetter(queue, "unreadable dead-letter record", 0.0, raw)
-    message = record.get("message", "")
-    return DeadLetter(
-        queue,
-        str(record.get("reason", "")),
-        float(record.get("time") or 0.0),
-        message.encode("utf-8") if isinstance(message, str) else raw,
-    )
+def _dead_queue(queue: str) -> Queue:
+    """The dead-letter queue of *queue* (a classic queue on the default exchange)."""
+    return Queue(amqp_wire.DEAD_PREFIX + queue, exchange="", routing_key="")
