@@ -6,6 +6,13 @@ exchange (the ``celery`` direct exchange by default) with its routing key. With
 with ``x-queue-type: quorum`` (QueueTypes says which queues, as Celery decides). Declaring
 what exists with the same arguments changes nothing, so a Celery worker and a celeriac
 worker can declare the same queues in any order.
+
+A quorum queue gets ``x-queue-type`` and nothing more, as Celery declares it: RabbitMQ
+refuses (PRECONDITION_FAILED) to declare an existing queue with any argument added or
+missing, so an ``x-delivery-limit`` or ``x-dead-letter-*`` of ours would stop a Celery worker
+or client from declaring the queue after us, and theirs from us. The redelivery cap is kept
+by the consumer from the count every quorum queue hands out (amqp_dead); a broker-side limit
+is a RabbitMQ policy, which needs no argument and clashes with no one.
 """
 
 from __future__ import annotations
