@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
 
 from celeriac import Celery, NotRegistered, Task, shared_task
-from celeriac.errors import ImproperlyConfigured
+from celeriac.errors import DuplicateTaskNameWarning, ImproperlyConfigured
 
 
 def add(x: int, y: int) -> int:
@@ -145,3 +146,35 @@ def test_shared_task_returns_a_callable_task() -> None:
 def test_task_repr_names_the_task_and_app(app: Celery) -> None:
     task: Any = app.task(add, name="repr.add")
     assert repr(task) == "<@task: repr.add of unit>"
+
+
+def test_a_second_callable_under_a_taken_name_warns_and_the_first_stays(app: Celery) -> None:
+    first = app.task(name="dup.job")(add)
+
+    def other(x: int, y: int) -> int:
+        return x - y
+
+    with pytest.warns(DuplicateTaskNameWarning, match=r"'dup\.job'.*unique name"):
+        second = app.task(name="dup.job")(other)
+    assert second is first  # as Celery: calls under the name reach the first callable
+    assert app.tasks["dup.job"](5, 3) == 8
+
+
+def test_the_same_callable_registered_again_is_quietly_the_same_task(app: Celery) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert app.task(name="dup.same")(add) is app.task(name="dup.same")(add)
+
+
+def test_register_task_over_a_taken_name_warns_and_replaces(app: Celery) -> None:
+    app.task(name="dup.cls")(add)
+
+    class Sub(Task):
+        name = "dup.cls"
+
+        def run(self, x: int) -> int:
+            return x * 10
+
+    with pytest.warns(DuplicateTaskNameWarning, match="replaced the existing one"):
+        task = app.register_task(Sub())
+    assert app.tasks["dup.cls"] is task

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -19,7 +20,12 @@ from ..backends import Backend, make_backend
 from ..brokers import Broker, make_broker
 from ..canvas_builtins import register_builtins
 from ..config import DEFAULT_BROKER_URL, Settings, load_object
-from ..errors import ImproperlyConfigured, InvalidTaskOptions, NotRegistered
+from ..errors import (
+    DuplicateTaskNameWarning,
+    ImproperlyConfigured,
+    InvalidTaskOptions,
+    NotRegistered,
+)
 from ..fixups import Fixup, fixups_for
 from ..fixups.django import settings_to_read
 from ..flow import unique as flow_unique
@@ -285,7 +291,15 @@ class Celeriac:
         base = options.pop("base", None) or self.Task
         if not (isinstance(base, type) and issubclass(base, TaskBase)):
             raise ImproperlyConfigured(f"base= for task {name!r} must be a Task subclass")
+        existing = self.tasks.get(name)
+        first = getattr(existing, "_decorated", None)
+        if existing is not None and first is not None:
+            # Celery keeps the first callable registered under a name (5.7 warns)
+            if first is not fun:
+                _warn_duplicate(name, first, fun, "was not registered")
+            return existing
         task = base(self, fun, name, **options)
+        task._decorated = fun  # type: ignore[attr-defined]
         self.tasks[name] = task
         self._annotate(task)
         return task
@@ -317,6 +331,9 @@ class Celeriac:
                 f"register_task takes a Task instance or subclass, got {type(task).__name__}"
             )
         task.bind_to(self)
+        existing = self.tasks.get(task.name)
+        if existing is not None and existing is not task:
+            _warn_duplicate(task.name, existing, task, "replaced the existing one")
         self.tasks[task.name] = task
         self._annotate(task)
         return task
@@ -832,3 +849,21 @@ def load_app(reference: str) -> Celeriac:
         f"{reference!r} names no celeriac app; point -A at module:attr where attr is a "
         f"Celeriac (or Celery) instance"
     )
+
+
+def _warn_duplicate(name: str, existing: Any, new: Any, outcome: str) -> None:
+    """Two callables under one task name: a mistake worth one line, as Celery 5.7 says it."""
+    warnings.warn(
+        DuplicateTaskNameWarning(
+            f"task name {name!r} is already registered to {_qualname(existing)}; the new "
+            f"callable {_qualname(new)} {outcome}. Give each task a unique name (name= on "
+            f"the decorator) or rename one of the callables"
+        ),
+        stacklevel=4,
+    )
+
+
+def _qualname(obj: Any) -> str:
+    target = obj if callable(obj) and not isinstance(obj, TaskBase) else type(obj)
+    module = getattr(target, "__module__", "?")
+    return f"{module}.{getattr(target, '__qualname__', repr(target))}"
