@@ -12,7 +12,10 @@ declared as a Celery worker declares them, so a Celery client publishing to the 
 exchange reaches a celeriac worker and the other way round.
 
 ETA and countdown tasks are held by the consumer, unacked, until due (as Celery holds them,
-raising the prefetch by one for each): a crash gives them back to RabbitMQ.
+raising the prefetch by one for each): a crash gives them back to RabbitMQ. For a quorum
+queue on a topic or fanout exchange they wait in RabbitMQ instead, in Celery 5.5's native
+delayed delivery topology (amqp_delayed). On quorum queues a message returned unacked more
+than ``task_max_redeliveries`` times is dead-lettered, not run again (amqp_dead).
 """
 
 from __future__ import annotations
