@@ -46,7 +46,10 @@ class RpcBackend:
                 f"broker_url is {safe_url(broker_url)!r}; use an amqp:// broker or a storing "
                 f"result backend (redis://, sqlite://)"
             )
-        self._broker = amqp_broker.AmqpBroker(broker_url, settings, client_name=client_name)
+        # its connections are named "<client>:results publisher/consumer" in RabbitMQ's list
+        self._broker = amqp_broker.AmqpBroker(
+            broker_url, settings, client_name=f"{client_name}:results"
+        )
         self._expires_ms = int(float(settings.get("result_expires") or 86400) * 1000)
         self._persistent = bool(settings.get("result_persistent"))
         self._lock = threading.RLock()
@@ -59,7 +62,7 @@ class RpcBackend:
         if self._channel is None:
             from ..brokers import amqp as amqp_broker
 
-            conn = self._broker.connect("results")
+            conn = self._broker.connect("consumer")
             channel = conn.channel()
             oid = amqp_broker.reply_queue_name()
             amqp_broker.declare_reply_queue(channel, oid, self._expires_ms)

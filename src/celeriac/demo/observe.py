@@ -4,21 +4,26 @@ The worker's own records say where tasks ran; these observations say what exists
 two can contradict each other. Redis connections are matched to processes by socket (the
 client address ``CLIENT LIST`` reports is a local address some process of the tree holds),
 not by trusting the ``CLIENT SETNAME`` names, which are shown next to them. RabbitMQ
-connections are the processes' TCP sockets to the node's port (the node's own list needs
-its Erlang cookie or the management plugin, which a demo cannot count on).
+connections are the processes' TCP sockets to the node's port; where ``rabbitmqctl`` may
+ask the node (its Erlang cookie is readable), RabbitMQ's own list adds each connection's
+client-given name and channel count, matched by the client's address.
 """
 
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import logging
 import os
 import platform
 import re
+import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 
+import orjson
 import psutil
 
 from .model import ConnInfo, ProcInfo
@@ -107,15 +112,76 @@ def _broker_addresses(host: str, port: int) -> set[tuple[str, int]]:
     return found
 
 
-def amqp_connections(url: str, pids: Iterable[int]) -> list[ConnInfo]:
+RABBITMQCTL_TIMEOUT_S = 15.0
+# Debian's /usr/sbin/rabbitmqctl runs as the rabbitmq user (the system node's cookie): the
+# tool itself, which runs as the caller, comes first
+RABBITMQCTL_DIRS = ("/usr/lib/rabbitmq/bin",)
+# (client ip, client port, node port) -> (connection name, channels), as RabbitMQ lists them
+RabbitView = dict[tuple[str, int, int], tuple[str, int]]
+
+
+def _rabbitmqctl() -> str | None:
+    for folder in RABBITMQCTL_DIRS:
+        path = os.path.join(folder, "rabbitmqctl")
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which("rabbitmqctl")
+
+
+def rabbit_view() -> RabbitView | None:
+    """RabbitMQ's own list of connections, with the names clients gave them, when this user
+    may ask the node (``rabbitmqctl`` installed, the node's Erlang cookie readable, the node
+    named by ``RABBITMQ_NODENAME`` or the default); None when it may not."""
+    tool = _rabbitmqctl()
+    cookie = os.path.join(os.path.expanduser("~"), ".erlang.cookie")
+    if tool is None or not (os.access(cookie, os.R_OK) or os.environ.get("RABBITMQ_ERLANG_COOKIE")):
+        return None  # without the cookie the node refuses, after seconds of trying
+    columns = ("peer_host", "peer_port", "port", "client_properties", "channels")
+    try:
+        done = subprocess.run(
+            [tool, "-q", "list_connections", "--formatter", "json", *columns],
+            capture_output=True,
+            timeout=RABBITMQCTL_TIMEOUT_S,
+            check=True,
+        )
+        rows = orjson.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, orjson.JSONDecodeError) as exc:
+        logger.debug("rabbitmqctl list_connections: %s", exc)
+        return None
+    view: RabbitView = {}
+    for row in rows if isinstance(rows, list) else []:
+        try:
+            key = (_erlang_ip(row["peer_host"]), int(row["peer_port"]), int(row["port"]))
+            props = {item[0]: item[-1] for item in row.get("client_properties") or []}
+            view[key] = (str(props.get("connection_name") or "(unnamed)"), int(row["channels"]))
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue
+    return view
+
+
+def _erlang_ip(value: object) -> str:
+    """An address as rabbitmqctl's JSON gives it (Erlang's tuple: ``[127, 0, 0, 1]``, or
+    eight 16-bit groups for IPv6) in the text psutil gives."""
+    if isinstance(value, list) and len(value) in (4, 8):
+        parts = [int(part) for part in value]
+        if len(parts) == 4:
+            return ".".join(str(part) for part in parts)
+        return str(ipaddress.IPv6Address(b"".join(part.to_bytes(2, "big") for part in parts)))
+    return str(value)
+
+
+def amqp_connections(
+    url: str, pids: Iterable[int], view: RabbitView | None = None
+) -> list[ConnInfo]:
     """Connections to the RabbitMQ at *url* held by *pids*, seen from the processes' own TCP
     sockets: one AMQP connection is one socket to the node's port, and a socket whose local
-    address two processes hold is one connection shared across a fork."""
+    address two processes hold is one connection shared across a fork. With RabbitMQ's own
+    *view*, each is named as its client named it, with its channel count."""
     from ..brokers.amqp_wire import parse_url
 
     target = parse_url(url)
     remote = _broker_addresses(target.host, target.port)
-    holders: dict[tuple[str, int], list[int]] = {}
+    holders: dict[tuple[str, int, int], list[int]] = {}
     for pid in pids:
         try:
             conns = psutil.Process(pid).net_connections(kind="tcp")
@@ -123,14 +189,23 @@ def amqp_connections(url: str, pids: Iterable[int]) -> list[ConnInfo]:
             continue
         for conn in conns:
             if conn.laddr and conn.raddr and (conn.raddr.ip, conn.raddr.port) in remote:
-                holders.setdefault((conn.laddr.ip, conn.laddr.port), []).append(pid)
+                key = (conn.laddr.ip, conn.laddr.port, conn.raddr.port)
+                holders.setdefault(key, []).append(pid)
     found: list[ConnInfo] = []
-    for (ip, port), owners in sorted(holders.items(), key=lambda item: item[0][1]):
+    for key, owners in sorted(holders.items(), key=lambda item: item[0][1]):
+        ip, port, _ = key
+        name = f"{ip}:{port} → {target.host}:{target.port}"
+        known = (view or {}).get(key)
+        if known is not None:
+            name += f" = {known[0]} [{_count(known[1], 'channel')}]"
         for pid in owners:
             shared = tuple(other for other in owners if other != pid)
-            name = f"{ip}:{port} → {target.host}:{target.port}"
             found.append(ConnInfo(pid, "amqp", name, own=not shared, shared_with=shared))
     return found
+
+
+def _count(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def _db_fds(pid: int, target: str) -> dict[int, str]:
@@ -213,8 +288,10 @@ def connections(
     if scheme in ("amqp", "amqps", "pyamqp"):
         from ..errors import CeleriacError
 
+        view = rabbit_view()
+        source = "TCP sockets to RabbitMQ" + (" + rabbitmqctl" if view else "")
         try:
-            return amqp_connections(broker_url, pids), "TCP sockets to RabbitMQ"
+            return amqp_connections(broker_url, pids, view), source
         except CeleriacError as exc:
             return None, f"could not read the AMQP URL: {exc}"
     if scheme == "sqlite":

@@ -43,20 +43,24 @@ def _seed_results(facts: PoolFacts) -> dict[str, str]:
 
 
 def _compact_amqp(items: list[str]) -> str:
-    """``127.0.0.1:41234 → host:5672 (amqp)`` ×2 → ``2 AMQP connections → host:5672 (local
-    ports 41234, 41236)``; a socket shared with another process keeps its own line."""
-    ports: dict[str, list[str]] = defaultdict(list)
+    """``127.0.0.1:41234 → host:5672 (amqp)`` ×2 → ``2 AMQP connections → host:5672: :41234,
+    :41236``, each with the name and channels RabbitMQ gave when it was asked (``:41234
+    celeriac.child0.7 consumer: 1 channel``); a socket shared with another process keeps its
+    own line."""
+    by_remote: dict[str, list[str]] = defaultdict(list)
     shared = []
     for item in items:
         name, _, kind = item.rpartition(" (")
-        local, _, remote = name.partition(" → ")
+        ends, _, rabbit = name.partition(" = ")
+        local, _, remote = ends.partition(" → ")
         if kind.startswith("amqp,"):  # "amqp, shared with [...])"
-            shared.append(f"{local} → {remote} ({kind}")
+            shared.append(f"{name} ({kind}")
             continue
-        ports[remote].append(local.rpartition(":")[2])
+        port = ":" + local.rpartition(":")[2]
+        by_remote[remote].append(f"{port} {rabbit}" if rabbit else port)
     parts = [
-        f"{_n(len(locals_), 'AMQP connection')} → {remote} (local ports {', '.join(locals_)})"
-        for remote, locals_ in ports.items()
+        f"{_n(len(conns), 'AMQP connection')} → {remote}: {', '.join(conns)}"
+        for remote, conns in by_remote.items()
     ]
     return ", ".join(parts + shared)
 
