@@ -116,6 +116,7 @@ def test_poison_task_is_dead_lettered_after_the_cap_and_requeue_brings_it_back(
         timeout=60,
     )
     assert moved.returncode == 0, moved
+    assert app.broker.dead_letter_count(QUEUE) == 0
     # it runs again, with a fresh count: three more runs before it is dead once more
     wait_until(lambda: app.broker.dead_letter_count(QUEUE) == 1, "the second dead letter")
     assert results.llen(f"attempts:{key}") == 6
