@@ -6,7 +6,8 @@ for celeriac then Celery:
 
 - enqueue: N ``send_task`` calls from one client, like for like: both with publisher
   confirms (celeriac's default, Celery's ``confirm_publish=True``) and both without
-  (celeriac's ``confirm_publish=False``, Celery's default); and celeriac's ``send_many``;
+  (celeriac's ``confirm_publish=False``, Celery's default), the two sides taking turns
+  in blocks of N/4 sends; and celeriac's ``send_many``;
 - drain: N tasks queued before a prefork worker (-c 2) starts, timed from the first task
   started to the last finished (each task does one Redis INCR, see bench/apps/counter.py);
 - round trip: ``delay().get()`` one after another against a running worker (median ms).
@@ -173,13 +174,33 @@ def run_round(kind: str, app: Any, env: dict[str, str], n: int, trips: int) -> d
     return {"drain": drain, "roundtrip_ms": statistics.median(times)}
 
 
+BLOCKS = 4  # enqueue: the two sides take turns, so a change of machine load hits both
+
+
+def _seconds_enqueueing(app: Any, count: int) -> float:
+    started = time.perf_counter()
+    for i in range(count):
+        app.send_task("bench.count", (i,))
+    return time.perf_counter() - started
+
+
 def enqueue_variants(apps: dict[str, tuple[Any, Any]], n: int) -> dict[str, float]:
-    """One-by-one enqueue on both sides with confirms on and off, and celeriac's bulk path
-    (``send_many``: one confirm wait per batch); keys ``<kind>_<confirmed|unconfirmed>``."""
+    """One-by-one enqueue on both sides with confirms on and off, in turns of n/BLOCKS
+    sends, and celeriac's bulk path (``send_many``: one confirm wait per batch); tasks/s,
+    keys ``<kind>_<confirmed|unconfirmed>`` and ``celeriac_bulk``."""
     found: dict[str, float] = {}
+    block = max(1, n // BLOCKS)
     for mode, (ours, theirs) in apps.items():
-        found[f"celeriac_{mode}"] = _enqueue(ours, n)
-        found[f"celery_{mode}"] = _enqueue(theirs, n)
+        for app in (ours, theirs):
+            _enqueue(app, 1)  # connected and declared before the clock starts
+        spent = {"celeriac": 0.0, "celery": 0.0}
+        for turn in range(BLOCKS):
+            order = [("celeriac", ours), ("celery", theirs)]
+            for kind, app in order if turn % 2 == 0 else order[::-1]:
+                spent[kind] += _seconds_enqueueing(app, block)
+        for kind, seconds in spent.items():
+            found[f"{kind}_{mode}"] = block * BLOCKS / seconds
+        _purge(ours)
     ours = apps["confirmed"][0]
     _purge(ours)
     started = time.perf_counter()
