@@ -123,7 +123,8 @@ class RpcBackend:
     def store(self, task_id: str, meta: Meta, expires_s: float | None) -> None:
         from ..brokers import amqp as amqp_broker
 
-        reply_to, correlation_id = amqp_broker.reply_address(task_id)
+        final = meta.get("status") in states.READY_STATES
+        reply_to, correlation_id = amqp_broker.reply_address(task_id, final=final)
         if not reply_to:
             logger.warning(
                 "result of %s not sent: its message named no reply_to queue (rpc://)", task_id

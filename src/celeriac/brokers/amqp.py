@@ -91,9 +91,10 @@ def _forget_reply_queue() -> None:
 os.register_at_fork(after_in_child=_forget_reply_queue)
 
 
-def reply_address(task_id: str) -> tuple[str | None, str | None]:
-    """Where the result of *task_id* goes (its message's reply_to and correlation_id)."""
-    found = _REPLY_TO.pop(task_id, None)
+def reply_address(task_id: str, final: bool = True) -> tuple[str | None, str | None]:
+    """Where the result of *task_id* goes (its message's reply_to and correlation_id); kept
+    for the task's later states (STARTED, RETRY come first) until a *final* one."""
+    found = _REPLY_TO.pop(task_id, None) if final else _REPLY_TO.get(task_id)
     return found if found is not None else (None, None)
 
 
