@@ -134,7 +134,7 @@ def rabbit_view() -> RabbitView | None:
     named by ``RABBITMQ_NODENAME`` or the default); None when it may not."""
     tool = _rabbitmqctl()
     cookie = os.path.join(os.path.expanduser("~"), ".erlang.cookie")
-    if tool is None or not (os.access(cookie, os.R_OK) or os.environ.get("RABBITMQ_ERLANG_COOKIE")):
+    if tool is None or not os.access(cookie, os.R_OK):
         return None  # without the cookie the node refuses, after seconds of trying
     columns = ("peer_host", "peer_port", "port", "client_properties", "channels")
     try:
