@@ -108,6 +108,39 @@ def test_a_send_waiting_on_an_alarm_completes_when_the_alarm_clears(
         client.close()
 
 
+def test_without_confirms_the_sends_that_returned_under_an_alarm_arrive_after_it(
+    amqp_url: str, rabbit_node: RabbitNode
+) -> None:
+    client = Celery("alarm_unconfirmed", broker=amqp_url)
+    client.conf.broker_transport_options = {
+        "confirm_publish": False,
+        "confirm_timeout": ALARM_TIMEOUT_S,
+    }
+    returned: list[str] = []
+    raised: BrokerError | None = None
+    try:
+        client.send_task("amqp.add", (0, 0))
+        client.broker.purge(["celery"])
+        with memory_alarm(rabbit_node):
+            # the first sends go into the socket; once RabbitMQ's connection.blocked is in,
+            # a send waits for the alarm to clear and then raises
+            deadline = time.monotonic() + 20
+            while raised is None and time.monotonic() < deadline:
+                try:
+                    returned.append(client.send_task("amqp.add", (1, 1)).id)
+                except BrokerError as exc:
+                    raised = exc
+        assert raised is not None and "resource alarm" in str(raised), raised
+        assert returned, "no send returned before RabbitMQ reported the alarm"
+        deadline = time.monotonic() + 20
+        while client.broker.queue_length("celery") < len(returned):
+            assert time.monotonic() < deadline, "sends that returned under the alarm are lost"
+            time.sleep(0.05)  # polling the queue length, bounded by the deadline
+        assert client.broker.queue_length("celery") == len(returned)
+    finally:
+        client.close()
+
+
 def _confirm_modes(node: RabbitNode, vhost: str) -> list[str]:
     rows = [line.split() for line in node.ctl("list_channels", "vhost", "confirm").splitlines()]
     return [row[-1] for row in rows if len(row) == 2 and row[0] == vhost]
