@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "broker_connection_max_retries": 100,
     "broker_heartbeat": None,
     "broker_pool_limit": 10,
+    # RabbitMQ (Celery 5.5): the queue type of the celery_delayed_* topology (countdown/ETA
+    # on quorum queues)
+    "broker_native_delayed_delivery_queue_type": "quorum",
     # TLS for a redis:// or rediss:// broker: True, or Celery's dict (ssl_cert_reqs,
     # ssl_ca_certs, ssl_certfile, ssl_keyfile, ...); redis_backend_use_ssl for the results
     "broker_use_ssl": None,
