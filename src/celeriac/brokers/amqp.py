@@ -337,22 +337,18 @@ class AmqpBroker:
         conn, shown, timeout_s = link.conn, self.target.shown, self.confirm_timeout_s
         deadline = time.monotonic() + timeout_s
         amqp_publish.wait_unblocked(conn, deadline, shown, timeout_s, len(messages))
+        routed = [(*self._route(queue, message), message) for queue, message in messages]
         try:
-            if not self.confirm_publish:
-                for queue, message in messages:
-                    link.channel._basic_publish(message, *self._route(queue, message))
-                return
-            self._nacked = 0
-            outstanding = self._outstanding
-            for queue, message in messages:
-                self._seq += 1
-                outstanding.add(self._seq)
-                link.channel._basic_publish(message, *self._route(queue, message))
+            if self.confirm_publish:
+                self._nacked = 0
+                first, self._seq = self._seq + 1, self._seq + len(routed)
+                self._outstanding.update(range(first, self._seq + 1))
+            amqp_publish.write_publishes(conn, link.channel, routed)
             while self._outstanding:
                 if not amqp_publish.wait_events(conn, deadline):
                     self._outstanding.clear()
                     raise self._unconfirmed(conn, len(messages))
-        except OSError as exc:  # a write the blocked broker did not read in time
+        except AMQP_ERRORS as exc:  # a write the blocked broker did not read in time
             if amqp_publish.blocked_reason(conn) is None:
                 raise
             link.drop()
