@@ -177,7 +177,7 @@ class AmqpBroker:
         self.confirm_timeout_s = amqp_publish.confirm_timeout(options)
         self.confirm_publish = amqp_publish.confirm_publish(options)
         self.queues = queues_from(settings)
-        rpc = str(settings.get("result_backend") or "").lower().startswith("rpc")
+        rpc = str(settings.resolved("result_backend") or "").lower().startswith("rpc")
         self.rpc_expires_ms = (
             int(float(settings.get("result_expires") or 86400) * 1000) if rpc else 0
         )
