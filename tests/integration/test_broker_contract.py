@@ -493,6 +493,42 @@ def test_a_lost_task_put_back_and_taken_again_is_not_put_back_twice(
 
 
 @pytest.mark.brokers("sqlite", "redis")
+def test_a_dead_owner_counts_a_loss_only_for_what_it_had_started(
+    broker_url: str, open_broker: OpenBroker
+) -> None:
+    # a whole worker SIGKILLed again and again: what it had only prefetched is innocent
+    survivor = open_broker("survivor")
+    survivor.publish_many([("q", envelope(label), 0) for label in ("running", "waiting")])
+    for round_ in range(4):
+        doomed = open_broker(f"doomed{round_}")
+        held = doomed.fetch(["q"], 2, 0)
+        running = [d.receipt for d in held if labels([d]) == ["running"]]
+        doomed.heartbeat([doomed.owner], {doomed.owner: running})
+        # the running one's third loss is past the cap; the waiting one never counts one
+        assert (
+            survivor.recover_owner(doomed.owner, max_losses=2)
+            == [(2, 0), (2, 0), (1, 1), (1, 0)][round_]
+        )
+    assert [letter.task_id for letter in survivor.dead_letters("q")] == ["running"]
+    assert labels(survivor.fetch(["q"], 10, 0)) == ["waiting"]
+
+
+@pytest.mark.brokers("sqlite", "redis")
+def test_an_owner_that_said_nothing_of_what_it_started_counts_every_loss(
+    broker_url: str, open_broker: OpenBroker
+) -> None:
+    survivor = open_broker("survivor")
+    survivor.publish("q", envelope("a"))
+    for round_ in range(2):
+        doomed = open_broker(f"doomed{round_}")
+        doomed.fetch(["q"], 1, 0)
+        doomed.heartbeat([doomed.owner])  # no started receipts: nothing known
+        assert survivor.recover_owner(doomed.owner, max_losses=1) == (
+            (1, 0) if round_ == 0 else (0, 1)
+        )
+
+
+@pytest.mark.brokers("sqlite", "redis")
 def test_recover_puts_back_only_the_claims_of_silent_owners(
     broker_url: str, open_broker: OpenBroker
 ) -> None:

@@ -107,3 +107,32 @@ def test_task_that_kills_its_worker_ends_in_the_dead_letter_list(
     assert len(letters) == 1
     assert b"died 3 times" in letters[0]
     assert r.hlen("unacked") == 0
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_a_worker_killed_again_and_again_counts_no_loss_for_what_it_only_prefetched(
+    pool: str, worker_factory: Factory, client: Celery, r: redis.Redis
+) -> None:
+    # three 2 s tasks: each worker runs one and holds others, waiting, when it dies; only
+    # the running one counts a loss (before, all it held did), so nothing gets near the cap
+    def losses() -> int:
+        return sum(int(value) for value in r.hvals("celeriac.losses"))
+
+    results = [client.send_task("rel.count", (f"pre{i}", 2.0)) for i in range(3)]
+    for round_ in range(2):
+        victim = worker_factory("reliable_tasks", "-P", pool, "-c", "1", "-n", f"v{round_}@%h")
+        # the previous victim's messages recovered by this one: one loss for each kill so far
+        wait_until(lambda n=round_: losses() == n, 20, f"{round_} loss(es) counted")
+        wait_until(
+            lambda: any(r.scard(key) for key in r.scan_iter("celeriac.idle.*")),
+            20,
+            "a beat that says what this worker holds without having started it",
+        )
+        victim.signal(signal.SIGKILL)
+        for kid in victim.children():
+            kid.kill()
+        victim.wait()
+    worker_factory("reliable_tasks", "-P", "solo", "-n", "survivor@%h")
+    assert sorted(result.get(timeout=30) for result in results) == [1, 1, 1]
+    assert losses() <= 2  # the two kills (a finished task's count is dropped with its ack)
+    assert r.llen("celeriac.dead.celery") == 0

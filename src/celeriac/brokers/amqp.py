@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import amqp
@@ -675,7 +675,9 @@ class AmqpBroker:
         return restored + (self.requeue(own) if own else 0), dead
 
     # liveness: RabbitMQ knows when a consumer's connection closes, and puts back what it held
-    def heartbeat(self, owners: Sequence[str]) -> None:
+    def heartbeat(
+        self, owners: Sequence[str], started: Mapping[str, Collection[str]] | None = None
+    ) -> None:
         return None
 
     def retire(self, owner: str | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import socket
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -141,7 +141,14 @@ class Broker(Protocol):
         self, receipts: Sequence[str], max_losses: int, owner: str | None = None
     ) -> tuple[int, int]: ...
 
-    def heartbeat(self, owners: Sequence[str]) -> None: ...
+    def heartbeat(
+        self, owners: Sequence[str], started: Mapping[str, Collection[str]] | None = None
+    ) -> None:
+        """Mark *owners* alive. *started*: for an owner it names, the receipts that owner
+        has begun; the rest of what it holds is recorded as never started, so if it dies
+        before its next beat those are put back without counting a loss (a whole worker
+        killed again and again must not dead-letter the messages it had only prefetched)."""
+        ...
 
     def retire(self, owner: str | None = None) -> None: ...
 

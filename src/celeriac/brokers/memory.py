@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -177,7 +177,9 @@ class MemoryBroker:
     ) -> tuple[int, int]:
         return self.requeue(receipts), 0
 
-    def heartbeat(self, owners: Sequence[str]) -> None:
+    def heartbeat(
+        self, owners: Sequence[str], started: Mapping[str, Collection[str]] | None = None
+    ) -> None:
         return None
 
     def retire(self, owner: str | None = None) -> None:

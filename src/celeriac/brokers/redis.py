@@ -18,7 +18,7 @@ import select
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
@@ -60,6 +60,7 @@ DEAD_PREFIX = "celeriac.dead."
 DELAYED = "celeriac.delayed"
 HEARTBEATS = "celeriac.heartbeats"
 OWNED_PREFIX = "celeriac.owned."
+IDLE_PREFIX = "celeriac.idle."  # what an owner held but had not started at its last beat
 FETCHING_PREFIX = "celeriac.fetching."  # each consumer's last fetch, for a lost answer
 INBOX_PREFIX = "celeriac.inbox."  # where an idle consumer's blocking move puts a message
 INBOXES = "celeriac.inboxes"  # owner -> the queue its inbox takes from
@@ -616,16 +617,20 @@ class RedisBroker:
         to_front: bool,
         max_losses: int | None,
         owned_key: str | None = None,
+        spared: Collection[str] = (),
     ) -> tuple[int, int]:
         """Put each message back (or dead-letter it); *owned_key*: the holder's set of held
-        tags, which forgets them in the same transaction."""
+        tags, which forgets them in the same transaction; *spared*: tags that go back
+        without counting a loss (known never started)."""
         counts = {"restored": 0, "dead": 0}
         for tag in receipts:
             if not tag:
                 continue
 
-            def restore(pipe: Any, tag: str = tag) -> Any:
-                outcome = self._restore_one(pipe, tag, to_front, max_losses)
+            losses = None if tag in spared else max_losses
+
+            def restore(pipe: Any, tag: str = tag, losses: int | None = losses) -> Any:
+                outcome = self._restore_one(pipe, tag, to_front, losses)
                 if owned_key is not None:
                     pipe.srem(owned_key, tag)
                 return outcome
@@ -681,12 +686,21 @@ class RedisBroker:
 
     # liveness and recovery
     @_broker_errors
-    def heartbeat(self, owners: Sequence[str]) -> None:
-        """Mark *owners* alive now and keep the messages they hold from looking stale."""
-        if owners:
-            self._heartbeat_script(
-                keys=[HEARTBEATS, UNACKED_INDEX], args=[repr(time.time()), *owners]
-            )
+    def heartbeat(
+        self, owners: Sequence[str], started: Mapping[str, Collection[str]] | None = None
+    ) -> None:
+        """Mark *owners* alive now and keep the messages they hold from looking stale; with
+        *started*, record what each named owner holds but has not begun (see base)."""
+        if not owners:
+            return
+        args: list[Any] = [repr(time.time())]
+        for owner in owners:
+            begun = None if started is None else started.get(owner)
+            if begun is None:
+                args += [owner, -1]
+            else:
+                args += [owner, len(begun), *begun]
+        self._heartbeat_script(keys=[HEARTBEATS, UNACKED_INDEX], args=args)
 
     @_broker_errors
     def retire(self, owner: str | None = None) -> None:
@@ -700,30 +714,36 @@ class RedisBroker:
         pipe = self._client.pipeline(transaction=True)
         pipe.zrem(HEARTBEATS, owner)
         pipe.hdel(INBOXES, owner)
-        pipe.delete(OWNED_PREFIX + owner, FETCHING_PREFIX + owner)
+        pipe.delete(OWNED_PREFIX + owner, FETCHING_PREFIX + owner, IDLE_PREFIX + owner)
         pipe.execute()
 
     @_broker_errors
-    def adopt_inbox(self, owner: str) -> None:
+    def adopt_inbox(self, owner: str) -> list[str]:
         """Record what a blocking move left in dead *owner*'s inbox as that owner's unacked
         messages (the fetch script, run with its keys), so recovery treats them as the rest:
         acked or put back by the lost-task policy, a loss counted, dead-lettered past
         ``task_max_redeliveries``."""
         queue = self._client.hget(INBOXES, owner)
         if queue is None:
-            return
+            return []
         keys = [UNACKED, UNACKED_INDEX, OWNED_PREFIX + owner, LOSSES, FETCHING_PREFIX + owner]
-        self._fetch_script(
+        adopted = self._fetch_script(
             keys=[*keys, INBOX_PREFIX + owner],
             args=[0, repr(time.time()), os.urandom(8).hex(), _text(queue), 0],
         )
+        # the dead owner never read these: known not started
+        return [_text(entry[1]) for entry in adopted or () if len(entry) > 1 and entry[1]]
 
     @_broker_errors
     def recover_owner(self, owner: str, max_losses: int | None) -> tuple[int, int]:
-        """Put back everything a dead owner held, and forget the owner."""
-        self.adopt_inbox(owner)
+        """Put back everything a dead owner held, and forget the owner. A loss counts only
+        for what it may have begun: not for what its last beat said it had not started,
+        nor for what it never read from its inbox."""
+        spared = set(self.adopt_inbox(owner))
         tags = [_text(t) for t in self._client.smembers(OWNED_PREFIX + owner)]
-        counts = self._restore(tags, to_front=True, max_losses=max_losses)
+        if max_losses is not None:
+            spared.update(_text(t) for t in self._client.smembers(IDLE_PREFIX + owner))
+        counts = self._restore(tags, to_front=True, max_losses=max_losses, spared=spared)
         self.retire(owner)
         return counts
 

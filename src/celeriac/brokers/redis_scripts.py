@@ -153,16 +153,35 @@ return out
 # Say that these owners are alive, and keep the unacked messages they hold fresh in
 # `unacked_index`, so no visibility-timeout sweep (ours or kombu's) takes a message that a
 # live worker is still running or holding.
-# KEYS: heartbeats, unacked_index     ARGV: now, owner...
+# Each owner's held messages it has not started are written to `celeriac.idle.<owner>`, so
+# if it dies before its next beat they go back without counting a loss.
+# KEYS: heartbeats, unacked_index
+# ARGV: now, then for each owner: owner, n, the n tags it has started (n = -1: not known)
 HEARTBEAT = """
 local now = ARGV[1]
-for i = 2, #ARGV do
-  local owner = ARGV[i]
+local i = 2
+while i <= #ARGV do
+  local owner, n = ARGV[i], tonumber(ARGV[i + 1])
   redis.call('ZADD', KEYS[1], now, owner)
   local tags = redis.call('SMEMBERS', 'celeriac.owned.' .. owner)
   for _, tag in ipairs(tags) do
     redis.call('ZADD', KEYS[2], 'XX', now, tag)
   end
+  local idle = 'celeriac.idle.' .. owner
+  redis.call('DEL', idle)
+  if n >= 0 then
+    local started, spare = {}, {}
+    for j = 1, n do started[ARGV[i + 1 + j]] = true end
+    for _, tag in ipairs(tags) do
+      if not started[tag] then spare[#spare + 1] = tag end
+    end
+    for first = 1, #spare, 1000 do
+      redis.call('SADD', idle, unpack(spare, first, math.min(first + 999, #spare)))
+    end
+  else
+    n = 0
+  end
+  i = i + 2 + n
 end
 return 1
 """

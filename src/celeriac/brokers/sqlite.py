@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from ..config import Settings
 from ..errors import BrokerError, ConfigurationError
@@ -239,12 +239,19 @@ class SqliteBroker:
         self._after_restore(counts)
         return counts
 
-    def heartbeat(self, owners: Sequence[str]) -> None:
-        """Mark *owners* alive now and extend the leases of what they hold."""
+    def heartbeat(
+        self, owners: Sequence[str], started: Mapping[str, Collection[str]] | None = None
+    ) -> None:
+        """Mark *owners* alive now and extend the leases of what they hold; with *started*,
+        record what each named owner holds but has not begun (see base)."""
         if owners:
             now = time.time()
             with self._db.write() as conn:
                 recovery.beat(conn, owners, now, now + self.visibility_timeout_s)
+                for owner in owners if started is not None else ():
+                    begun = started.get(owner) if started is not None else None
+                    ids = None if begun is None else {c[0] for c in _claims(list(begun))}
+                    recovery.note_idle(conn, owner, ids)
 
     def retire(self, owner: str | None = None) -> None:
         """Forget an owner that stopped cleanly (after it put back what it held)."""
@@ -256,7 +263,12 @@ class SqliteBroker:
         with self._db.write() as conn:
             rows = recovery.rows_of_owner(conn, owner)
             counts = recovery.release_rows(
-                conn, rows, to_front=True, max_losses=max_losses, now=time.time()
+                conn,
+                rows,
+                to_front=True,
+                max_losses=max_losses,
+                now=time.time(),
+                spared=recovery.idle_ids(conn, owner),
             )
             recovery.forget_owner(conn, owner)
         self._after_restore(counts)

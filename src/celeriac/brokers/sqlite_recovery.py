@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from ..protocol import mark_redelivered
 
@@ -85,13 +85,15 @@ def release_rows(
     to_front: bool,
     max_losses: int | None,
     now: float,
+    spared: Collection[int] = (),
 ) -> tuple[int, int]:
-    """Put *rows* back on their queues; with *max_losses*, count each as a loss.
+    """Put *rows* back on their queues; with *max_losses*, count each as a loss, but for
+    the ids in *spared* (known never started).
 
     Returns (restored, dead-lettered)."""
     restored = dead = 0
     for row_id, queue, step, body, losses in rows:
-        if max_losses is not None:
+        if max_losses is not None and row_id not in spared:
             losses += 1
             if losses > max_losses:
                 reason = (
@@ -136,3 +138,23 @@ def silent_owners(conn: sqlite3.Connection, beat_before: float) -> list[str]:
 
 def forget_owner(conn: sqlite3.Connection, owner: str) -> None:
     conn.execute("DELETE FROM celeriac_heartbeats WHERE owner = ?", (owner,))
+    conn.execute("DELETE FROM celeriac_idle WHERE owner = ?", (owner,))
+
+
+def note_idle(conn: sqlite3.Connection, owner: str, started_ids: Collection[int] | None) -> None:
+    """Record what *owner* holds but has not started (None: not known, record nothing)."""
+    conn.execute("DELETE FROM celeriac_idle WHERE owner = ?", (owner,))
+    if started_ids is None:
+        return
+    held = conn.execute(
+        "SELECT id FROM celeriac_messages WHERE state = 1 AND owner = ?", (owner,)
+    ).fetchall()
+    conn.executemany(
+        "INSERT INTO celeriac_idle (owner, id) VALUES (?, ?)",
+        [(owner, row_id) for (row_id,) in held if row_id not in started_ids],
+    )
+
+
+def idle_ids(conn: sqlite3.Connection, owner: str) -> set[int]:
+    rows = conn.execute("SELECT id FROM celeriac_idle WHERE owner = ?", (owner,)).fetchall()
+    return {int(row_id) for (row_id,) in rows}

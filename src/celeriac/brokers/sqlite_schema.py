@@ -85,6 +85,15 @@ BROKER_SCHEMA = (
         beat_at REAL NOT NULL
     ) WITHOUT ROWID
     """,
+    # what each owner held but had not started at its last beat: if it dies, those go back
+    # without counting a loss
+    """
+    CREATE TABLE IF NOT EXISTS celeriac_idle (
+        owner TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (owner, id)
+    ) WITHOUT ROWID
+    """,
     # revoked task ids, so every worker (and one started later) skips them
     """
     CREATE TABLE IF NOT EXISTS celeriac_revoked (

@@ -398,6 +398,13 @@ class Consumer:
         with self._held_lock:
             self.held.pop(delivery.receipt, None)
 
+    def started_receipts(self) -> list[str]:
+        """What this consumer holds and has handed to its slots (running or finished and
+        not yet acked); the rest of what it holds is waiting in its buffer."""
+        with self._held_lock:
+            waiting = {delivery.receipt for delivery in self.buffer}
+            return [receipt for receipt in self.held if receipt not in waiting]
+
     def hand_back_unstarted(self) -> int:
         """At a warm stop: put back at once every message held but not started, while the
         running ones finish. Any thread may call it: it waits until the consumer's own

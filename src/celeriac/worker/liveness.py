@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import lifecycle
@@ -27,11 +27,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+Started = Callable[[], Mapping[str, Collection[str]]]
+
+
 class Liveness:
-    def __init__(self, app: Celeriac, owners: Callable[[], Sequence[str]]) -> None:
+    def __init__(
+        self,
+        app: Celeriac,
+        owners: Callable[[], Sequence[str]],
+        started: Started | None = None,
+    ) -> None:
+        """*started*: each owner's receipts it has begun, read at each beat; what an owner
+        holds besides goes back without counting a loss if it dies (see Broker.heartbeat)."""
         conf = app.conf
         self.app = app
         self.owners = owners
+        self.started = started
         self.interval_s = float(conf.worker_heartbeat_interval)
         self.dead_after_s = float(conf.worker_dead_after)
         self.max_losses = int(conf.task_max_redeliveries)
@@ -51,7 +62,11 @@ class Liveness:
         self._next_beat = now + self.interval_s
         broker = self.app.broker
         try:
-            broker.heartbeat(list(self.owners()))
+            owners = list(self.owners())
+            if self.started is None:
+                broker.heartbeat(owners)
+            else:
+                broker.heartbeat(owners, self.started())
         except Exception as exc:  # the broker may be down; the consumer reports that too
             if self._sweep_after is not None:
                 logger.warning("heartbeat failed: %s; will retry", exc)

@@ -33,14 +33,20 @@ def make_context(
 
 
 @contextmanager
-def vouched_for(runtime: WorkerRuntime, enabled: bool = True) -> Iterator[None]:
+def vouched_for(
+    runtime: WorkerRuntime,
+    enabled: bool = True,
+    started: Callable[[], list[str]] | None = None,
+) -> Iterator[None]:
     """Beat for this process's consumer while the block runs, then retire its owner id.
+    *started*: the receipts the consumer has begun (what else it holds is only waiting).
 
     Prefork children skip this: their manager beats for them."""
     liveness = None
     if enabled:
         broker = runtime.app.broker
-        liveness = Liveness(runtime.app, lambda: [broker.owner])
+        began = None if started is None else (lambda: {broker.owner: started()})
+        liveness = Liveness(runtime.app, lambda: [broker.owner], began)
         liveness.tick()
         liveness.start_thread()
     try:
@@ -97,7 +103,7 @@ def serve_in_process(
         **consumer_options,
     )
     with (
-        vouched_for(runtime, enabled=child_index is None),
+        vouched_for(runtime, enabled=child_index is None, started=consumer.started_receipts),
         _hand_back_on_warm_stop(runtime, consumer, inline=bool(getattr(slots, "inline", False))),
     ):
         try:

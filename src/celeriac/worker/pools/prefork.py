@@ -77,10 +77,18 @@ class PreforkPool:
         self._sent_cold = False
         # the manager beats for its children: it never runs user code, so a task that holds
         # the GIL or blocks cannot make a live child look dead
-        self.liveness = Liveness(runtime.app, self._owners)
+        self.liveness = Liveness(runtime.app, self._owners, self._started)
 
     def _owners(self) -> list[str]:
         return [_child_owner(c) for c in self.children.values()]
+
+    def _started(self) -> dict[str, list[str]]:
+        """What each child is running (one task at a time): the rest it holds is waiting."""
+        started: dict[str, list[str]] = {}
+        for child in list(self.children.values()):
+            running = self.table.running(child.index)
+            started[_child_owner(child)] = [running.receipt] if running is not None else []
+        return started
 
     # the manager's loop
     def run(self) -> int:
