@@ -6,13 +6,7 @@ the implementation lives in :mod:`celeriac.app.base`.
 
 from __future__ import annotations
 
-from .base import (
-    SEND_OPTIONS,
-    Celeriac,
-    Celery,
-    default_app,
-    load_app,
-    shared_task,
-)
+from .base import Celeriac, Celery, default_app, load_app, shared_task
+from .send_checks import SEND_OPTIONS
 
 __all__ = ["SEND_OPTIONS", "Celeriac", "Celery", "default_app", "load_app", "shared_task"]

@@ -10,7 +10,6 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import lifecycle, protocol, serialization, signals
@@ -36,6 +35,7 @@ from ..routing import Router
 from ..task import Task as TaskBase
 from ..task import _current_request, add_to_parent_trail
 from . import modules as task_modules
+from . import send_checks as checks
 
 if TYPE_CHECKING:
     from ..canvas import Signature
@@ -51,51 +51,6 @@ _shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
 _lock = threading.Lock()
 
 SEND_MANY_BATCH = 1000  # messages per pipelined publish in send_many
-
-SEND_OPTIONS = frozenset(
-    {
-        "countdown",
-        "eta",
-        "expires",
-        "queue",
-        "routing_key",
-        "exchange",
-        "priority",
-        "task_id",
-        "headers",
-        "ignore_result",
-        "link",
-        "link_error",
-        "serializer",
-        "time_limit",
-        "soft_time_limit",
-        "shadow",
-        "retries",
-        "root_id",
-        "parent_id",
-        "group_id",
-        "group_index",
-        "chain",
-        "chord",
-        "reply_to",
-        "retry",
-        "retry_policy",
-        "add_to_parent",
-        "task",
-        "connection",
-        "producer",
-        "compression",
-        "exchange_type",
-        "declare",
-        "mandatory",
-        "immediate",
-        "delivery_mode",
-        "stamped_headers",
-        "stamps",
-        "argsrepr",
-        "kwargsrepr",
-    }
-)
 
 
 def default_app() -> Celeriac:
@@ -408,12 +363,12 @@ class Celeriac:
         """Send a task by name; returns its AsyncResult at once."""
         if not isinstance(name, str) or not name:
             raise InvalidTaskOptions(f"task name must be a non-empty string, got {name!r}")
-        args, kwargs = _check_call(name, args, kwargs)
+        args, kwargs = checks.check_call(name, args, kwargs)
         if options:
-            _check_options(name, options)
+            checks.check_options(name, options)
         task: TaskBase | None = options.pop("task", None) or self.tasks.get(name)
         if task is not None:
-            _check_arguments(task, name, args, kwargs)
+            checks.check_arguments(task, name, args, kwargs)
         task_id = options.get("task_id") or protocol.new_id()
         if task is not None and task.unique_for:  # flow control: one at a time per key
             holder = flow_unique.claim(self, task, args, kwargs, task_id)
@@ -472,7 +427,7 @@ class Celeriac:
         ``starmap``), all with the same *kwargs* and options, in pipelined batches: the bulk
         path. Returns the AsyncResults in order. Each message is the one ``send_task`` would
         send; only the round trips are shared."""
-        _check_many(name, options)
+        checks.check_many(name, options)
         add_to_parent = bool(options.pop("add_to_parent", True))
         task: TaskBase | None = options.pop("task", None) or self.tasks.get(name)
         # a topic exchange may copy each message, a publish view may change it, a unique task
@@ -487,14 +442,14 @@ class Celeriac:
             self.router.cacheable or options.get("queue") or (task is not None and task.queue)
         )
         parent = _current_request.get()
-        _, shared_kwargs = _check_call(name, (), kwargs)  # one copy, read by every call
+        _, shared_kwargs = checks.check_call(name, (), kwargs)  # one copy, read by every call
         for call in calls:
             if type(call) is tuple:  # the common case: no copy, nothing to check
                 args, call_kwargs = call, shared_kwargs
             else:
-                args, call_kwargs = _check_call(name, call, shared_kwargs)
+                args, call_kwargs = checks.check_call(name, call, shared_kwargs)
             if task is not None:
-                _check_arguments(task, name, args, call_kwargs)
+                checks.check_arguments(task, name, args, call_kwargs)
             task_id = protocol.new_id()
             factory = shared
             if factory is None:
@@ -590,7 +545,7 @@ class Celeriac:
         if not options.get("queue") and not (task and task.queue):
             route = self.router.route(name, args, kwargs, options, task)
         target = self.router.queues.destination(
-            _given_queue(
+            checks.given_queue(
                 options.get("queue") or (task.queue if task else None) or route.get("queue")
             ),
             options.get("exchange") or getattr(task, "exchange", None) or route.get("exchange"),
@@ -599,7 +554,7 @@ class Celeriac:
             or route.get("routing_key"),
         )
         queue = target.queues[0]
-        priority = _priority(
+        priority = checks.priority(
             options.get("priority"),
             route.get("priority"),
             task.priority if task else None,
@@ -624,10 +579,10 @@ class Celeriac:
             exchange=target.exchange,
             routing_key=target.routing_key,
             priority=priority,
-            eta=_eta(options.get("eta"), options.get("countdown")),
-            expires=_expires(expires),
+            eta=checks.eta(options.get("eta"), options.get("countdown")),
+            expires=checks.expires(expires),
             retries=int(options.get("retries") or 0),
-            timelimit=(_seconds("time_limit", hard), _seconds("soft_time_limit", soft)),
+            timelimit=(checks.seconds("time_limit", hard), checks.seconds("soft_time_limit", soft)),
             root_id=options.get("root_id") or (parent.root_id if parent else None) or task_id,
             parent_id=options.get("parent_id") or (parent.id if parent else None),
             group=options.get("group_id"),
@@ -636,8 +591,8 @@ class Celeriac:
             shadow=options.get("shadow"),
             reply_to=options.get("reply_to"),
             headers=headers,
-            callbacks=_signatures(options.get("link")),
-            errbacks=_signatures(options.get("link_error")),
+            callbacks=checks.signatures(options.get("link")),
+            errbacks=checks.signatures(options.get("link_error")),
             chain=options.get("chain"),
             chord=options.get("chord"),
         )
@@ -698,128 +653,6 @@ def _callable(fun: Any) -> Callable[..., Any]:
             f"give options as keywords, e.g. @app.task(name='proj.add')"
         )
     return fun  # type: ignore[no-any-return]
-
-
-def _check_call(
-    name: str, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    if args is None:
-        args = ()
-    if isinstance(args, (str, bytes)) or not isinstance(args, (list, tuple)):
-        raise InvalidTaskOptions(
-            f"args for {name!r} must be a list or tuple, got {type(args).__name__}"
-        )
-    if kwargs is None:
-        kwargs = {}
-    if not isinstance(kwargs, Mapping):
-        raise InvalidTaskOptions(f"kwargs for {name!r} must be a dict, got {type(kwargs).__name__}")
-    if kwargs and not all(isinstance(key, str) for key in kwargs):
-        raise InvalidTaskOptions(f"kwargs keys for {name!r} must be strings")
-    return tuple(args), dict(kwargs)
-
-
-def _check_options(name: str, options: Mapping[str, Any]) -> None:
-    if not SEND_OPTIONS.issuperset(options):
-        unknown = set(options) - SEND_OPTIONS
-        raise InvalidTaskOptions(
-            f"unknown option(s) {sorted(unknown)} for {name!r}; "
-            f"apply_async takes {', '.join(sorted(SEND_OPTIONS - {'task'}))}"
-        )
-
-
-def _check_many(name: str, options: Mapping[str, Any]) -> None:
-    if not isinstance(name, str) or not name:
-        raise InvalidTaskOptions(f"task name must be a non-empty string, got {name!r}")
-    _check_options(name, options)
-    if options.get("task_id"):
-        raise InvalidTaskOptions("send_many gives each message its own id; drop task_id")
-
-
-def _check_arguments(
-    task: TaskBase, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> None:
-    try:
-        task.check_arguments(args, kwargs)
-    except TypeError as exc:
-        raise TypeError(f"{name}() called with arguments that do not fit: {exc}") from None
-
-
-def _given_queue(queue: Any) -> Any:
-    """A queue name or a Queue object (ours or kombu's); None when none was given."""
-    if queue is None or queue == "":
-        return None
-    name = getattr(queue, "name", queue)
-    if not isinstance(name, str) or not name:
-        raise InvalidTaskOptions(f"queue must be a non-empty string, got {queue!r}")
-    return queue
-
-
-def _priority(*candidates: Any) -> int:
-    for value in candidates:
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-            raise InvalidTaskOptions(f"priority must be an integer from 0 to 9, got {value!r}")
-        return min(value, 9)
-    return 0
-
-
-def _seconds(option: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidTaskOptions(f"{option} must be a number of seconds, got {value!r}")
-    return value
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def _eta(eta: Any, countdown: Any) -> datetime | None:
-    if countdown is not None:
-        if isinstance(countdown, bool) or not isinstance(countdown, (int, float)):
-            raise InvalidTaskOptions(f"countdown must be a number of seconds, got {countdown!r}")
-        return datetime.now(timezone.utc) + timedelta(seconds=countdown)
-    if eta is None:
-        return None
-    if isinstance(eta, str):
-        parsed = protocol.parse_time(eta)
-        if parsed is None:
-            raise InvalidTaskOptions(f"eta {eta!r} is not an ISO-8601 time")
-        return parsed
-    if not isinstance(eta, datetime):
-        raise InvalidTaskOptions(f"eta must be a datetime, got {type(eta).__name__}")
-    return _aware(eta)
-
-
-def _expires(expires: Any) -> datetime | None:
-    if expires is None:
-        return None
-    if isinstance(expires, bool):
-        raise InvalidTaskOptions(f"expires must be seconds or a datetime, got {expires!r}")
-    if isinstance(expires, (int, float)):
-        return datetime.now(timezone.utc) + timedelta(seconds=expires)
-    if isinstance(expires, datetime):
-        return _aware(expires)
-    if isinstance(expires, str):
-        parsed = protocol.parse_time(expires)
-        if parsed is not None:
-            return parsed
-    raise InvalidTaskOptions(f"expires must be seconds or a datetime, got {expires!r}")
-
-
-def _signatures(value: Any) -> list[dict[str, Any]] | None:
-    if value is None:
-        return None
-    items = value if isinstance(value, (list, tuple)) else [value]
-    out = []
-    for item in items:
-        as_dict = item.as_dict() if hasattr(item, "as_dict") else item
-        if not isinstance(as_dict, Mapping):
-            raise InvalidTaskOptions(f"link/link_error take signatures, got {type(item).__name__}")
-        out.append(dict(as_dict))
-    return out
 
 
 def load_app(reference: str) -> Celeriac:

@@ -72,7 +72,7 @@ def entry_from_settings(app: Celeriac, name: object, spec: object) -> Entry:
 
 
 def _options(where: str, value: object) -> dict[str, Any]:
-    from ..app.base import SEND_OPTIONS
+    from ..app.send_checks import SEND_OPTIONS
 
     options = _mapping(where, "options", value)
     if "task_id" in options:
