@@ -187,6 +187,8 @@ class WorkerEvents:
             (lifecycle.worker_stopped, self.on_stopped),
             (lifecycle.worker_process_started, self.on_process_started),
             (lifecycle.worker_process_stopping, self.on_process_stopping),
+            (lifecycle.task_received, self.count_received),
+            (lifecycle.task_finished, self.count_finished),
         ]
 
     def install(self) -> None:
@@ -259,11 +261,17 @@ class WorkerEvents:
         fields["pool"] = self.pool
         return fields
 
-    def on_received(self, ctx: ExecContext, job: Job) -> None:
+    # counted whether task events are on or not: heartbeats report them always, as Celery's
+    def count_received(self, ctx: ExecContext, job: Job) -> None:
         if not self._slot_known:
             self.counters.take_slot(ctx.place_base.get("child_index"))
             self._slot_known = True
         self.counters.task_received()
+
+    def count_finished(self, ctx: ExecContext, job: Job, outcome: Outcome) -> None:
+        self.counters.task_finished()
+
+    def on_received(self, ctx: ExecContext, job: Job) -> None:
         message = job.message
         headers = message.headers
         self._buffer(
@@ -344,7 +352,6 @@ class WorkerEvents:
         )
 
     def on_finished(self, ctx: ExecContext, job: Job, outcome: Outcome) -> None:
-        self.counters.task_finished()
         if outcome.state == states.REJECTED:
             requeue = bool(getattr(outcome.exc, "requeue", False))
             self._buffer("task-rejected", {"uuid": job.message.id, "requeue": requeue})
