@@ -731,16 +731,16 @@ class RedisBroker:
             keys=[*keys, INBOX_PREFIX + owner],
             args=[0, repr(time.time()), os.urandom(8).hex(), _text(queue), 0],
         )
-        # the dead owner never read these: known not started
         return [_text(entry[1]) for entry in adopted or () if len(entry) > 1 and entry[1]]
 
     @_broker_errors
     def recover_owner(self, owner: str, max_losses: int | None) -> tuple[int, int]:
         """Put back everything a dead owner held, and forget the owner. A loss counts only
-        for what it may have begun: not for what its last beat said it had not started,
-        nor for what it never read from its inbox."""
-        spared = set(self.adopt_inbox(owner))
+        for what it may have begun: not for what its last beat said it had not started
+        (a message still in its inbox may have been read off the blocking move: it counts)."""
+        self.adopt_inbox(owner)
         tags = [_text(t) for t in self._client.smembers(OWNED_PREFIX + owner)]
+        spared: set[str] = set()
         if max_losses is not None:
             spared.update(_text(t) for t in self._client.smembers(IDLE_PREFIX + owner))
         counts = self._restore(tags, to_front=True, max_losses=max_losses, spared=spared)
