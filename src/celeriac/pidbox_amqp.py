@@ -42,24 +42,6 @@ def is_amqp(broker: Any) -> bool:
     return isinstance(broker, AmqpBroker)
 
 
-def _connect(broker: Any, role: str) -> Any:
-    target = broker.target
-    conn = amqp.Connection(
-        target.address,
-        userid=target.userid,
-        password=target.password,
-        virtual_host=target.virtual_host,
-        ssl=target.tls,
-        connect_timeout=broker.connect_timeout_s,
-        client_properties={"connection_name": f"{broker.client_name} {role}"},
-    )
-    try:
-        conn.connect()
-    except AMQP_ERRORS as exc:
-        raise broker.unreachable(exc) from exc
-    return conn
-
-
 def _declare_exchanges(channel: Any) -> None:
     channel.exchange_declare(pidbox.EXCHANGE, "fanout", durable=False, auto_delete=False)
     channel.exchange_declare(pidbox.REPLY_EXCHANGE, "direct", durable=False, auto_delete=False)
@@ -105,7 +87,7 @@ def _listen(listener: ControlListener, broker: Any) -> None:
     while not listener._stopped:
         conn = None
         try:
-            conn = _connect(broker, "control")
+            conn = broker.connect("control")
             _consume(listener, conn.channel())
             if lost:
                 logger.info("remote control listener: listening again")
@@ -164,7 +146,8 @@ def broadcast(
 ) -> list[dict[str, Any]] | None:
     """Celery's ``broadcast`` on AMQP: publish to ``celery.pidbox``; with *reply*, collect
     the answers that carry this request's ticket until *timeout* or *limit*."""
-    conn = _connect(app.broker, "control client")
+    broker: Any = app.broker  # an AmqpBroker: this module serves only the amqp:// scheme
+    conn = broker.connect("control client")
     try:
         channel = conn.channel()
         _declare_exchanges(channel)

@@ -21,7 +21,8 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import orjson
 import psutil
@@ -53,15 +54,21 @@ def process_tree(manager_pid: int) -> list[ProcInfo]:
 def _local_sockets(pids: Iterable[int]) -> dict[tuple[str, int], list[int]]:
     """Local TCP address -> the pids holding a socket bound to it."""
     owners: dict[tuple[str, int], list[int]] = {}
+    for pid, conn in _tcp_connections(pids):
+        if conn.laddr:
+            owners.setdefault((conn.laddr.ip, conn.laddr.port), []).append(pid)
+    return owners
+
+
+def _tcp_connections(pids: Iterable[int]) -> Iterator[tuple[int, Any]]:
+    """Each TCP socket of *pids* (gone or forbidden processes skipped), with its pid."""
     for pid in pids:
         try:
             conns = psutil.Process(pid).net_connections(kind="tcp")
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         for conn in conns:
-            if conn.laddr:
-                owners.setdefault((conn.laddr.ip, conn.laddr.port), []).append(pid)
-    return owners
+            yield pid, conn
 
 
 def _split_addr(addr: str) -> tuple[str, int] | None:
@@ -182,15 +189,10 @@ def amqp_connections(
     target = parse_url(url)
     remote = _broker_addresses(target.host, target.port)
     holders: dict[tuple[str, int, int], list[int]] = {}
-    for pid in pids:
-        try:
-            conns = psutil.Process(pid).net_connections(kind="tcp")
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        for conn in conns:
-            if conn.laddr and conn.raddr and (conn.raddr.ip, conn.raddr.port) in remote:
-                key = (conn.laddr.ip, conn.laddr.port, conn.raddr.port)
-                holders.setdefault(key, []).append(pid)
+    for pid, conn in _tcp_connections(pids):
+        if conn.laddr and conn.raddr and (conn.raddr.ip, conn.raddr.port) in remote:
+            key = (conn.laddr.ip, conn.laddr.port, conn.raddr.port)
+            holders.setdefault(key, []).append(pid)
     found: list[ConnInfo] = []
     for key, owners in sorted(holders.items(), key=lambda item: item[0][1]):
         ip, port, _ = key
