@@ -21,11 +21,14 @@ _COPIED = ("retries", "group_index", "root_id", "parent_id", "shadow", "origin")
 
 
 def is_v1_body(decoded: Any) -> bool:
-    """Whether a decoded body is a protocol 1 request (a mapping naming its task and id)."""
+    """Whether a decoded body is a protocol 1 request (a mapping naming its task and id,
+    neither empty)."""
     return (
         isinstance(decoded, dict)
         and isinstance(decoded.get("task"), str)
         and isinstance(decoded.get("id"), str)
+        and bool(decoded["task"])
+        and bool(decoded["id"])
     )
 
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, find, given, settings
+from hypothesis import HealthCheck, example, find, given, settings
 from hypothesis import strategies as st
 
 from celeriac import protocol
@@ -185,6 +185,12 @@ def test_parser_rejects_arbitrary_json_documents_with_invalid_message(raw: bytes
 
 @settings(FUZZ, max_examples=3000)
 @given(envelopes())
+# found by this test in CI: a protocol 1 body with an empty task name and id
+@example(
+    b'{"body": "eyJ0YXNrIjoiIiwiaWQiOiIifQ==", "headers": {"task": "", "id": ""}, '
+    b'"properties": {"delivery_tag": "tag", "body_encoding": "base64"}, '
+    b'"content-type": "application/json"}'
+)
 def test_parser_handles_garbled_celery_shaped_envelopes(raw: bytes) -> None:
     check(raw)
 
